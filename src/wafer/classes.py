@@ -1,0 +1,30 @@
+"""The nine WM-811K failure-pattern classes and reference class counts."""
+
+CLASS_NAMES: tuple[str, ...] = (
+    "Center",
+    "Donut",
+    "Edge-Loc",
+    "Edge-Ring",
+    "Loc",
+    "Near-full",
+    "Random",
+    "Scratch",
+    "none",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+NONE_INDEX = CLASS_NAMES.index("none")
+CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES)}
+
+# Labeled counts of the full WM-811K (LSWMD.pkl): the default target prior for
+# prevalence-corrected metrics and the default class mix of the synthetic data.
+WM811K_FULL_COUNTS: dict[str, int] = {
+    "Center": 4294,
+    "Donut": 555,
+    "Edge-Loc": 5189,
+    "Edge-Ring": 9680,
+    "Loc": 3593,
+    "Near-full": 149,
+    "Random": 866,
+    "Scratch": 1193,
+    "none": 147431,
+}

@@ -1,0 +1,331 @@
+"""Read any LSWMD-format pickle (Kaggle's legacy ``LSWMD.pkl``, the real subset, the synthetic
+data) into a compact, validated, pickle-free intermediate.
+
+The real ``LSWMD.pkl`` was written by pandas ~0.19 under Python 2, which gives it two quirks:
+
+* its class references name modules that current pandas and numpy lack or renamed
+  (``pandas.indexes.base``, ``pandas.core.index``, ``numpy.core.multiarray``), and
+* its numpy buffers are Python-2 ``str`` objects, which Python 3 only decodes with
+  ``encoding="latin1"``.
+
+:func:`read_lswmd` first tries ``pandas.read_pickle`` (modern pickles, any compression) and falls
+back to :class:`LegacyUnpickler`, which maps the old module paths and decodes with latin1.
+
+Rows are then unwrapped (``array([['Center']])`` -> ``'Center'``; an empty array means
+unlabeled), validated and packed with :mod:`wafer.ragged`. Validation is vectorised over one
+concatenated buffer, so the 811,457-row file costs one pass of Python over the rows (to
+collect the arrays) and numpy for the rest; there is no per-row ``DataFrame.apply``.
+
+Security: unpickling runs code. Only read pickles from a trusted source.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import importlib
+import io
+import lzma
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wafer import ragged
+from wafer.classes import CLASS_INDEX, CLASS_NAMES
+from wafer.io import WaferInputError
+
+# Old module path prefix -> current prefix.
+_MODULE_RENAMES: tuple[tuple[str, str], ...] = (
+    ("pandas.indexes.", "pandas.core.indexes."),
+    ("pandas.core.index", "pandas.core.indexes.base"),
+    ("pandas.tseries.index", "pandas.core.indexes.datetimes"),
+    ("pandas.tseries.period", "pandas.core.indexes.period"),
+    ("pandas.sparse.", "pandas.core.sparse."),
+    ("numpy.core.", "numpy._core."),
+)
+
+DROP_REASONS = (
+    "unlabeled",
+    "unknown_label",
+    "not_an_array",
+    "not_2d",
+    "empty",
+    "bad_values",
+    "no_dies",
+)
+
+
+class LegacyUnpickler(pickle.Unpickler):
+    """Unpickler for Python-2-era pandas pickles: renames old module paths, decodes latin1."""
+
+    def __init__(self, file: io.BufferedIOBase):
+        super().__init__(file, encoding="latin1")
+
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        for old, new in _MODULE_RENAMES:
+            if old.endswith("."):
+                if not module.startswith(old):
+                    continue
+                candidate = new + module[len(old) :]
+            elif module == old:
+                candidate = new
+            else:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    mod = importlib.import_module(candidate)
+            except ImportError:
+                continue
+            if hasattr(mod, name):
+                return getattr(mod, name)
+        return super().find_class(module, name)
+
+
+def _open_decompressed(path: Path) -> io.BufferedIOBase:
+    """Open ``path`` and undo xz/gzip/bz2/zip compression, sniffed from its first bytes."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\xfd7zXZ"):
+        return lzma.open(path, "rb")
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(path, "rb")
+    if magic.startswith(b"PK"):
+        zf = zipfile.ZipFile(path)
+        return zf.open(zf.namelist()[0])
+    return open(path, "rb")
+
+
+def read_lswmd(path: str | Path) -> pd.DataFrame:
+    """Load an LSWMD-format pickle (legacy or modern, compressed or not) as a DataFrame."""
+    path = Path(path)
+    if not path.is_file():
+        raise WaferInputError(path, "no such file")
+    errors = (
+        pickle.UnpicklingError,
+        EOFError,
+        ImportError,
+        AttributeError,
+        TypeError,
+        ValueError,
+        UnicodeDecodeError,
+        IndexError,
+        KeyError,
+        lzma.LZMAError,
+        OSError,
+        zipfile.BadZipFile,
+    )
+    try:
+        with _open_decompressed(path) as fh:
+            obj = LegacyUnpickler(fh).load()
+    except errors as exc:
+        raise WaferInputError(
+            path, f"not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(obj, pd.DataFrame):
+        raise WaferInputError(path, f"expected a pandas DataFrame, found {type(obj).__name__}")
+    return obj
+
+
+def unwrap_label(value: object) -> str | None:
+    """``array([['Center']])`` -> ``'Center'``; empty arrays, None and NaN -> None (unlabeled)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    arr = np.asarray(value, dtype=object).ravel()
+    if arr.size == 0:
+        return None
+    item = arr[0]
+    if isinstance(item, bytes):
+        item = item.decode("latin1")
+    return str(item).strip() or None
+
+
+@dataclass
+class Ingested:
+    """The kept rows: maps packed by :mod:`wafer.ragged`, labels as class indices."""
+
+    flat: np.ndarray
+    shapes: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray  # int8 index into CLASS_NAMES
+    source_row: np.ndarray  # int64 position in the input frame
+    orig_split: np.ndarray  # str: 'Training' / 'Test' / '' (from trianTestLabel)
+    lot: np.ndarray  # str ('' when absent)
+    wafer_index: np.ndarray  # float (NaN when absent)
+    mask_flat: np.ndarray  # uint8 pattern masks packed like `flat` (synthetic data), else empty
+    rows_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    first_dropped: dict[str, int] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        names = ["flat", "shapes", "offsets", "labels", "source_row", "orig_split", "lot"]
+        return {n: getattr(self, n) for n in names} | {
+            "wafer_index": self.wafer_index,
+            "mask_flat": self.mask_flat,
+        }
+
+    @property
+    def has_masks(self) -> bool:
+        return len(self.mask_flat) == len(self.flat) and len(self.flat) > 0
+
+    def map(self, i: int) -> np.ndarray:
+        return ragged.get(self.flat, self.shapes, self.offsets, i)
+
+    def mask(self, i: int) -> np.ndarray:
+        return ragged.get(self.mask_flat, self.shapes, self.offsets, i).astype(bool)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Ingested:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(**{k: z[k] for k in z.files})
+
+    def per_class(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASS_NAMES))
+        return {name: int(c) for name, c in zip(CLASS_NAMES, counts, strict=True)}
+
+
+def _column(df: pd.DataFrame, name: str) -> list | None:
+    return df[name].tolist() if name in df.columns else None
+
+
+def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str = "drop") -> Ingested:
+    """Keep the labeled, valid rows of an LSWMD frame.
+
+    on_invalid: ``"drop"`` counts invalid rows by reason and goes on; ``"fail"`` raises
+    :class:`WaferInputError` at the first invalid row. Unlabeled rows are always dropped
+    (counted as ``unlabeled``): they are not errors, WM-811K has 638,507 of them.
+    """
+    if on_invalid not in ("drop", "fail"):
+        raise ValueError(f"on_invalid must be 'drop' or 'fail', not {on_invalid!r}")
+    for col in ("waferMap", "failureType"):
+        if col not in df.columns:
+            raise WaferInputError(
+                path, f"missing column '{col}' (columns: {', '.join(map(str, df.columns))})"
+            )
+    maps = df["waferMap"].tolist()
+    raw_labels = df["failureType"].tolist()
+    n = len(maps)
+    reason = np.full(n, "", dtype=object)
+
+    def reject(i: int, why: str, detail: str) -> None:
+        if on_invalid == "fail":
+            raise WaferInputError(path, f"{why}: {detail}", row=i)
+        reason[i] = why
+
+    labels = np.full(n, -1, dtype=np.int16)
+    candidates: list[np.ndarray] = []
+    cand_rows: list[int] = []
+    for i in range(n):
+        label = unwrap_label(raw_labels[i])
+        if label is None:
+            reason[i] = "unlabeled"
+            continue
+        if label not in CLASS_INDEX:
+            reject(i, "unknown_label", f"unknown label {label!r} (expected one of {CLASS_NAMES})")
+            continue
+        labels[i] = CLASS_INDEX[label]
+        m = maps[i]
+        if not isinstance(m, np.ndarray):
+            try:
+                m = np.asarray(m)
+            except Exception:  # noqa: BLE001 - anything unconvertible is invalid input
+                reject(i, "not_an_array", f"waferMap is a {type(maps[i]).__name__}")
+                continue
+        if m.ndim != 2:
+            reject(i, "not_2d", f"waferMap has {m.ndim} dimension(s), shape {m.shape}")
+            continue
+        if m.size == 0:
+            reject(i, "empty", f"waferMap is empty, shape {m.shape}")
+            continue
+        if m.dtype.kind not in "iufb":
+            reject(i, "bad_values", f"waferMap has non-numeric dtype {m.dtype}")
+            continue
+        candidates.append(m)
+        cand_rows.append(i)
+
+    # Vectorised value checks over one concatenated float buffer.
+    if candidates:
+        sizes = np.fromiter((m.size for m in candidates), dtype=np.int64, count=len(candidates))
+        starts = np.zeros(len(candidates), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        allv = np.concatenate([m.ravel() for m in candidates])  # common dtype, uint8 for LSWMD
+        bad = allv > 2
+        if allv.dtype.kind in "if":
+            bad |= allv < 0
+        if allv.dtype.kind == "f":
+            bad |= allv != np.floor(allv)
+        n_bad = np.add.reduceat(bad.astype(np.int64), starts)
+        n_dies = np.add.reduceat((allv > 0).astype(np.int64), starts)
+    else:
+        n_bad = n_dies = np.zeros(0, dtype=np.int64)
+    keep_idx: list[int] = []
+    for j, i in enumerate(cand_rows):
+        if n_bad[j]:
+            m = candidates[j]
+            odd = m.ravel()[~np.isin(m.ravel(), (0, 1, 2))][:3]
+            reject(i, "bad_values", f"waferMap has values outside {{0, 1, 2}}: {odd.tolist()}")
+        elif n_dies[j] == 0:
+            reject(i, "no_dies", "waferMap has no die (all cells are 0)")
+        else:
+            keep_idx.append(j)
+
+    kept_maps = [candidates[j].astype(np.uint8, copy=False) for j in keep_idx]
+    rows = np.array([cand_rows[j] for j in keep_idx], dtype=np.int64)
+    flat, shapes, offsets = ragged.pack(kept_maps)
+
+    split_col = _column(df, "trianTestLabel")
+    lot_col = _column(df, "lotName")
+    idx_col = _column(df, "waferIndex")
+    orig_split = np.array(
+        [(unwrap_label(split_col[i]) or "") if split_col else "" for i in rows], dtype=str
+    ).astype("<U16")
+    lot = np.array([str(lot_col[i]) if lot_col else "" for i in rows], dtype=str)
+    wafer_index = np.array(
+        [float(idx_col[i]) if idx_col else np.nan for i in rows], dtype=np.float64
+    )
+    mask_flat = np.zeros(0, dtype=np.uint8)
+    if "patternMask" in df.columns:  # ground truth of the synthetic data
+        mask_col = df["patternMask"].tolist()
+        kept_masks = [np.asarray(mask_col[i], dtype=np.uint8) for i in rows]
+        for i, m, mk in zip(rows, kept_maps, kept_masks, strict=True):
+            if mk.shape != m.shape:
+                raise WaferInputError(
+                    path, f"patternMask shape {mk.shape} differs from waferMap {m.shape}", row=i
+                )
+        mask_flat = ragged.pack(kept_masks)[0]
+    dropped = {r: int(np.sum(reason == r)) for r in DROP_REASONS}
+    first = {r: int(np.argmax(reason == r)) for r in DROP_REASONS if dropped[r]}
+    return Ingested(
+        flat=flat,
+        shapes=shapes,
+        offsets=offsets,
+        labels=labels[rows].astype(np.int8),
+        source_row=rows,
+        orig_split=orig_split if len(rows) else np.zeros(0, dtype="<U16"),
+        lot=lot if len(rows) else np.zeros(0, dtype="<U1"),
+        wafer_index=wafer_index,
+        mask_flat=mask_flat,
+        rows_read=n,
+        dropped=dropped,
+        first_dropped=first,
+    )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

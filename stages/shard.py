@@ -1,0 +1,67 @@
+"""Stage `shard`: resize every map to `shard.size` (block-max rule, see wafer.shard) and write
+per-split uint8 arrays that can be memory-mapped: data/shards/{train,val,test}_{x,y,rows}.npy.
+
+One-hot encoding into 3 channels happens later, on the training device.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+from tqdm import tqdm
+
+from wafer.cli_util import one_line_errors
+from wafer.ingest import Ingested
+from wafer.io import atomic_path, write_json
+from wafer.shard import resize_ragged
+from wafer.split import SPLITS
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@one_line_errors
+def main(
+    size: int = typer.Option(32, help="output side in pixels (the seed used 224)"),
+    ingested: Path = typer.Option(Path("data/ingested.npz")),
+    split: Path = typer.Option(Path("data/split.npz")),
+    out_dir: Path = typer.Option(Path("data/shards")),
+    metrics: Path = typer.Option(Path("metrics/shard.json")),
+) -> None:
+    if size < 8:
+        raise typer.BadParameter("size must be at least 8")
+    t0 = time.perf_counter()
+    ing = Ingested.load(ingested)
+    with np.load(split) as z:
+        assignment = z["split"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    with tqdm(total=len(assignment), desc=f"shard {size}px", unit="map") as bar:
+        for s, name in enumerate(SPLITS):
+            rows = np.flatnonzero(assignment == s)
+            counts[name] = len(rows)
+            x = np.empty((len(rows), size, size), dtype=np.uint8)
+            for pos, resized in resize_ragged(ing.flat, ing.shapes, ing.offsets, rows, size):
+                x[pos] = resized
+                bar.update(len(pos))
+            for suffix, arr in (("x", x), ("y", ing.labels[rows].astype(np.int64)), ("rows", rows)):
+                with atomic_path(out_dir / f"{name}_{suffix}.npy") as tmp:
+                    np.save(tmp, arr)
+    seconds = time.perf_counter() - t0
+    n = len(assignment)
+    write_json(
+        metrics,
+        {
+            "size": size,
+            "maps": n,
+            "per_split": counts,
+            "seconds": seconds,
+            "maps_per_s": n / seconds,
+        },
+    )
+    print(f"shard: {n} maps at {size}px in {seconds:.1f} s ({n / seconds:.0f} maps/s)")
+
+
+if __name__ == "__main__":
+    app()

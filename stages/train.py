@@ -1,0 +1,122 @@
+"""Stage `train`: ResNet-18 (+ optional CBAM) with class-weighted CE or focal loss.
+
+Reads data/shards (train + val), trains with AdamW + cosine schedule and D4 augmentation, stops
+early on validation macro-F1, and writes the best weights to models/model.pt (atomic), the
+per-epoch curves to plots/train_curves.csv and a summary to metrics/train.json.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import typer
+
+from wafer.cli_util import one_line_errors
+from wafer.data import load_shard
+from wafer.io import write_json, write_text
+from wafer.losses import make_loss
+from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
+from wafer.train import TrainConfig, fit, resolve_device, seed_everything
+
+app = typer.Typer(add_completion=False)
+
+
+def _curves_csv(history: list[dict]) -> str:
+    buf = io.StringIO()
+    cols = ["epoch", "train_loss", "val_loss", "val_macro_f1", "lr"]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+@app.command()
+@one_line_errors
+def main(
+    loss: str = typer.Option("focal", "--loss", help="'ce' (class-weighted) or 'focal'"),
+    focal_gamma: float = typer.Option(2.0, "--focal_gamma", "--focal-gamma"),
+    focal_alpha: list[float] = typer.Option(
+        [], "--focal_alpha", "--focal-alpha", help="optional per-class alpha (repeat 9 times)"
+    ),
+    cbam: bool = typer.Option(True, "--cbam/--no-cbam", help="CBAM after each ResNet stage"),
+    cbam_reduction: int = typer.Option(16, "--cbam_reduction", "--cbam-reduction"),
+    stem: str = typer.Option("compact", "--stem", help="standard | compact | cifar"),
+    epochs: int = typer.Option(6, "--epochs"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    weight_decay: float = typer.Option(1e-4, "--weight_decay", "--weight-decay"),
+    batch_size: int = typer.Option(64, "--batch_size", "--batch-size"),
+    patience: int = typer.Option(3, "--patience", help="epochs without val macro-F1 gain"),
+    seed: int = typer.Option(0, "--seed", help="init + data order (not the split seed)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="random D4 views"),
+    shards: Path = typer.Option(Path("data/shards"), "--shards"),
+    model_out: Path = typer.Option(Path("models/model.pt"), "--model-out"),
+    curves: Path = typer.Option(Path("plots/train_curves.csv"), "--curves"),
+    metrics: Path = typer.Option(Path("metrics/train.json"), "--metrics"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
+    cfg = ModelConfig(stem=stem, cbam=cbam, cbam_reduction=cbam_reduction)
+    seed_everything(seed)  # train.seed drives the initial weights too
+    model = build_model(cfg)
+    tcfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+        seed=seed,
+        device=device,
+        augment=augment,
+        progress=progress,
+    )
+    criterion, loss_weights = make_loss(loss, train.y, focal_gamma, focal_alpha or None)
+    history: list[dict] = []
+
+    def on_epoch(row: dict) -> None:  # live curves: rewritten after every epoch
+        history.append(row)
+        write_text(curves, _curves_csv(history))
+
+    result = fit(model, criterion, train.x, train.y, val.x, val.y, tcfg, on_epoch=on_epoch)
+    model.load_state_dict(result.best_state)
+    save_checkpoint(
+        model_out,
+        model,
+        cfg,
+        train.size,
+        extra={
+            "loss": loss,
+            "focal_gamma": focal_gamma,
+            "loss_weights": loss_weights,
+            "best_epoch": result.best_epoch,
+            "train_seed": seed,
+        },
+    )
+    write_json(
+        metrics,
+        {
+            "best_epoch": result.best_epoch,
+            "best_val_macro_f1": result.best_val_macro_f1,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds,
+            "train_maps_per_s": result.train_maps_per_s,
+            "parameters": count_parameters(model),
+            "input_size": train.size,
+            "device": str(resolve_device(device)),
+        },
+    )
+    print(
+        json.dumps(
+            {
+                "best_epoch": result.best_epoch,
+                "best_val_macro_f1": round(result.best_val_macro_f1, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    app()
