@@ -1,354 +1,38 @@
-"""Stage `gradcam`: class activation maps of the trained model on the test set, as a
-self-contained HTML report (reports/gradcam/index.html, PNGs embedded as base64) plus the PNGs
-as files (reports/gradcam/png/, for `dvc plots` image plots), and a localisation score
-(metrics/gradcam.json) of the trained model against an untrained one of the same architecture.
+"""Stage `gradcam`: class activation maps of the trained model on the test set.
 
-Examples (per class, from data/predictions.csv of the evaluate stage; ties go to the earlier
-test map; a slot with no candidate is left out)
-    confident_correct   the correct prediction of this class with the highest confidence,
-    unsure_correct      the correct prediction of this class with the lowest confidence (needs a
-                        second correct map),
-    confident_mistake   among the maps whose TRUE class is this one but that the model got wrong,
-                        the one whose wrong prediction has the highest confidence.
-    The CAM of an example is that of the PREDICTED class: it shows what the model based its
-    answer on. Confidence is the calibrated probability from predictions.csv.
-
-Localisation (up to --max-maps test maps per true class, drawn with --seed)
-    The CAM target is the TRUE class ("where is the evidence for the right class"), upsampled to
-    each map's own die grid (wafer.cam.upsample_to_grid). The reference region is the synthetic
-    ground-truth pattern mask when data/ingested.npz has masks ('none' is skipped: its mask is
-    empty; so is any map whose mask came out empty), else the failing dies (all classes, 'none'
-    included). Per class: mean energy share on the region, pointing-game hit rate and chance
-    level (mean area share of the region on the wafer). Maps whose CAM is zero on the whole wafer
-    have no share and no pointer: they are left out of the means and counted as `zero_cam`.
-    The same maps are scored with an untrained model (build_model(checkpoint config) after
-    torch.manual_seed(--seed)) as a reference. mean_* are macro-averages over the classes with
-    data.
+Writes reports/gradcam/index.html (self-contained, PNGs embedded as base64), the same PNGs as
+files in reports/gradcam/png/ (for `dvc plots` image plots) and metrics/gradcam.json: the
+localisation score of the trained model against an untrained one of the same architecture.
+The example selection rule and the localisation measure are documented in wafer.gradcam_report.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-import math
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-import pandas as pd
 import torch
 import typer
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
-from wafer.cam import (
-    METHODS,
-    area_share,
-    compute_cam,
-    energy_share,
-    pointing_hit,
-    target_layer,
-    upsample_to_grid,
-)
-from wafer.classes import CLASS_INDEX, CLASS_NAMES
+from wafer.cam import METHODS, target_layer
 from wafer.cli_util import one_line_errors
+from wafer.data import load_shard
+from wafer.gradcam_report import (
+    SLOTS,
+    CamSpec,
+    build_html,
+    fmt,
+    localisation_positions,
+    localisation_report,
+    read_predictions,
+    render_examples,
+)
 from wafer.ingest import Ingested
-from wafer.io import WaferInputError, atomic_path, write_json, write_text
-from wafer.model import ModelConfig, build_model, load_checkpoint, one_hot
+from wafer.io import WaferInputError, atomic_path, write_json, write_text, write_timing
+from wafer.model import ModelConfig, build_model, load_checkpoint
 
 app = typer.Typer(add_completion=False)
-
-SLOTS = {
-    "confident_correct": "most confident correct",
-    "unsure_correct": "least confident correct",
-    "confident_mistake": "most confident mistake (true class is this one)",
-}
-MAP_COLOURS = ListedColormap(["#f2f2f2", "#a6bddb", "#d7301f"])  # outside, pass, fail
-GREY_COLOURS = ListedColormap(["#ffffff", "#d9d9d9", "#4d4d4d"])
-PNG_DIR = "png"
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def read_predictions(path: Path, rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    """predictions.csv, checked against the test shard (same maps, same order, same truth)."""
-    if not path.is_file():
-        raise WaferInputError(path, "no such file")
-    pred = pd.read_csv(path)
-    missing = [c for c in ("row", "actual", "predicted", "confidence") if c not in pred.columns]
-    if missing:
-        raise WaferInputError(path, f"missing column(s) {', '.join(missing)}")
-    if len(pred) != len(rows):
-        raise WaferInputError(path, f"{len(pred)} predictions for {len(rows)} test maps")
-    bad = np.flatnonzero(pred["row"].to_numpy() != rows)
-    if len(bad):
-        raise WaferInputError(path, "row differs from the test shard's test_rows.npy", row=bad[0])
-    for col in ("actual", "predicted"):
-        unknown = ~pred[col].isin(CLASS_NAMES)
-        if unknown.any():
-            i = int(np.argmax(unknown.to_numpy()))
-            raise WaferInputError(path, f"unknown class {pred[col].iloc[i]!r} in '{col}'", row=i)
-    truth = np.array(CLASS_NAMES, dtype=object)[y]
-    bad = np.flatnonzero(pred["actual"].to_numpy(dtype=object) != truth)
-    if len(bad):
-        raise WaferInputError(path, "'actual' differs from the test shard's test_y.npy", row=bad[0])
-    return pred
-
-
-def select_examples(pred: pd.DataFrame) -> dict[str, list[tuple[str, int]]]:
-    """Per class, [(slot, test position)] by the rule in the module docstring."""
-    actual = pred["actual"].to_numpy(dtype=object)
-    predicted = pred["predicted"].to_numpy(dtype=object)
-    conf = pred["confidence"].to_numpy(dtype=np.float64)
-    out: dict[str, list[tuple[str, int]]] = {}
-    for cls in CLASS_NAMES:
-        picks: list[tuple[str, int]] = []
-        correct = np.flatnonzero((actual == cls) & (predicted == cls))
-        if len(correct):
-            order = correct[np.argsort(-conf[correct], kind="stable")]
-            picks.append(("confident_correct", int(order[0])))
-            if len(correct) > 1:
-                low = correct[np.argsort(conf[correct], kind="stable")]
-                picks.append(("unsure_correct", int(low[0])))
-        wrong = np.flatnonzero((actual == cls) & (predicted != cls))
-        if len(wrong):
-            order = wrong[np.argsort(-conf[wrong], kind="stable")]
-            picks.append(("confident_mistake", int(order[0])))
-        out[cls] = picks
-    return out
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-# --------------------------------------------------------------------------- CAMs, scores
-
-
-def batched_cams(
-    model: torch.nn.Module,
-    layer_name: str,
-    method: str,
-    x_all: np.ndarray,
-    positions: np.ndarray,
-    targets: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-) -> list[np.ndarray]:
-    layer = target_layer(model, layer_name)
-    cams: list[np.ndarray] = []
-    for k in range(0, len(positions), batch_size):
-        pos = positions[k : k + batch_size]
-        x = one_hot(torch.from_numpy(np.ascontiguousarray(x_all[pos])).to(device))
-        t = torch.from_numpy(targets[k : k + batch_size]).to(device)
-        cams.extend(compute_cam(model, x, t, layer, method))
-    return cams
-
-
-def region_of(ing: Ingested, row: int, use_masks: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(die map, reference region): the pattern mask (synthetic) or the failing dies (real)."""
-    m = ing.map(row)
-    return m, (ing.mask(row) if use_masks else m == 2)
-
-
-def localisation(
-    model: torch.nn.Module,
-    args: dict,
-    ing: Ingested,
-    x_all: np.ndarray,
-    y_all: np.ndarray,
-    rows: np.ndarray,
-    positions: np.ndarray,
-    use_masks: bool,
-) -> dict:
-    """Per-class and macro energy share, pointing hit rate and chance on ``positions``."""
-    cams = batched_cams(model, x_all=x_all, positions=positions, targets=y_all[positions], **args)
-    acc: dict[str, dict[str, list[float]]] = {}
-    for pos, cam in zip(positions, cams, strict=True):
-        cls = CLASS_NAMES[int(y_all[pos])]
-        m, region = region_of(ing, int(rows[pos]), use_masks)
-        inside = m > 0
-        if use_masks and not (region & inside).any():
-            continue
-        grid = upsample_to_grid(cam, m.shape)
-        a = acc.setdefault(cls, {"share": [], "hit": [], "chance": []})
-        a["share"].append(energy_share(grid, region, inside))
-        a["hit"].append(pointing_hit(grid, region, inside))
-        a["chance"].append(area_share(region, inside))
-    per_class: dict[str, dict] = {}
-    for cls in CLASS_NAMES:
-        if cls not in acc:
-            continue
-        share = np.array(acc[cls]["share"])
-        hit = np.array(acc[cls]["hit"])
-        ok = np.isfinite(share)
-        per_class[cls] = {
-            "energy_share": float(share[ok].mean()) if ok.any() else None,
-            "pointing_hit": float(hit[ok].mean()) if ok.any() else None,
-            "chance": float(np.mean(acc[cls]["chance"])),
-            "n": int(ok.sum()),
-            "zero_cam": int((~ok).sum()),
-        }
-
-    def macro(key: str) -> float | None:
-        vals = [v[key] for v in per_class.values() if v["n"] > 0 and v[key] is not None]
-        return float(np.mean(vals)) if vals else None
-
-    return {
-        "mean_energy_share": macro("energy_share"),
-        "mean_pointing_hit": macro("pointing_hit"),
-        "mean_chance": macro("chance"),
-        "per_class": per_class,
-    }
-
-
-def localisation_positions(
-    y: np.ndarray, max_maps: int, seed: int
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Up to ``max_maps`` test positions per true class (seeded draw, kept in test order)."""
-    rng = np.random.default_rng(seed)
-    chosen, available = [], {}
-    for ci, cls in enumerate(CLASS_NAMES):
-        pos = np.flatnonzero(y == ci)
-        available[cls] = len(pos)
-        if len(pos) > max_maps:
-            pos = np.sort(rng.choice(pos, max_maps, replace=False))
-        chosen.append(pos)
-    return np.concatenate(chosen).astype(np.int64), available
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_example(m: np.ndarray, grid: np.ndarray, title: str, dpi: int = 80) -> bytes:
-    """PNG bytes: die map | CAM on the die grid (scaled to its max) | overlay."""
-    inside = m > 0
-    peak = float(grid[inside].max()) if inside.any() else 0.0
-    scaled = np.ma.masked_where(~inside, grid / peak if peak > 0 else np.zeros_like(grid))
-    fig = Figure(figsize=(6, 2.15), dpi=dpi)  # no pyplot: no GUI backend, no global state
-    axes = fig.subplots(1, 3)
-    axes[0].imshow(m, cmap=MAP_COLOURS, vmin=0, vmax=2, interpolation="nearest")
-    axes[0].set_title("map (red: fail)", fontsize=7)
-    cam_cmap = matplotlib.colormaps["jet"].with_extremes(bad="#ffffff")
-    axes[1].imshow(scaled, cmap=cam_cmap, vmin=0, vmax=1, interpolation="nearest")
-    axes[1].set_title("CAM (scaled to max)" if peak > 0 else "CAM (all zero)", fontsize=7)
-    axes[2].imshow(m, cmap=GREY_COLOURS, vmin=0, vmax=2, interpolation="nearest")
-    axes[2].imshow(scaled, cmap=cam_cmap, vmin=0, vmax=1, alpha=0.5, interpolation="nearest")
-    axes[2].set_title("overlay", fontsize=7)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.92), pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px}
-td{text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}
-figure{display:inline-block;margin:0.4em;vertical-align:top}
-figcaption{font-size:0.8em;max-width:480px}.note{color:#777;font-style:italic}
-"""
-
-
-def build_html(
-    metrics: dict,
-    examples: dict[str, list[dict]],
-    model_path: Path,
-    n_test: int,
-    counts: dict[str, int],
-    max_maps: int,
-) -> str:
-    ref = "ground-truth pattern mask" if metrics["reference"] == "pattern_mask" else "failing dies"
-    method = html.escape(metrics["method"])
-    layer = html.escape(metrics["layer"])
-    h = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{method} - wafer-map classifier</title><style>{CSS}</style></head><body>",
-        f"<h1>{method} of the test set</h1>",
-        f"<p>Model <code>{html.escape(str(model_path))}</code>, target layer "
-        f"<code>{layer}</code> (with CBAM, <code>layer4</code> is after CBAM, "
-        f"<code>layer4.stage</code> before it), {n_test} test maps. CAMs are upsampled "
-        "bilinearly to each map's own die grid.</p>",
-        "<h2>How the examples are chosen</h2><ul>",
-        "<li><b>most confident correct</b>: the correct prediction of the class with the highest "
-        "confidence;</li>",
-        "<li><b>least confident correct</b>: the correct prediction of the class with the lowest "
-        "confidence;</li>",
-        "<li><b>most confident mistake</b>: among the maps whose <i>true</i> class is this one but "
-        "that were misclassified, the one whose wrong prediction is the most confident.</li></ul>",
-        "<p>A slot without a candidate is left out. Confidence is the calibrated probability of "
-        "the predicted class (from predictions.csv). Each example shows the CAM of the "
-        "<b>predicted</b> class: what the model based its answer on.</p>",
-        "<h2>Localisation</h2>",
-        f"<p>Up to {max_maps} test maps per class; CAM of the <b>true</b> class; reference "
-        f"region: the {ref}. <i>Energy share</i>: share of the CAM's mass on the wafer that lies "
-        "on the region; <i>pointing</i>: how often the CAM's maximum lies on the region; "
-        "<i>chance</i>: the region's share of the wafer dies (what a uniform CAM scores). The "
-        "untrained model (same architecture, random weights) is a reference. Maps whose CAM is "
-        "zero on the whole wafer are left out and counted as 'zero CAM'.</p>",
-        "<table><tr><th>class</th><th>maps</th><th>energy share<br>trained</th>"
-        "<th>energy share<br>untrained</th><th>chance</th><th>pointing<br>trained</th>"
-        "<th>pointing<br>untrained</th><th>zero CAM<br>trained / untrained</th></tr>",
-    ]
-    tr, un = metrics["trained"], metrics["untrained"]
-    for cls in CLASS_NAMES:
-        t, u = tr["per_class"].get(cls), un["per_class"].get(cls)
-        if t is None:
-            why = (
-                "no test map"
-                if counts[cls] == 0
-                else "empty pattern masks: not scored"
-                if metrics["reference"] == "pattern_mask"
-                else "not scored"
-            )
-            h.append(f'<tr><td>{cls}</td><td colspan="7" class="note">{why}</td></tr>')
-            continue
-        h.append(
-            f"<tr><td>{cls}</td><td>{t['n']}</td><td>{_fmt(t['energy_share'])}</td>"
-            f"<td>{_fmt(u['energy_share'])}</td><td>{_fmt(t['chance'])}</td>"
-            f"<td>{_fmt(t['pointing_hit'])}</td><td>{_fmt(u['pointing_hit'])}</td>"
-            f"<td>{t['zero_cam']} / {u['zero_cam']}</td></tr>"
-        )
-    h.append(
-        f"<tr><th>macro mean</th><th></th><th>{_fmt(tr['mean_energy_share'])}</th>"
-        f"<th>{_fmt(un['mean_energy_share'])}</th><th>{_fmt(tr['mean_chance'])}</th>"
-        f"<th>{_fmt(tr['mean_pointing_hit'])}</th><th>{_fmt(un['mean_pointing_hit'])}</th>"
-        "<th></th></tr></table>"
-    )
-    h.append("<p>Classes: " + " · ".join(f'<a href="#{c}">{c}</a>' for c in CLASS_NAMES) + "</p>")
-    for cls in CLASS_NAMES:
-        h.append(f'<h2 id="{cls}">{cls} <small>({counts[cls]} test maps)</small></h2>')
-        if counts[cls] == 0:
-            h.append('<p class="note">No test example of this class.</p>')
-            continue
-        if not examples[cls]:
-            h.append('<p class="note">No example to show.</p>')
-        for ex in examples[cls]:
-            b64 = base64.b64encode(ex["png"]).decode("ascii")
-            h.append(
-                f'<figure><img alt="{html.escape(ex["alt"])}" '
-                f'src="data:image/png;base64,{b64}">'
-                f"<figcaption>{html.escape(ex['caption'])}</figcaption></figure>"
-            )
-    h.append("</body></html>\n")
-    return "\n".join(h)
-
-
-# --------------------------------------------------------------------------- stage
 
 
 @app.command()
@@ -379,93 +63,54 @@ def main(
     if max_maps < 1 or batch_size < 1:
         raise typer.BadParameter("max-maps and batch-size must be at least 1")
     t0 = time.perf_counter()
-    dev = pick_device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     for name in ("test_x.npy", "test_y.npy", "test_rows.npy"):
         if not (shards / name).is_file():
             raise WaferInputError(shards / name, "no such file")
-    x_all = np.load(shards / "test_x.npy", mmap_mode="r")
-    y_all = np.load(shards / "test_y.npy").astype(np.int64)
-    rows = np.load(shards / "test_rows.npy").astype(np.int64)
-    if not len(x_all) == len(y_all) == len(rows):
+    test = load_shard(shards, "test")
+    if not len(test.x) == len(test.y) == len(test.rows):
         raise WaferInputError(shards, "test_x, test_y and test_rows differ in length")
     ing = Ingested.load(ingested)
-    if len(rows) and rows.max() >= len(ing.labels):
+    if len(test.rows) and test.rows.max() >= len(ing.labels):
         raise WaferInputError(ingested, f"has {len(ing.labels)} rows, test_rows needs more")
-    pred = read_predictions(predictions, rows, y_all)
+    pred = read_predictions(predictions, test.rows, test.y)
     trained, payload = load_checkpoint(model, device=dev)
-    if payload["input_size"] != x_all.shape[-1]:
-        print(f"warning: model trained at {payload['input_size']} px, shards are {x_all.shape[-1]}")
+    if payload["input_size"] != test.size:
+        print(f"warning: model trained at {payload['input_size']} px, shards are {test.size}")
     try:
         target_layer(trained, layer)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    use_masks = ing.has_masks
-    args = {"layer_name": layer, "method": method, "batch_size": batch_size, "device": dev}
+    spec = CamSpec(layer=layer, method=method, batch_size=batch_size, device=dev)
 
-    # Localisation: trained vs untrained, CAM of the true class.
-    positions, counts = localisation_positions(y_all, max_maps, seed)
+    positions, counts = localisation_positions(test.y, max_maps, seed)
     torch.manual_seed(seed)
     untrained = build_model(ModelConfig(**payload["model_config"])).to(dev).eval()
-    scores = {}
-    for name, net in (("trained", trained), ("untrained", untrained)):
-        scores[name] = localisation(net, args, ing, x_all, y_all, rows, positions, use_masks)
-    result = {
-        "method": method,
-        "layer": layer,
-        "reference": "pattern_mask" if use_masks else "failing_dies",
-        "cam_target": "true_class",
-        "maps_scored": int(len(positions)),
-        **scores,
-    }
+    nets = {"trained": trained, "untrained": untrained}
+    result = localisation_report(nets, spec, ing, test, positions)
+    if result["cam_size"] and np.prod(result["cam_size"]) == 1:
+        print(f"warning: layer {layer} gives a 1x1 CAM at {test.size} px: it cannot localise")
 
-    # Examples: CAM of the predicted class.
-    picks = {c: p[:per_class] for c, p in select_examples(pred).items()}
-    flat = [(c, slot, pos) for c, p in picks.items() for slot, pos in p]
-    ex_pos = np.array([pos for _, _, pos in flat], dtype=np.int64)
-    ex_pred = pred["predicted"].to_numpy(dtype=object)
-    ex_targets = np.array([CLASS_INDEX[ex_pred[p]] for p in ex_pos], dtype=np.int64)
-    ex_cams = batched_cams(trained, x_all=x_all, positions=ex_pos, targets=ex_targets, **args)
-    png_dir = out_dir / PNG_DIR
+    examples = render_examples(trained, spec, ing, test, pred, per_class)
+    png_dir = out_dir / "png"
     png_dir.mkdir(parents=True, exist_ok=True)
     for stale in png_dir.glob("*.png"):
         stale.unlink()
-    ref_name = "pattern mask" if use_masks else "failing dies"
-    examples: dict[str, list[dict]] = {c: [] for c in CLASS_NAMES}
-    for (cls, slot, pos), cam in zip(flat, ex_cams, strict=True):
-        row = int(rows[pos])
-        m, region = region_of(ing, row, use_masks)
-        grid = upsample_to_grid(cam, m.shape)
-        p_cls, conf = ex_pred[pos], float(pred["confidence"].iloc[pos])
-        title = f"predicted {p_cls} ({conf:.2f}) | true {cls} | row {row}"
-        png = render_example(m, grid, title)
-        with atomic_path(png_dir / f"{cls}_{slot}.png") as tmp:
-            tmp.write_bytes(png)
-        inside = m > 0
-        if (region & inside).any():
-            hit = pointing_hit(grid, region, inside)
-            loc = (
-                f"CAM energy on the {ref_name}: {_fmt(energy_share(grid, region, inside), 2)} "
-                f"(chance {area_share(region, inside):.2f}), pointing: "
-                + ("–" if math.isnan(hit) else "hit" if hit else "miss")
-            )
-        else:
-            loc = f"no {ref_name} on this map"
-        caption = (
-            f"{SLOTS[slot]}: predicted {p_cls} with confidence {conf:.3f}, true {cls}, "
-            f"ingested row {row}, {m.shape[0]}x{m.shape[1]} dies. CAM of {p_cls}. {loc}."
-        )
-        examples[cls].append({"png": png, "alt": title, "caption": caption})
-    write_text(
-        out_dir / "index.html", build_html(result, examples, model, len(y_all), counts, max_maps)
-    )
+    for ex in examples:
+        with atomic_path(png_dir / ex.filename) as tmp:
+            tmp.write_bytes(ex.png)
+    page = build_html(result, examples, model, len(test.y), counts, max_maps)
+    write_text(out_dir / "index.html", page)
     seconds = time.perf_counter() - t0
-    result["seconds"] = seconds
     write_json(metrics, result)
+    write_timing("gradcam", {"seconds": seconds, "maps_scored": len(positions)})
     tr, un = result["trained"], result["untrained"]
     print(
-        f"gradcam: {len(flat)} examples, {len(positions)} maps scored on {result['reference']} "
-        f"(energy share trained {_fmt(tr['mean_energy_share'])}, untrained "
-        f"{_fmt(un['mean_energy_share'])}, chance {_fmt(tr['mean_chance'])}) in {seconds:.1f} s "
+        f"gradcam: {len(examples)} examples, {len(positions)} maps scored on "
+        f"{result['reference']} (energy share trained {fmt(tr['mean_energy_share'])}, untrained "
+        f"{fmt(un['mean_energy_share'])}, chance {fmt(tr['mean_chance'])}) in {seconds:.1f} s "
         f"on {dev} -> {out_dir / 'index.html'}"
     )
 

@@ -12,7 +12,7 @@ import typer
 
 from wafer.cli_util import one_line_errors
 from wafer.ingest import read_lswmd, sha256_file, validate_frame
-from wafer.io import save_npz, write_json
+from wafer.io import save_npz, write_json, write_timing
 
 app = typer.Typer(add_completion=False)
 
@@ -45,10 +45,9 @@ def main(
             "rows_kept": len(ing.labels),
             "per_class": ing.per_class(),
             "dropped": ing.dropped,
-            "seconds": seconds,
-            "maps_per_s": ing.rows_read / seconds if seconds > 0 else 0.0,
         },
     )
+    write_timing("ingest", {"seconds": seconds, "maps_per_s": ing.rows_read / seconds})
     print(f"ingest: kept {len(ing.labels)} of {ing.rows_read} rows in {seconds:.1f} s -> {out}")
 
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
-from wafer.io import atomic_path, write_json
+from wafer.io import atomic_path, write_json, write_timing
 from wafer.shard import resize_ragged
 from wafer.split import SPLITS
 
@@ -50,16 +50,8 @@ def main(
                     np.save(tmp, arr)
     seconds = time.perf_counter() - t0
     n = len(assignment)
-    write_json(
-        metrics,
-        {
-            "size": size,
-            "maps": n,
-            "per_split": counts,
-            "seconds": seconds,
-            "maps_per_s": n / seconds,
-        },
-    )
+    write_json(metrics, {"size": size, "maps": n, "per_split": counts})
+    write_timing("shard", {"size": size, "seconds": seconds, "maps_per_s": n / seconds})
     print(f"shard: {n} maps at {size}px in {seconds:.1f} s ({n / seconds:.0f} maps/s)")
 
 

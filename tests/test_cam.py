@@ -1,4 +1,5 @@
-"""Tests of Grad-CAM / Grad-CAM++ (wafer.cam) and of the gradcam stage script."""
+"""Tests of Grad-CAM / Grad-CAM++ (wafer.cam), of the report pieces (wafer.gradcam_report) and of
+the gradcam stage script."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from wafer.cam import (
+    activations_and_gradients,
     area_share,
     compute_cam,
     energy_share,
@@ -23,6 +25,14 @@ from wafer.cam import (
     upsample_to_grid,
 )
 from wafer.classes import CLASS_NAMES
+from wafer.gradcam_report import (
+    fmt,
+    localisation_positions,
+    read_predictions,
+    render_example,
+    select_examples,
+)
+from wafer.io import WaferInputError
 from wafer.model import ModelConfig, build_model, one_hot, save_checkpoint
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "gradcam.py"
@@ -126,8 +136,20 @@ def test_resnet_layer4_gradcam_is_cam_and_hooks_survive_inplace() -> None:
         w = model.fc.weight[targets]
         ref = torch.relu(torch.einsum("bk,bkhw->bhw", w, a)) / a[0, 0].numel()
     np.testing.assert_allclose(cams, ref.numpy(), rtol=1e-4, atol=1e-6)
-    # bn2 is followed by the in-place residual add; the hook must capture its own output.
-    inner = compute_cam(model, x, targets, target_layer(model, "layer4.stage.1.bn2"), "gradcam++")
+    # bn2 is followed by the in-place residual add and ReLU: the captured A must be bn2's own
+    # output (without the clone in the hook it would be overwritten by the block's output).
+    bn2 = target_layer(model, "layer4.stage.1.bn2")
+    seen = {}
+
+    def keep(_m, _i, out):
+        seen["out"] = out.detach().clone()
+
+    handle = bn2.register_forward_hook(keep)
+    a, g, _ = activations_and_gradients(model, x, targets, bn2)
+    handle.remove()
+    torch.testing.assert_close(a, seen["out"])
+    assert a.min() < 0 and g.shape == a.shape  # pre-ReLU values survived
+    inner = compute_cam(model, x, targets, bn2, "gradcam++")
     assert inner.shape == (2, 2, 2) and np.isfinite(inner).all() and (inner >= 0).all()
 
 
@@ -168,10 +190,67 @@ def test_energy_share_pointing_and_chance() -> None:
     assert energy_share(cam, np.zeros((3, 3), bool), inside) == 0.0
 
 
+# --------------------------------------------------------------------------- report pieces
+
+
+def test_select_examples_rule_and_ties() -> None:
+    c0, c1 = CLASS_NAMES[0], CLASS_NAMES[1]
+    pred = pd.DataFrame(
+        {
+            "actual": [c0, c0, c0, c0, c0, c1],
+            "predicted": [c0, c0, c0, c1, c1, c1],
+            "confidence": [0.9, 0.5, 0.9, 0.8, 0.8, 0.7],
+        }
+    )
+    picks = select_examples(pred)
+    # ties go to the earlier test map: 0 (not 2) is the most confident, 3 (not 4) the mistake
+    assert picks[c0] == [("confident_correct", 0), ("unsure_correct", 1), ("confident_mistake", 3)]
+    assert picks[c1] == [("confident_correct", 5)]  # one correct map: no unsure slot
+    assert all(picks[c] == [] for c in CLASS_NAMES[2:])
+
+
+def test_localisation_positions_caps_per_class_in_test_order() -> None:
+    y = np.array([0, 1, 0, 0, 1, 0, 0], dtype=np.int64)
+    pos, counts = localisation_positions(y, max_maps=2, seed=0)
+    assert counts[CLASS_NAMES[0]] == 5 and counts[CLASS_NAMES[1]] == 2
+    assert counts[CLASS_NAMES[2]] == 0 and pos.dtype == np.int64
+    zero, one = pos[y[pos] == 0], pos[y[pos] == 1]
+    assert len(zero) == 2 and (np.diff(zero) > 0).all() and one.tolist() == [1, 4]
+    np.testing.assert_array_equal(pos, localisation_positions(y, 2, seed=0)[0])  # seeded
+
+
+def test_read_predictions_checks_against_the_shard(tmp_path: Path) -> None:
+    rows, y = np.array([4, 7]), np.array([0, 1])
+    good = pd.DataFrame(
+        {"row": rows, "actual": [CLASS_NAMES[0], CLASS_NAMES[1]], "predicted": CLASS_NAMES[:2]}
+    ).assign(confidence=[0.6, 0.9])
+    path = tmp_path / "p.csv"
+    good.to_csv(path, index=False)
+    assert len(read_predictions(path, rows, y)) == 2
+    for bad, why in (
+        (good.drop(columns="confidence"), "missing column"),
+        (good.assign(row=[4, 8]), "row differs"),
+        (good.assign(predicted=["x", CLASS_NAMES[0]]), "unknown class"),
+        (good.assign(actual=CLASS_NAMES[1:3]), "'actual' differs"),
+    ):
+        bad.to_csv(path, index=False)
+        with pytest.raises(WaferInputError, match=why):
+            read_predictions(path, rows, y)
+    with pytest.raises(WaferInputError, match="no such file"):
+        read_predictions(tmp_path / "missing.csv", rows, y)
+
+
+def test_render_example_and_fmt() -> None:
+    m = np.array([[0, 1, 2], [1, 2, 1], [0, 1, 0]], dtype=np.uint8)
+    assert render_example(m, np.random.default_rng(0).random((3, 3)), "t")[:4] == b"\x89PNG"
+    assert render_example(m, np.zeros((3, 3)), "all zero")[:4] == b"\x89PNG"
+    assert fmt(None) == fmt(float("nan")) == "–" and fmt(0.25, 2) == "0.25"
+
+
 # --------------------------------------------------------------------------- stage
 
 
-def _setup(tmp_path: Path, masks: bool, cbam: bool) -> dict[str, Path]:
+def _setup(tmp_path: Path, masks: bool, cbam: bool, size: int = 16) -> dict[str, Path]:
     from wafer.ingest import validate_frame
     from wafer.io import save_npz
     from wafer.shard import resize_rows
@@ -186,14 +265,14 @@ def _setup(tmp_path: Path, masks: bool, cbam: bool) -> dict[str, Path]:
     shards = tmp_path / "shards"
     shards.mkdir()
     rows = np.arange(0, len(ing.labels), 2, dtype=np.int64)  # every other map is "test"
-    x = resize_rows(ing.flat, ing.shapes, ing.offsets, rows, 16)
+    x = resize_rows(ing.flat, ing.shapes, ing.offsets, rows, size)
     y = ing.labels[rows].astype(np.int64)
     for name, arr in (("x", x), ("y", y), ("rows", rows)):
         np.save(shards / f"test_{name}.npy", arr)
     torch.manual_seed(1)
     cfg = ModelConfig(stem="compact", cbam=cbam)
     model_path = tmp_path / "model.pt"
-    save_checkpoint(model_path, build_model(cfg), cfg, 16, extra={})
+    save_checkpoint(model_path, build_model(cfg), cfg, size, extra={})
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(len(CLASS_NAMES)), size=len(y))
     pred_idx = np.where(rng.random(len(y)) < 0.7, y, probs.argmax(1))

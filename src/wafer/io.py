@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,28 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """np.savez atomically (uncompressed, so members can be read without inflating)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    """Like ``np.savez`` (uncompressed, no pickles), atomically and byte-reproducibly.
+
+    ``np.savez`` stamps each zip member with the current time, so the same arrays give a new
+    file hash on every run and DVC would see a change; here every member gets a fixed date.
+    """
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
+TIMING_DIR = Path("metrics/timing")
+
+
+def write_timing(
+    stage: str, data: dict[str, Any], directory: str | os.PathLike = TIMING_DIR
+) -> None:
+    """Machine-dependent figures (seconds, maps/s) go to metrics/timing/<stage>.json, which is
+    neither versioned nor declared in dvc.yaml: the versioned metrics stay byte-identical when
+    the same params run again on the same machine, so a re-run changes no tracked file."""
+    write_json(Path(directory) / f"{stage}.json", data)
 
 
 def read_json(path: str | os.PathLike) -> Any:

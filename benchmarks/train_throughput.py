@@ -1,0 +1,82 @@
+"""Is the data pipeline the bottleneck? Train-stage throughput against model-only throughput.
+
+Measures, in one run and on the same device, batch size and input size:
+
+* pipeline: ``wafer.train.fit`` (the train stage's loop: uint8 batch indexing, transfer, random
+  D4 augmentation and one-hot on the device, forward, loss, backward, AdamW step), maps/s over
+  the training loop only;
+* model-only: forward + backward + AdamW step of the same model on a pre-built float one-hot
+  tensor that never changes.
+
+The ratio pipeline / model-only is the share of the model's speed that the full loop keeps
+(1.0 = data handling costs nothing). Rounds alternate to cancel the machine's drift.
+
+    python benchmarks/train_throughput.py --size 32 --stem compact --cbam --batch-size 64
+"""
+
+import statistics
+import time
+
+import numpy as np
+import torch
+import typer
+
+from wafer.losses import make_loss
+from wafer.model import ModelConfig, build_model, one_hot
+from wafer.train import TrainConfig, fit, resolve_device
+
+app = typer.Typer(add_completion=False)
+
+
+def model_only(model, criterion, x, y, steps: int, device) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = criterion(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(x) / (time.perf_counter() - t0)
+
+
+@app.command()
+def main(
+    size: int = 32,
+    stem: str = "compact",
+    cbam: bool = True,
+    batch_size: int = 64,
+    maps: int = 1536,
+    rounds: int = 3,
+    device: str = "auto",
+) -> None:
+    dev = resolve_device(device)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (maps, size, size)).astype(np.uint8)
+    y = rng.integers(0, 9, maps).astype(np.int64)
+    cfg = ModelConfig(stem=stem, cbam=cbam)
+    criterion, _ = make_loss("focal", y)
+    xb = one_hot(torch.from_numpy(x[:batch_size])).to(dev)
+    yb = torch.from_numpy(y[:batch_size]).to(dev)
+    steps = maps // batch_size
+    pipe, bare = [], []
+    for r in range(rounds):
+        tcfg = TrainConfig(
+            epochs=1, batch_size=batch_size, seed=r, device=device, progress=False, patience=1
+        )
+        res = fit(build_model(cfg), criterion, x, y, x[:8], y[:8], tcfg)
+        pipe.append(res.train_maps_per_s)
+        bare.append(model_only(build_model(cfg).to(dev), criterion.to(dev), xb, yb, steps, dev))
+        print(f"round {r + 1}: pipeline {pipe[-1]:.1f} maps/s, model-only {bare[-1]:.1f} maps/s")
+    p, b = statistics.median(pipe), statistics.median(bare)
+    print(
+        f"device {dev}, {size}px, stem {stem}, cbam {cbam}, batch {batch_size}, "
+        f"threads {torch.get_num_threads()}: pipeline {p:.1f} maps/s, model-only {b:.1f} maps/s,"
+        f" ratio {p / b:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    app()

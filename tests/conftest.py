@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny LSWMD-format frames, a legacy (Python-2-era) pickle writer, paths."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSET = ROOT.parent / "shared" / "data" / "wm811k-subset" / "LSWMD-subset.pkl.xz"
+
+
+def label(name: str | None) -> np.ndarray:
+    """A failureType cell nested as in LSWMD.pkl; None -> the empty array of unlabeled rows."""
+    if name is None:
+        return np.zeros((0, 0), dtype=object)
+    return np.array([[name]], dtype=object)
+
+
+def wafer(h: int = 12, w: int = 12, fail: tuple[int, int] | None = (5, 5)) -> np.ndarray:
+    yy, xx = np.ogrid[:h, :w]
+    inside = ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2 <= 1
+    m = inside.astype(np.uint8)
+    if fail is not None:
+        m[fail] = 2
+    return m
+
+
+def lswmd_frame(rows: list[tuple[object, str | None]]) -> pd.DataFrame:
+    """Frame with the columns of Kaggle's LSWMD.pkl (waferMap, dieSize, lotName, waferIndex,
+    trianTestLabel, failureType)."""
+    maps = [m for m, _ in rows]
+    return pd.DataFrame(
+        {
+            "waferMap": maps,
+            "dieSize": [
+                float(np.count_nonzero(np.asarray(m))) if np.ndim(m) else 0.0 for m in maps
+            ],
+            "lotName": [f"lot{i // 25}" for i in range(len(rows))],
+            "waferIndex": [float(i % 25 + 1) for i in range(len(rows))],
+            "trianTestLabel": [label("Training" if i % 3 else "Test") for i in range(len(rows))],
+            "failureType": [label(lab) for _, lab in rows],
+        }
+    )
+
+
+class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us override how bytes look
+    """Writes ``bytes`` as Python-2 ``str`` opcodes (BINSTRING), as Python 2 pickles did."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def write_legacy_pickle(df: pd.DataFrame, path: Path) -> None:
+    """Reproduce both quirks of Kaggle's LSWMD.pkl: numpy buffers as Python-2 strings (loadable
+    only with encoding='latin1') and class references under pandas' old module paths
+    (``pandas.indexes.*``, ``numpy.core.*``)."""
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(df)
+    data = buf.getvalue()
+    data = data.replace(b"\ncpandas.core.indexes.", b"\ncpandas.indexes.")
+    data = data.replace(b"cpandas.core.indexes.", b"cpandas.indexes.")
+    data = data.replace(b"cnumpy._core.", b"cnumpy.core.")
+    assert b"pandas.indexes." in data and b"pandas.core.indexes" not in data
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def subset_path() -> Path:
+    if not SUBSET.exists():
+        pytest.skip(f"real WM-811K subset not present at {SUBSET}")
+    return SUBSET
+
+
+@pytest.fixture
+def load_stage():
+    """Import a stage script (stages/ is not a package) as a module."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            f"stage_{name}", ROOT / "stages" / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from wafer.classes import CLASS_NAMES, NONE_INDEX
+from wafer.evaluate import evaluate, prior_from_list
+from wafer.io import save_npz
+from wafer.metrics import (
+    balanced_accuracy,
+    bootstrap_ci,
+    cost_weighted_error,
+    escapes_false_alarms,
+    macro_f1,
+    prevalence_weights,
+)
+
+C = CLASS_NAMES.index("Center")
+N = NONE_INDEX
+
+
+def test_prevalence_reweighting_hand_example():
+    y = np.array([C, C, N, N])
+    pred = np.array([C, N, N, C])
+    counts = {c: 0 for c in CLASS_NAMES} | {"Center": 1, "none": 3}
+    w = prevalence_weights(y, counts)
+    np.testing.assert_allclose(w, [0.5, 0.5, 1.5, 1.5])
+    assert np.isclose(w.sum(), len(y))
+    assert np.isclose(macro_f1(y, pred), 0.5)
+    # Center: P = 0.5 / 2.0, R = 0.5 -> F1 1/3; none: P = 1.5 / 2.0, R = 0.5 -> F1 0.6
+    assert np.isclose(macro_f1(y, pred, w), (1 / 3 + 0.6) / 2)
+    # recall is unchanged by class re-weighting, so balanced accuracy is too
+    assert np.isclose(balanced_accuracy(y, pred, w), balanced_accuracy(y, pred))
+    esc, fa = escapes_false_alarms(y, pred, w)
+    assert (esc, fa) == (0.5, 1.5)
+
+
+def test_cost_formula():
+    assert cost_weighted_error(escapes=3, false_alarms=7, n=100, cost_ratio=10) == 0.37
+
+
+def test_bootstrap_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 9, 400)
+    pred = np.where(rng.random(400) < 0.7, y, rng.integers(0, 9, 400))
+    point = macro_f1(y, pred)
+    lo, hi = bootstrap_ci(macro_f1, y, pred, n_boot=200, seed=1)
+    assert lo < point < hi and hi - lo < 0.2
+    assert bootstrap_ci(macro_f1, y, pred, n_boot=200, seed=1) == (lo, hi)  # seeded
+
+
+def test_evaluate_report_is_complete():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 9, 300)
+    probs = rng.dirichlet(np.ones(9), 300)
+    probs[np.arange(300), y] += 0.15
+    probs /= probs.sum(axis=1, keepdims=True)
+    pred = probs.argmax(axis=1)
+    w = prevalence_weights(
+        y, prior_from_list([4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431])
+    )
+    rep = evaluate(y, pred, probs, 10.0, w, n_boot=50, argmax_pred=pred)
+    assert rep["n"] == 300 and set(rep["per_class"]) == set(CLASS_NAMES)
+    assert rep["macro_f1_ci95"][0] <= rep["macro_f1"] <= rep["macro_f1_ci95"][1]
+    pc = rep["prevalence_corrected"]
+    assert pc["macro_f1"] != rep["macro_f1"]
+    assert np.isclose(pc["balanced_accuracy"], rep["balanced_accuracy"])
+    assert np.isclose(rep["cost"], (10 * rep["escapes"] + rep["false_alarms"]) / 300)
+    with pytest.raises(ValueError, match="needs 9 values"):
+        prior_from_list([1, 2, 3])
+
+
+def _logits(tmp_path, test_y_seed: int):
+    rng = np.random.default_rng(0)
+    val_y, test_y = rng.integers(0, 9, 400), rng.integers(0, 9, 300)
+    val_logits = rng.normal(0, 1, (400, 9)) + 3 * np.eye(9)[val_y]
+    test_logits = rng.normal(0, 1, (300, 9)) + 3 * np.eye(9)[test_y]
+    test_y = np.random.default_rng(test_y_seed).permutation(test_y)  # change the test labels
+    save_npz(
+        tmp_path / "logits.npz",
+        tta=np.array(True),
+        val_logits=val_logits,
+        val_y=val_y,
+        val_rows=np.arange(400),
+        test_logits=test_logits,
+        test_y=test_y,
+        test_rows=np.arange(300),
+    )
+    return tmp_path / "logits.npz"
+
+
+def test_nothing_is_fit_on_test(tmp_path, load_stage):
+    """Changing the test labels changes nothing that calibrate and thresholds fit."""
+    fitted = []
+    for seed in (1, 2):
+        d = tmp_path / str(seed)
+        d.mkdir()
+        logits = _logits(d, seed)
+        r = CliRunner().invoke(
+            load_stage("calibrate").app,
+            [
+                "--logits",
+                str(logits),
+                "--out",
+                str(d / "cal.json"),
+                "--metrics",
+                str(d / "c.json"),
+                "--plots-dir",
+                str(d / "rel"),
+                "--png",
+                str(d / "rel.png"),
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(
+            load_stage("thresholds").app,
+            [
+                "--logits",
+                str(logits),
+                "--calibration",
+                str(d / "cal.json"),
+                "--out",
+                str(d / "thr.json"),
+                "--metrics",
+                str(d / "t.json"),
+                "--curve",
+                str(d / "sweep.csv"),
+                "--png",
+                str(d / "sweep.png"),
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        fitted.append(
+            [(d / f).read_bytes() for f in ("cal.json", "thr.json", "t.json", "sweep.csv")]
+        )
+        test_report = (d / "c.json").read_text()
+    assert fitted[0] == fitted[1]
+    assert '"test"' in test_report  # test is reported (and differs), never fit
