@@ -7,14 +7,14 @@ per-epoch curves to plots/train_curves.csv and a summary to metrics/train.json.
 
 import csv
 import io
-import json
 from pathlib import Path
 
+import torch
 import typer
 
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
-from wafer.io import write_json, write_text
+from wafer.io import write_json, write_text, write_timing
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
 from wafer.train import TrainConfig, fit, resolve_device, seed_everything
@@ -101,20 +101,23 @@ def main(
             "best_val_macro_f1": result.best_val_macro_f1,
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
-            "train_seconds": result.train_seconds,
-            "train_maps_per_s": result.train_maps_per_s,
             "parameters": count_parameters(model),
             "input_size": train.size,
+        },
+    )
+    write_timing(
+        "train",
+        {
+            "train_seconds": result.train_seconds,
+            "train_maps_per_s": result.train_maps_per_s,
+            "epochs_run": result.epochs_run,
             "device": str(resolve_device(device)),
+            "threads": torch.get_num_threads(),
         },
     )
     print(
-        json.dumps(
-            {
-                "best_epoch": result.best_epoch,
-                "best_val_macro_f1": round(result.best_val_macro_f1, 4),
-            }
-        )
+        f"train: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}, "
+        f"{result.train_maps_per_s:.0f} maps/s"
     )
 
 

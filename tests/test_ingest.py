@@ -33,7 +33,7 @@ def test_legacy_pickle_fixture_reproduces_both_quirks(tmp_path):
         pickle.loads(data.replace(b"cnumpy.core.", b"cnumpy._core."))
     back = read_lswmd(path)
     assert list(back.columns) == list(df.columns)
-    assert all(np.array_equal(a, b) for a, b in zip(back["waferMap"], df["waferMap"]))
+    assert all(np.array_equal(a, b) for a, b in zip(back["waferMap"], df["waferMap"], strict=True))
     assert back["dieSize"].tolist() == df["dieSize"].tolist()
     ing = validate_frame(back, path)
     assert ing.labels.tolist() == [CLASS_NAMES.index("Center"), CLASS_NAMES.index("Edge-Ring")]

@@ -11,7 +11,7 @@ from wafer.io import WaferInputError
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: a :class:`WaferInputError` prints ``error: <file>, row N: <reason>`` and exits 2."""
+    """Decorator: a :class:`WaferInputError` prints ``error: <file>, row N: <reason>``, exits 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass
 
 import torch
@@ -128,8 +129,12 @@ def save_checkpoint(path, model: nn.Module, cfg: ModelConfig, input_size: int, e
         "input_size": int(input_size),
         "extra": extra,
     }
+    # Through a buffer: torch.save names the zip's root folder after the file, and the temp
+    # file's random name would make every checkpoint's bytes (and DVC hash) different.
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_checkpoint(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

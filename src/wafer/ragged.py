@@ -8,7 +8,7 @@ import numpy as np
 
 
 def pack(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate 2-D arrays into (flat uint8 buffer, shapes (n, 2) int32, offsets (n+1,) int64)."""
+    """Concatenate 2-D arrays: (flat uint8 buffer, shapes (n, 2) int32, offsets (n+1,) int64)."""
     shapes = np.array([m.shape for m in maps], dtype=np.int32).reshape(-1, 2)
     sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1]
     offsets = np.zeros(len(maps) + 1, dtype=np.int64)
