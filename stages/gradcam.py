@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import typer
 
-from wafer.cam import METHODS, target_layer
+from wafer.cam import METHODS, resolve_layer_name, target_layer
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
 from wafer.gradcam_report import (
@@ -46,7 +46,9 @@ def main(
     predictions: Path = typer.Option(
         Path("data/predictions.csv"), help="evaluate stage's per-map predictions (test order)"
     ),
-    layer: str = typer.Option("layer4", help="target module (dotted); 'layer4.stage': pre-CBAM"),
+    layer: str = typer.Option(
+        "auto", help="target module (dotted; 'layer4.stage': pre-CBAM) or 'auto' (deepest >= 7x7)"
+    ),
     method: str = typer.Option("gradcam++", help="'gradcam++' or 'gradcam'"),
     per_class: int = typer.Option(3, help="example slots per class (0-3, in the documented order)"),
     max_maps: int = typer.Option(400, help="test maps per class for the localisation metrics"),
@@ -77,6 +79,7 @@ def main(
         raise WaferInputError(ingested, f"has {len(ing.labels)} rows, test_rows needs more")
     pred = read_predictions(predictions, test.rows, test.y)
     trained, payload = load_checkpoint(model, device=dev)
+    layer = resolve_layer_name(layer, payload["model_config"], payload["input_size"])
     if payload["input_size"] != test.size:
         print(f"warning: model trained at {payload['input_size']} px, shards are {test.size}")
     try:

@@ -99,3 +99,41 @@ def load_stage():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
+    """The three served files of an untrained compact ResNet-18 at 16 px (the pipeline's
+    outputs, in miniature): model.pt, calibration.json (T = 1.3, TTA on), thresholds.json."""
+    import json
+
+    import torch
+
+    from wafer.classes import CLASS_NAMES
+    from wafer.model import ModelConfig, build_model, save_checkpoint
+
+    d = tmp_path_factory.mktemp("tiny_pipeline")
+    torch.manual_seed(0)
+    cfg = ModelConfig(stem="compact", cbam=False)
+    save_checkpoint(d / "model.pt", build_model(cfg), cfg, 16, {"note": "untrained, for tests"})
+    (d / "calibration.json").write_text(
+        json.dumps({"temperature": 1.3, "tta": True, "fit_on": "val", "n_val": 0})
+    )
+    (d / "thresholds.json").write_text(
+        json.dumps(
+            {"tau": 0.5, "class_thresholds": {c: 0.0 for c in CLASS_NAMES}, "cost_ratio": 10.0}
+        )
+    )
+    return {
+        "model": d / "model.pt",
+        "calibration": d / "calibration.json",
+        "thresholds": d / "thresholds.json",
+    }
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "browser: drives the Gradio demo in headless Chromium (needs gradio, selenium, chromium, "
+        "chromium-driver; skips without them)",
+    )

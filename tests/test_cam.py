@@ -350,3 +350,14 @@ def test_stage_real_data_layout_cbam_and_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "predictions" in result.output
     result = runner.invoke(module.app, [*args, "--layer", "layer9"])
     assert result.exit_code != 0
+
+
+def test_auto_layer_keeps_at_least_7x7_cells():
+    from wafer.cam import auto_layer, resolve_layer_name
+
+    assert auto_layer("standard", 224) == "layer4"  # 7x7, the seed's setting
+    assert auto_layer("compact", 32) == "layer2"  # 8x8 (layer4 would be 2x2)
+    assert auto_layer("compact", 64) == "layer3"
+    assert auto_layer("standard", 16) == "layer1"
+    assert resolve_layer_name("layer4.stage", {"stem": "compact"}, 32) == "layer4.stage"
+    assert resolve_layer_name("auto", {"stem": "cifar"}, 32) == "layer3"

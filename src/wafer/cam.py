@@ -50,7 +50,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wafer.model import stage_side
+
 METHODS = ("gradcam", "gradcam++")
+
+
+def auto_layer(stem: str, input_size: int, min_cells: int = 7) -> str:
+    """The deepest ResNet stage whose output still has ``min_cells`` cells per side.
+
+    ``layer4`` at the seed's 224 px (7 x 7); ``layer2`` at 32 px with the compact stem (8 x 8,
+    where layer4 would be 2 x 2 and cannot localise). docs/GRADCAM.md has the measurements.
+    """
+    for stage in (4, 3, 2):
+        if stage_side(stem, input_size, stage) >= min_cells:
+            return f"layer{stage}"
+    return "layer1"
+
+
+def resolve_layer_name(name: str, model_config: dict, input_size: int) -> str:
+    """``"auto"`` -> :func:`auto_layer` for the checkpoint's stem and input size; else ``name``."""
+    return auto_layer(model_config["stem"], input_size) if name == "auto" else name
 
 
 def target_layer(model: nn.Module, name: str = "layer4") -> nn.Module:

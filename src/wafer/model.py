@@ -34,6 +34,13 @@ from torchvision.models import resnet18
 from wafer.classes import CLASS_NAMES
 
 STEMS = ("standard", "compact", "cifar")
+STEM_STRIDE = {"standard": 4, "compact": 2, "cifar": 1}  # downsampling before layer1
+
+
+def stage_side(stem: str, input_size: int, stage: int) -> int:
+    """Side of the feature map after ResNet stage ``stage`` (1..4) for a square input."""
+    stride = STEM_STRIDE[stem] * 2 ** (stage - 1)
+    return -(-input_size // stride)
 
 
 @dataclass(frozen=True)

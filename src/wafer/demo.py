@@ -1,0 +1,471 @@
+"""Gradio demo of the served pipeline: ``python -m wafer.demo`` (``pip install -e '.[demo]'``).
+
+It serves exactly what the `evaluate` stage reported on (:class:`wafer.predict.Predictor`:
+block-max resize, TTA logits, temperature, per-class thresholds, operating point), loaded from
+the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It binds to
+127.0.0.1 unless ``--host`` says otherwise.
+
+* The model's figures in the header (test macro-F1 with its 95% CI, balanced accuracy, ECE after
+  calibration, temperature, tau) are read at start from metrics/evaluate.json and
+  metrics/calibrate.json; a mismatch between those and the served calibration/thresholds files
+  (stale metrics) is shown as a warning.
+* Examples: one test map per class (from data/predictions.csv + data/ingested.npz): the most
+  confident correct prediction of the class (ties: the earlier test map), else the first test
+  map of that class; classes without a test map are left out. Click one to run it.
+* Upload: a PNG (8-bit grey, 0 outside / 128 pass / 255 fail, one pixel per die; see
+  :mod:`wafer.predict`) or a .npy die map (``allow_pickle=False``; a 3-D stack shows its first
+  map). An image that does not look like a wafer map is still predicted, with a visible warning.
+* Output: predicted class, calibrated confidence, top 3, the defect decision at the operating
+  point, an illustrative process-mode reading (:mod:`wafer.process_modes`) and the Grad-CAM
+  (map | CAM | overlay) of the predicted class on the unrotated map.
+
+The module imports without gradio; :func:`build_app` imports it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wafer.classes import CLASS_NAMES
+from wafer.io import WaferInputError, read_json
+from wafer.predict import Predictor, read_maps
+from wafer.process_modes import CAVEAT, PROCESS_MODES, interpretation_markdown
+
+__all__ = [
+    "PROCESS_MODES",
+    "DemoAssets",
+    "DemoExample",
+    "Analysis",
+    "analyse",
+    "analyse_file",
+    "build_app",
+    "launch",
+    "load_assets",
+    "load_examples",
+    "model_figures",
+]
+
+GRADIO_MISSING = "the demo needs gradio: pip install -e '.[demo]' (or pip install 'gradio>=4.44')"
+MAP_RGB = np.array([[242, 242, 242], [166, 189, 219], [215, 48, 31]], dtype=np.uint8)
+CSS = "#prediction h3{margin-top:0} #warning p{color:#b45309;font-weight:600}"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DemoExample:
+    cls: str  # true class
+    row: int  # row of data/ingested.npz
+    map: np.ndarray
+    predicted: str  # what the evaluate stage served (data/predictions.csv)
+    confidence: float
+    correct: bool
+
+
+@dataclass
+class DemoAssets:
+    predictor: Predictor
+    figures: dict
+    examples: list[DemoExample]
+    notes: list[str] = field(default_factory=list)  # e.g. stale metrics
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _need(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WaferInputError(path, "no such file (run `dvc repro` first?)")
+    return path
+
+
+def model_figures(evaluate_json: str | os.PathLike, calibrate_json: str | os.PathLike) -> dict:
+    """The figures the demo shows, read from the metrics files (never typed in the code)."""
+    ev = read_json(_need(evaluate_json))
+    cal = read_json(_need(calibrate_json))
+    try:
+        op = ev.get("operating_point", {})
+        return {
+            "macro_f1": float(ev["macro_f1"]),
+            "macro_f1_ci95": [float(v) for v in ev.get("macro_f1_ci95", [])],
+            "balanced_accuracy": float(ev["balanced_accuracy"]),
+            "n_test": int(ev["n"]) if "n" in ev else None,
+            "ece_after": float(cal["test"]["after"]["ece"]),
+            "ece_before": float(cal["test"]["before"]["ece"]) if "before" in cal["test"] else None,
+            "temperature": float(cal["temperature"]),
+            "tau": float(op["tau"]) if "tau" in op else None,
+            "tta": bool(op["tta"]) if "tta" in op else None,
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WaferInputError(
+            f"{evaluate_json} / {calibrate_json}", f"missing figure: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def stale_notes(figures: dict, predictor: Predictor) -> list[str]:
+    """Where the metrics files disagree with what is served (e.g. metrics from another run)."""
+    s = predictor.serving
+    notes = []
+    if not math.isclose(figures["temperature"], s.temperature, rel_tol=0, abs_tol=1e-6):
+        notes.append(
+            f"metrics were computed at temperature {figures['temperature']:g}, the served "
+            f"calibration has {s.temperature:g}"
+        )
+    if figures["tau"] is not None and not math.isclose(figures["tau"], s.tau, abs_tol=1e-6):
+        notes.append(f"metrics were computed at tau {figures['tau']:g}, served tau is {s.tau:g}")
+    if figures["tta"] is not None and figures["tta"] != s.tta:
+        notes.append(f"metrics were computed with TTA {figures['tta']}, served TTA is {s.tta}")
+    return notes
+
+
+def load_examples(
+    predictions_csv: str | os.PathLike, ingested_npz: str | os.PathLike
+) -> list[DemoExample]:
+    """One test map per class (rule in the module docstring), in CLASS_NAMES order."""
+    from wafer.ingest import Ingested
+
+    path = _need(predictions_csv)
+    pred = pd.read_csv(path)
+    missing = [c for c in ("row", "actual", "predicted", "confidence") if c not in pred.columns]
+    if missing:
+        raise WaferInputError(path, f"missing column(s) {', '.join(missing)}")
+    ing = Ingested.load(_need(ingested_npz))
+    n_rows = len(ing.labels)
+    actual = pred["actual"].to_numpy(dtype=object)
+    predicted = pred["predicted"].to_numpy(dtype=object)
+    conf = pred["confidence"].to_numpy(dtype=np.float64)
+    rows = pred["row"].to_numpy(dtype=np.int64)
+    out = []
+    for cls in CLASS_NAMES:
+        mine = np.flatnonzero(actual == cls)
+        if not len(mine):
+            continue
+        correct = mine[predicted[mine] == cls]
+        pos = int(correct[np.argmax(conf[correct])]) if len(correct) else int(mine[0])
+        row = int(rows[pos])
+        if not 0 <= row < n_rows:
+            raise WaferInputError(path, f"row {row} is not in {ingested_npz}", row=pos)
+        out.append(
+            DemoExample(
+                cls=cls,
+                row=row,
+                map=ing.map(row),
+                predicted=str(predicted[pos]),
+                confidence=float(conf[pos]),
+                correct=bool(predicted[pos] == cls),
+            )
+        )
+    return out
+
+
+def load_assets(
+    model: str | os.PathLike = "models/model.pt",
+    calibration: str | os.PathLike = "models/calibration.json",
+    thresholds: str | os.PathLike = "models/thresholds.json",
+    evaluate_json: str | os.PathLike = "metrics/evaluate.json",
+    calibrate_json: str | os.PathLike = "metrics/calibrate.json",
+    predictions_csv: str | os.PathLike = "data/predictions.csv",
+    ingested_npz: str | os.PathLike = "data/ingested.npz",
+    device: str = "auto",
+) -> DemoAssets:
+    predictor = Predictor.load(model, calibration, thresholds, device)
+    figures = model_figures(evaluate_json, calibrate_json)
+    examples = load_examples(predictions_csv, ingested_npz)
+    return DemoAssets(predictor, figures, examples, stale_notes(figures, predictor))
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the demo shows for one map."""
+
+    result_md: str  # predicted class, confidence, decision, top 3, source
+    top3: dict[str, float]  # for gr.Label
+    mode_md: str  # process-mode interpretation
+    cam_png: bytes | None
+    warning_md: str  # "" when none
+    row: dict | None  # the Predictor row
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def header_markdown(assets: DemoAssets) -> str:
+    f, s, p = assets.figures, assets.predictor.serving, assets.predictor
+    ci = f["macro_f1_ci95"]
+    ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if len(ci) == 2 else ""
+    n_txt = f" on {f['n_test']} test maps" if f["n_test"] else ""
+    lines = [
+        "# WM-811K wafer-map defect classifier",
+        f"Serving `{p.paths.get('model', '?')}` + `{p.paths.get('calibration', '?')}` + "
+        f"`{p.paths.get('thresholds', '?')}` — the pipeline the evaluate stage reported on "
+        f"({'8-view TTA, ' if s.tta else ''}temperature, per-class thresholds, operating point).",
+        "",
+        f"**Test macro-F1 {f['macro_f1']:.3f}**{ci_txt} · **balanced accuracy "
+        f"{f['balanced_accuracy']:.3f}**{n_txt} · **ECE after calibration "
+        f"{f['ece_after']:.3f}** (before {_fmt(f['ece_before'])}) · temperature "
+        f"{f['temperature']:.3f} · operating point τ = {_fmt(f['tau'], 2)} "
+        f"(defect if P(defect) ≥ τ; escape : false-alarm cost {s.cost_ratio:g} : 1)",
+        "",
+        "<small>Figures read at start from metrics/evaluate.json and "
+        "metrics/calibrate.json.</small>",
+    ]
+    for note in assets.notes:
+        lines.append(f"\n**⚠ Stale metrics:** {note}.")
+    return "\n".join(lines)
+
+
+def analyse(
+    predictor: Predictor,
+    m: np.ndarray,
+    source: str,
+    warning: str | None = None,
+    example: DemoExample | None = None,
+    cam: bool = True,
+) -> Analysis:
+    """Predict one valid die map and assemble the demo's outputs."""
+    row = predictor.predict([m], [source])[0]
+    s = predictor.serving
+    p_def = row["p_defect"]
+    if row["defect"]:
+        decision = f"**DEFECT** at the operating point: P(defect) = {p_def:.3f} ≥ τ = {s.tau:.2f}"
+    else:
+        decision = (
+            f"**no defect** at the operating point: P(defect) = {p_def:.3f} < τ = {s.tau:.2f}"
+        )
+    top = " · ".join(f"{c} {p:.3f}" for c, p in row["top3"])
+    lines = [
+        f"### Predicted: {row['predicted']} — calibrated confidence {row['confidence']:.3f}",
+        decision,
+        "",
+        f"Top 3: {top}",
+        "",
+        f"Source: {source} ({m.shape[0]}×{m.shape[1]} dies)",
+    ]
+    if example is not None:
+        verdict = "correct" if example.correct else "wrong"
+        lines.append(
+            f"\nTest example, ingested row {example.row}: true class **{example.cls}**; the "
+            f"evaluate stage served {example.predicted} ({example.confidence:.3f}, {verdict})."
+        )
+    warning_md = f"⚠ {source}: {warning}" if warning else ""
+    png = predictor.cam_png(m, row, dpi=100) if cam else None
+    return Analysis(
+        result_md="\n".join(lines),
+        top3={c: p for c, p in row["top3"]},
+        mode_md=interpretation_markdown(row["predicted"]),
+        cam_png=png,
+        warning_md=warning_md,
+        row=row,
+    )
+
+
+def error_analysis(message: str) -> Analysis:
+    return Analysis("### No prediction", {}, "", None, f"⚠ {message}", None)
+
+
+def analyse_file(
+    predictor: Predictor, path: str | os.PathLike, name: str | None = None
+) -> Analysis:
+    """An uploaded .png or .npy (read by wafer.predict.read_maps; first map of a stack)."""
+    path = Path(path)
+    name = name or path.name
+    if path.suffix.lower() not in (".png", ".npy"):
+        return error_analysis(f"{name}: upload a .png or a .npy die map")
+    items = read_maps(path)
+    first = items[0]
+    if first.error is not None:
+        return error_analysis(str(first.error).replace(str(path), name, 1))
+    warning = first.warning
+    if len(items) > 1:
+        extra = f"a stack of {len(items)} maps: showing the first"
+        warning = f"{warning}; {extra}" if warning else extra
+    return analyse(predictor, first.map, name, warning)
+
+
+def map_thumbnail(m: np.ndarray, size: int = 160):
+    """RGB PIL image of a die map (grey outside, blue pass, red fail), nearest-upscaled."""
+    from PIL import Image
+
+    h, w = m.shape
+    scale = max(1, size // max(h, w))
+    return Image.fromarray(MAP_RGB[m]).resize((w * scale, h * scale), Image.NEAREST)
+
+
+# --------------------------------------------------------------------------- gradio
+
+
+def _import_gradio():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
+    try:
+        import gradio as gr
+    except ImportError:
+        raise SystemExit(f"error: {GRADIO_MISSING}") from None
+    return gr
+
+
+def _style(gr) -> tuple[dict, dict]:
+    """(Blocks kwargs, launch kwargs) for theme and CSS: gradio >= 6 takes them in launch(),
+    older versions in Blocks(). System fonts: the page loads nothing from the internet."""
+    import inspect
+
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "monospace"],
+    )
+    style = {"theme": theme, "css": CSS}
+    if "theme" in inspect.signature(gr.Blocks.launch).parameters:
+        return {}, style
+    return style, {}
+
+
+def build_app(assets: DemoAssets):
+    """The gradio Blocks app (gradio imported here)."""
+    gr = _import_gradio()
+    from PIL import Image
+
+    predictor = assets.predictor
+    examples = assets.examples
+    blocks_kw, _ = _style(gr)
+
+    def outputs_of(a: Analysis):
+        cam = Image.open(io.BytesIO(a.cam_png)) if a.cam_png else None
+        return a.warning_md, a.result_md, a.top3 or None, a.mode_md, cam
+
+    def on_example(evt):
+        ex = examples[int(evt.index)]
+        with assets.lock:
+            a = analyse(predictor, ex.map, f"test example {ex.cls} (row {ex.row})", None, ex)
+        return outputs_of(a)
+
+    # gradio finds the event-data argument by its annotation; set it as a class, not as the
+    # string that `from __future__ import annotations` makes of it.
+    on_example.__annotations__ = {"evt": gr.SelectData}
+
+    def on_upload(path):
+        if not path:
+            return outputs_of(error_analysis("nothing uploaded"))
+        path = Path(path if isinstance(path, str) else path.name)
+        with assets.lock:
+            try:
+                a = analyse_file(predictor, path, path.name)
+            except WaferInputError as exc:
+                a = error_analysis(str(exc))
+        return outputs_of(a)
+
+    title = "WM-811K wafer-map classifier"
+    with gr.Blocks(title=title, analytics_enabled=False, **blocks_kw) as app:
+        gr.Markdown(header_markdown(assets), elem_id="header")
+        with gr.Row():
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(
+                    value=[(map_thumbnail(ex.map), ex.cls) for ex in examples],
+                    label="Test examples, one per class: click one",
+                    columns=3,
+                    height=540,
+                    allow_preview=False,
+                    interactive=False,
+                    format="png",
+                    object_fit="contain",
+                    elem_id="examples",
+                )
+                upload = gr.File(
+                    label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
+                    "255 fail; one pixel per die) or .npy",
+                    file_types=[".png", ".npy"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+            with gr.Column(scale=3):
+                warning = gr.Markdown(elem_id="warning")
+                result = gr.Markdown("*Click an example or upload a map.*", elem_id="prediction")
+                top3 = gr.Label(num_top_classes=3, label="Top 3 (calibrated)", elem_id="top3")
+                gr.Markdown(
+                    "**Grad-CAM** of the predicted class (unrotated map): map | CAM | overlay"
+                )
+                cam = gr.Image(
+                    label="Grad-CAM",
+                    show_label=False,
+                    type="pil",
+                    interactive=False,
+                    elem_id="cam",
+                )
+                mode = gr.Markdown(f"*{CAVEAT}*", elem_id="process-mode")
+        outs = [warning, result, top3, mode, cam]
+        gallery.select(on_example, None, outs)
+        upload.upload(on_upload, upload, outs)
+    return app
+
+
+def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **kw):
+    """Start the server (bound to ``host``, 127.0.0.1 by default)."""
+    import inspect
+
+    gr = _import_gradio()
+    _, launch_kw = _style(gr)
+    if "max_file_size" in inspect.signature(app.launch).parameters:
+        launch_kw["max_file_size"] = "20mb"  # die maps are kilobytes
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        share=False,
+        inbrowser=False,
+        **launch_kw,
+        **kw,
+    )
+
+
+def main(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    model: Path = Path("models/model.pt"),
+    calibration: Path = Path("models/calibration.json"),
+    thresholds: Path = Path("models/thresholds.json"),
+    evaluate_metrics: Path = Path("metrics/evaluate.json"),
+    calibrate_metrics: Path = Path("metrics/calibrate.json"),
+    predictions: Path = Path("data/predictions.csv"),
+    ingested: Path = Path("data/ingested.npz"),
+    device: str = "auto",
+) -> None:
+    """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so)."""
+    _import_gradio()  # fail fast, before loading anything
+    assets = load_assets(
+        model,
+        calibration,
+        thresholds,
+        evaluate_metrics,
+        calibrate_metrics,
+        predictions,
+        ingested,
+        device,
+    )
+    for note in assets.notes:
+        print(f"warning: stale metrics: {note}")
+    print(f"demo: serving {model} on http://{host}:{port} (Ctrl-C to stop)")
+    launch(build_app(assets), host, port, block=True)
+
+
+def _cli() -> None:
+    import typer
+
+    from wafer.cli_util import one_line_errors
+
+    cli = typer.Typer(add_completion=False)
+    cli.command(help=main.__doc__)(one_line_errors(main))
+    cli()
+
+
+if __name__ == "__main__":
+    _cli()
