@@ -323,7 +323,8 @@ def test_stage_end_to_end_synthetic(tmp_path: Path) -> None:
     assert pngs and all(f.read_bytes()[:4] == b"\x89PNG" for f in pngs)
     assert page.count("data:image/png;base64,") == len(pngs)
     m = json.loads(metrics.read_text())
-    assert m["method"] == "gradcam++" and m["layer"] == "layer4"
+    # default layer 'auto': at 16 px with the compact stem only layer1 keeps >= 7x7 cells
+    assert m["method"] == "gradcam++" and m["layer"] == "layer1" and m["cam_size"] == [8, 8]
     assert m["reference"] == "pattern_mask"
     for key in ("trained", "untrained"):
         assert {"mean_energy_share", "mean_pointing_hit", "mean_chance", "per_class"} <= set(m[key])
