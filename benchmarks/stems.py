@@ -1,17 +1,20 @@
 """Stem trade-off: training throughput (model-only forward + backward + AdamW step) and the size
 of the last feature map (what Grad-CAM sees) for each stem and input size, in one run.
 
-    python benchmarks/stems.py --sizes 32 --sizes 64 --batch-size 64 --steps 6
+    python benchmarks/stems.py --sizes 32 --sizes 64 --batch-size 64 --steps 6 \
+        --out docs/benchmarks/stems.json
 
 Throughput is reported as a ratio to the 'standard' stem at the same size, measured in the same
 run, because this machine's speed drifts.
 """
 
 import time
+from pathlib import Path
 
 import torch
 import typer
 
+from wafer.io import write_json
 from wafer.model import STEMS, ModelConfig, build_model, one_hot
 
 app = typer.Typer(add_completion=False)
@@ -41,16 +44,37 @@ def main(
     cbam: bool = True,
     batch_size: int = 64,
     steps: int = 6,
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
 ) -> None:
     print(f"threads {torch.get_num_threads()}, batch {batch_size}, cbam {cbam}")
     print("| size | stem | last feature map | train maps/s | vs standard |")
     print("|---|---|---|---|---|")
+    rows = []
     for size in sizes:
         base = None
         for stem in STEMS:
             rate, side = throughput(stem, size, cbam, batch_size, steps)
             base = base or rate
             print(f"| {size} | {stem} | {side}x{side} | {rate:.0f} | {rate / base:.2f} |")
+            rows.append(
+                {
+                    "size": size,
+                    "stem": stem,
+                    "feature_map": side,
+                    "maps_per_s": rate,
+                    "vs_standard": rate / base,
+                }
+            )
+    if out:
+        write_json(
+            out,
+            {
+                "threads": torch.get_num_threads(),
+                "batch_size": batch_size,
+                "cbam": cbam,
+                "rows": rows,
+            },
+        )
 
 
 if __name__ == "__main__":

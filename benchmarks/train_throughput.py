@@ -11,16 +11,19 @@ Measures, in one run and on the same device, batch size and input size:
 The ratio pipeline / model-only is the share of the model's speed that the full loop keeps
 (1.0 = data handling costs nothing). Rounds alternate to cancel the machine's drift.
 
-    python benchmarks/train_throughput.py --size 32 --stem compact --cbam --batch-size 64
+    python benchmarks/train_throughput.py --size 32 --stem compact --cbam --batch-size 64 \
+        --out docs/benchmarks/train_throughput.json
 """
 
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import typer
 
+from wafer.io import write_json
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, one_hot
 from wafer.train import TrainConfig, fit, resolve_device
@@ -51,6 +54,7 @@ def main(
     maps: int = 1536,
     rounds: int = 3,
     device: str = "auto",
+    out: Path = typer.Option(None, help="also write the result as JSON"),
 ) -> None:
     dev = resolve_device(device)
     rng = np.random.default_rng(0)
@@ -76,6 +80,21 @@ def main(
         f"threads {torch.get_num_threads()}: pipeline {p:.1f} maps/s, model-only {b:.1f} maps/s,"
         f" ratio {p / b:.3f}"
     )
+    if out:
+        write_json(
+            out,
+            {
+                "device": str(dev),
+                "size": size,
+                "stem": stem,
+                "cbam": cbam,
+                "batch_size": batch_size,
+                "threads": torch.get_num_threads(),
+                "pipeline_maps_per_s": pipe,
+                "model_only_maps_per_s": bare,
+                "median_ratio": p / b,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def main(
     pc = report["prevalence_corrected"]
     print(
         f"evaluate: test macro-F1 {report['macro_f1']:.4f} "
-        f"[{report['macro_f1_ci95'][0]:.4f}, {report['macro_f1_ci95'][1]:.4f}], "
+        f"[{report['macro_f1_ci95']['low']:.4f}, {report['macro_f1_ci95']['high']:.4f}], "
         f"balanced acc {report['balanced_accuracy']:.4f}, prevalence-corrected macro-F1 "
         f"{pc['macro_f1']:.4f}; escapes {report['escapes']:.0f}, "
         f"false alarms {report['false_alarms']:.0f}"

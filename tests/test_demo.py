@@ -82,7 +82,7 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
         tmp_path / "metrics" / "evaluate.json",
         {
             "macro_f1": 0.81234,
-            "macro_f1_ci95": [0.7001, 0.9002],
+            "macro_f1_ci95": {"low": 0.7001, "high": 0.9002},
             "balanced_accuracy": 0.85678,
             "n": len(TEST_ROWS),
             "operating_point": {"tau": 0.5, "temperature": 1.3, "tta": True},

@@ -60,7 +60,7 @@ def test_evaluate_report_is_complete():
     )
     rep = evaluate(y, pred, probs, 10.0, w, n_boot=50, argmax_pred=pred)
     assert rep["n"] == 300 and set(rep["per_class"]) == set(CLASS_NAMES)
-    assert rep["macro_f1_ci95"][0] <= rep["macro_f1"] <= rep["macro_f1_ci95"][1]
+    assert rep["macro_f1_ci95"]["low"] <= rep["macro_f1"] <= rep["macro_f1_ci95"]["high"]
     pc = rep["prevalence_corrected"]
     assert pc["macro_f1"] != rep["macro_f1"]
     assert np.isclose(pc["balanced_accuracy"], rep["balanced_accuracy"])

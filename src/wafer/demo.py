@@ -95,7 +95,7 @@ def model_figures(evaluate_json: str | os.PathLike, calibrate_json: str | os.Pat
         op = ev.get("operating_point", {})
         return {
             "macro_f1": float(ev["macro_f1"]),
-            "macro_f1_ci95": [float(v) for v in ev.get("macro_f1_ci95", [])],
+            "macro_f1_ci95": [float(v) for v in ev.get("macro_f1_ci95", {}).values()],
             "balanced_accuracy": float(ev["balanced_accuracy"]),
             "n_test": int(ev["n"]) if "n" in ev else None,
             "ece_after": float(cal["test"]["after"]["ece"]),

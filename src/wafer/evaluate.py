@@ -70,12 +70,12 @@ def evaluate(
     out = headline(y, pred, probs, cost_ratio)
     for name, fn in (("macro_f1", macro_f1), ("balanced_accuracy", balanced_accuracy)):
         lo, hi = bootstrap_ci(fn, y, pred, n_boot=n_boot, seed=seed)
-        out[f"{name}_ci95"] = [lo, hi]
+        out[f"{name}_ci95"] = {"low": lo, "high": hi}
     out["per_class"] = per_class(y, pred)
     corrected = headline(y, pred, probs, cost_ratio, prior_weights)
     for name, fn in (("macro_f1", macro_f1), ("balanced_accuracy", balanced_accuracy)):
         lo, hi = bootstrap_ci(fn, y, pred, n_boot=n_boot, seed=seed, weights=prior_weights)
-        corrected[f"{name}_ci95"] = [lo, hi]
+        corrected[f"{name}_ci95"] = {"low": lo, "high": hi}
     corrected["per_class"] = per_class(y, pred, prior_weights)
     out["prevalence_corrected"] = corrected
     if argmax_pred is not None:  # what thresholds and the operating point changed
