@@ -50,9 +50,13 @@ def main(
         "auto", help="target module (dotted; 'layer4.stage': pre-CBAM) or 'auto' (deepest >= 7x7)"
     ),
     method: str = typer.Option("gradcam++", help="'gradcam++' or 'gradcam'"),
-    per_class: int = typer.Option(3, help="example slots per class (0-3, in the documented order)"),
-    max_maps: int = typer.Option(400, help="test maps per class for the localisation metrics"),
-    batch_size: int = typer.Option(64),
+    per_class: int = typer.Option(
+        3, "--per_class", "--per-class", help="example slots per class (0-3, documented order)"
+    ),
+    max_maps: int = typer.Option(
+        200, "--max_maps", "--max-maps", help="test maps per class for the localisation metrics"
+    ),
+    batch_size: int = typer.Option(64, "--batch_size", "--batch-size"),
     seed: int = typer.Option(0, help="draw of the localisation maps; untrained model's init"),
     device: str = typer.Option("auto", help="'auto' (cuda if available), 'cpu', 'cuda'"),
     out_dir: Path = typer.Option(Path("reports/gradcam"), help="index.html and png/*.png"),
