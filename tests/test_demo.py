@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, wafer
 
 from wafer import ragged
 from wafer.classes import CLASS_NAMES
@@ -28,6 +27,8 @@ from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, write_json
 from wafer.predict import Predictor, encode_png
 from wafer.process_modes import CAVEAT, PROCESS_MODES
+
+from conftest import ROOT, wafer
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")

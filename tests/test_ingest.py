@@ -2,11 +2,12 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import lswmd_frame, wafer, write_legacy_pickle
 
 from wafer.classes import CLASS_NAMES
 from wafer.ingest import Ingested, read_lswmd, unwrap_label, validate_frame
 from wafer.io import WaferInputError
+
+from conftest import lswmd_frame, wafer, write_legacy_pickle
 
 
 def test_unwrap_label_handles_lswmd_nesting():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from conftest import ROOT
 
 TINY = {

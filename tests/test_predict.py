@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lswmd_frame, wafer, write_legacy_pickle
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -30,6 +29,8 @@ from wafer.predict import (
 from wafer.serve import ServingConfig
 from wafer.shard import resize_map
 from wafer.train import predict_logits
+
+from conftest import lswmd_frame, wafer, write_legacy_pickle
 
 BATCH = 4  # small: several chunks and several forward passes
 

@@ -1,5 +1,4 @@
 import numpy as np
-from conftest import wafer
 
 from wafer import ragged
 from wafer.classes import CLASS_NAMES
@@ -12,6 +11,8 @@ from wafer.split import (
     split_report,
     stratified_group_split,
 )
+
+from conftest import wafer
 
 
 def _dataset(n_per_class=60, dup_every=7, seed=0):
