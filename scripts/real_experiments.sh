@@ -18,7 +18,7 @@ save() {
   cp params.yaml metrics/*.json "$dst/"
   mkdir -p "$dst/timing" && cp metrics/timing/*.json "$dst/timing/"
   cp plots/confusion.png plots/reliability.png plots/sweep.png plots/train_curves.csv "$dst/"
-  cp reports/gradcam/index.html "$dst/gradcam.html"
+  # (not the Grad-CAM report: it shows real wafer maps, which stay out of the repository)
 }
 
 dvc exp run -n real-ce "${common[@]}" -S train.loss=ce -S train.cbam=false

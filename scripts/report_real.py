@@ -74,6 +74,9 @@ def render() -> str:
         )
     lines += [
         "",
+        "Training time is the train stage's wall time (`timing/train.json`) on a 2-core CPU that",
+        "other jobs shared during these runs: read it as an upper bound.",
+        "",
         "## Headline (test)",
         "",
         "| experiment | macro-F1 [95 % CI] | prevalence-corrected macro-F1 [95 % CI] | "
