@@ -31,6 +31,7 @@ from wafer.gradcam_report import (
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, atomic_path, write_json, write_text, write_timing
 from wafer.model import ModelConfig, build_model, load_checkpoint
+from wafer.train import resolve_device
 
 app = typer.Typer(add_completion=False)
 
@@ -69,9 +70,7 @@ def main(
     if max_maps < 1 or batch_size < 1:
         raise typer.BadParameter("max-maps and batch-size must be at least 1")
     t0 = time.perf_counter()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     for name in ("test_x.npy", "test_y.npy", "test_rows.npy"):
         if not (shards / name).is_file():
             raise WaferInputError(shards / name, "no such file")

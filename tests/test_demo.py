@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -221,10 +221,18 @@ def test_demo_imports_and_fails_clearly_without_gradio(monkeypatch, demo_files):
 # --------------------------------------------------------------------------- in a browser
 
 
+def _screenshot_script():
+    """scripts/demo_screenshot.py, whose Chromium flags and free_port the browser test reuses."""
+    spec = importlib.util.spec_from_file_location(
+        "demo_screenshot", ROOT / "scripts" / "demo_screenshot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _screenshot_script().free_port()
 
 
 def _browser():
@@ -243,14 +251,7 @@ def _browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *_screenshot_script().CHROMIUM_FLAGS,
         "--window-size=1400,1700",
         f"--user-data-dir={profile}",
     ):

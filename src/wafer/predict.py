@@ -54,6 +54,7 @@ from wafer.classes import CLASS_NAMES
 from wafer.io import WaferInputError
 from wafer.serve import ServingConfig
 from wafer.shard import resize_map
+from wafer.train import resolve_device
 
 # --------------------------------------------------------------------------- PNG encoding
 
@@ -356,12 +357,6 @@ def _named_kind(path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- the predictor
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    from wafer.train import resolve_device as _resolve
-
-    return _resolve(name)
 
 
 @dataclass
