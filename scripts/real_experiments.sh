@@ -1,29 +1,60 @@
 #!/usr/bin/env bash
-# The two headline recipes on real WM-811K maps, as named DVC experiments, at a CPU-affordable
-# size. Run from the repository root (or a clone of it); each run's params, metrics and figures
-# are copied to $OUT/<name>/ so that they survive without the experiment refs.
+# Real-data experiments as named DVC experiments: the two headline recipes, training-seed
+# repeats of focal + CBAM, and a resolution study. Run from the repository root (or a clone).
+# Each run's exact command, params, metrics and figures are copied to $OUT/<name>/ so that they
+# survive without the experiment refs (which do not travel with git); `dvc exp show --json` goes
+# to $OUT/exp_show/<commit>.json. docs/RESULTS.md is generated from $OUT by
+# scripts/report_results.py.
 #
-#   DATA=../shared/data/wm811k-subset/LSWMD-subset.pkl.xz OUT=docs/real scripts/real_experiments.sh
+#   scripts/real_experiments.sh                      # every run below, in order
+#   scripts/real_experiments.sh real-res64 real-res96  # just these
+#
+# Env: DATA (default ../shared/data/wm811k-subset/LSWMD-subset.pkl.xz, or your LSWMD.pkl),
+#      OUT (default results), EPOCHS (default 4: what this 2-core CPU affords per run).
 set -euo pipefail
 DATA=${DATA:-../shared/data/wm811k-subset/LSWMD-subset.pkl.xz}
-OUT=${OUT:-docs/real}
-EPOCHS=${EPOCHS:-5}
-SIZE=${SIZE:-32}
-common=(-S "ingest.input=$DATA" -S "shard.size=$SIZE" -S train.stem=compact
-        -S "train.epochs=$EPOCHS" -S "train.patience=$EPOCHS")
+OUT=${OUT:-results}
+EPOCHS=${EPOCHS:-4}
 
-save() {
+real=(-S "ingest.input=$DATA" -S "train.epochs=$EPOCHS" -S "train.patience=$EPOCHS")
+ce=(-S train.loss=ce -S train.cbam=false)
+focal=(-S train.loss=focal -S train.focal_gamma=2 -S train.cbam=true -S train.cbam_reduction=16)
+
+# name -> recipe. Input size and stem: 32 px with the compact stem is the CPU default; the
+# resolution study keeps the seed's standard ResNet-18 stem and changes only shard.size.
+declare -A runs=(
+  [real-ce]="${ce[*]} -S shard.size=32 -S train.stem=compact"
+  [real-focal-cbam]="${focal[*]} -S shard.size=32 -S train.stem=compact"
+  [real-focal-cbam-seed1]="${focal[*]} -S shard.size=32 -S train.stem=compact -S train.seed=1"
+  [real-focal-cbam-seed2]="${focal[*]} -S shard.size=32 -S train.stem=compact -S train.seed=2"
+  [real-res32]="${focal[*]} -S shard.size=32 -S train.stem=standard"
+  [real-res48]="${focal[*]} -S shard.size=48 -S train.stem=standard"
+  [real-res64]="${focal[*]} -S shard.size=64 -S train.stem=standard"
+  [real-res96]="${focal[*]} -S shard.size=96 -S train.stem=standard"
+)
+order=(real-ce real-focal-cbam real-focal-cbam-seed1 real-focal-cbam-seed2
+       real-res32 real-res48 real-res64 real-res96)
+[ $# -gt 0 ] && order=("$@")
+
+save() {  # copy what the run wrote: metrics, params, command, figures (no real wafer maps)
   local name=$1 dst="$OUT/$1"
-  mkdir -p "$dst"
+  rm -rf "$dst" && mkdir -p "$dst/timing"
+  printf '%s\n' "$2" > "$dst/command.txt"
+  git rev-parse HEAD > "$dst/commit.txt"
   cp params.yaml metrics/*.json "$dst/"
-  mkdir -p "$dst/timing" && cp metrics/timing/*.json "$dst/timing/"
+  cp metrics/timing/*.json "$dst/timing/"
   cp plots/confusion.png plots/reliability.png plots/sweep.png plots/train_curves.csv "$dst/"
-  # (not the Grad-CAM report: it shows real wafer maps, which stay out of the repository)
 }
 
-dvc exp run -n real-ce "${common[@]}" -S train.loss=ce -S train.cbam=false
-save real-ce
-dvc exp run -n real-focal-cbam "${common[@]}" -S train.loss=focal -S train.focal_gamma=2 \
-  -S train.cbam=true -S train.cbam_reduction=16
-save real-focal-cbam
-dvc exp show --json > "$OUT/exp_show.json"
+for name in "${order[@]}"; do
+  [ -n "${runs[$name]:-}" ] || { echo "unknown run: $name (one of: ${order[*]})" >&2; exit 2; }
+  # shellcheck disable=SC2206  # the recipe strings are word-split on purpose
+  args=(-n "$name" "${real[@]}" ${runs[$name]})
+  cmd="dvc exp run ${args[*]}"
+  echo "== $cmd"
+  rm -f metrics/timing/*.json
+  dvc exp run "${args[@]}"
+  save "$name" "$cmd"
+done
+mkdir -p "$OUT/exp_show"
+dvc exp show --json > "$OUT/exp_show/$(git rev-parse --short HEAD).json"
