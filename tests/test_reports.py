@@ -64,9 +64,12 @@ def test_check_catches_a_tampered_copy(runs, tmp_path):
     (root / name / "command.txt").write_text(
         runs[name].command.replace("shard.size=", "shard.size=1")
     )
+    params = root / name / "params.yaml"  # a value the command does not set
+    params.write_text(params.read_text().replace("lr: 0.001", "lr: 0.002"))
     problems = report.check(report.load_runs(root), root)
     assert any("macro_f1" in p for p in problems)
     assert any("shard.size" in p for p in problems)
+    assert any("train.lr" in p for p in problems)
 
 
 def test_overrides_parse_the_command():
