@@ -31,10 +31,11 @@ declare -A runs=(
   [real-res32]="${focal[*]} -S shard.size=32 -S train.stem=standard -S train.seed=2"
   [real-res48]="${focal[*]} -S shard.size=48 -S train.stem=standard -S train.seed=2"
   [real-res64]="${focal[*]} -S shard.size=64 -S train.stem=standard -S train.seed=2"
+  [real-ce-res64]="${ce[*]} -S shard.size=64 -S train.stem=standard -S train.seed=2"
   [real-res96]="${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
 )
 order=(real-ce real-focal-cbam real-focal-cbam-seed1 real-focal-cbam-seed2
-       real-res32 real-res48 real-res64 real-res96)
+       real-res32 real-res48 real-res64 real-res96 real-ce-res64)
 [ $# -gt 0 ] && order=("$@")
 
 save() {  # copy what the run wrote: metrics, params, command, figures (no real wafer maps)
