@@ -171,13 +171,17 @@ def check(runs: dict[str, Run], root: Path = RESULTS) -> list[str]:
     return problems
 
 
-def _ci(v: dict | list) -> str:  # {"low", "high"} (runs before 3a2e2d7: [low, high])
-    lo, hi = (v["low"], v["high"]) if isinstance(v, dict) else v
+def _bounds(v: dict | list) -> tuple[float, float]:  # {"low", "high"} (before 3a2e2d7: a list)
+    return (v["low"], v["high"]) if isinstance(v, dict) else (v[0], v[1])
+
+
+def _ci(v: dict | list) -> str:
+    lo, hi = _bounds(v)
     return f"[{lo:.3f}, {hi:.3f}]"
 
 
 def _half_width(v: dict | list) -> float:
-    lo, hi = (v["low"], v["high"]) if isinstance(v, dict) else v
+    lo, hi = _bounds(v)
     return (hi - lo) / 2
 
 
@@ -335,8 +339,7 @@ def plot_resolution(study: list[Run], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for r in study:
-        ci = r.pc["macro_f1_ci95"]
-        lo, hi = (ci["low"], ci["high"]) if isinstance(ci, dict) else ci
+        lo, hi = _bounds(r.pc["macro_f1_ci95"])
         f1 = r.pc["macro_f1"]
         marker, color = ("o", "C0") if r.stem == "standard" else ("s", "C1")
         ax.errorbar(
@@ -392,8 +395,7 @@ def _resolution(runs: dict[str, Run]) -> list[str]:
             f"{r.timing.get('train', {}).get('train_maps_per_s', math.nan):.0f} |"
         )
     top = max(study, key=lambda r: r.pc["macro_f1"])
-    low = top.pc["macro_f1_ci95"]
-    low = low["low"] if isinstance(low, dict) else low[0]
+    low, _ = _bounds(top.pc["macro_f1_ci95"])
     keep = [r for r in study if r.pc["macro_f1"] >= low]
     cheapest = min(keep, key=lambda r: r.train_minutes)
     out += [
@@ -504,8 +506,9 @@ def main() -> int:
         return 1 if problems or stale else 0
     if problems:
         return 1
-    if len(study_runs(runs)) >= 2:
-        plot_resolution(study_runs(runs), RESULTS / "resolution.png")
+    study = study_runs(runs)
+    if len(study) >= 2:
+        plot_resolution(study, RESULTS / "resolution.png")
     write_text(OUT, text)
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
