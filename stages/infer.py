@@ -3,7 +3,10 @@
 With `--tta` each map's logits are the mean over the 8 dihedral views (mean of logits, not of
 probabilities: it keeps one set of logits that temperature scaling then rescales, and it is
 the geometric mean of the views' probabilities). Calibration and thresholds are fit on exactly
-these validation logits, and the same combination is applied by `wafer predict`.
+these validation logits, and the same combination is applied by `wafer predict`. Logits are
+computed in fp32 on every device (wafer.train.predict_logits), as `wafer predict` computes them.
+The file records the model's SHA-256, which calibrate and thresholds copy into the served files
+so that `wafer predict` can refuse a set that does not belong together.
 """
 
 from pathlib import Path
@@ -13,7 +16,7 @@ import typer
 
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
-from wafer.io import save_npz
+from wafer.io import save_npz, sha256_file
 from wafer.model import load_checkpoint
 from wafer.train import predict_logits, resolve_device
 
@@ -45,7 +48,7 @@ def main(
         )
         arrays[f"{split}_y"] = shard.y
         arrays[f"{split}_rows"] = shard.rows
-    save_npz(out, tta=np.array(tta), **arrays)
+    save_npz(out, tta=np.array(tta), model_sha256=np.array(sha256_file(model)), **arrays)
     print(f"infer: val {len(arrays['val_y'])}, test {len(arrays['test_y'])} maps (tta={tta})")
 
 

@@ -1,7 +1,9 @@
 """Stage `split`: persisted train/val/test assignment (data/split.npz) + metrics/split.json.
 
-`split.seed` is independent of `train.seed`; identical maps always share a split. With
-`--use-original`, WM-811K's own trianTestLabel split is used (val carved from Training).
+`split.seed` is independent of `train.seed`. Maps identical up to a rotation or flip, and (with
+`--group_lots`) wafers of one lot, always share a split (wafer.split). With `--use-original`,
+WM-811K's own trianTestLabel split is used (val carved from Training; a Training map with a twin
+in Test moves to test).
 """
 
 from pathlib import Path
@@ -11,12 +13,7 @@ import typer
 from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, write_json
-from wafer.split import (
-    duplicate_groups,
-    original_split,
-    split_report,
-    stratified_group_split,
-)
+from wafer.split import group_ids, original_split, split_report, stratified_group_split
 
 app = typer.Typer(add_completion=False)
 
@@ -30,24 +27,35 @@ def main(
     use_original: bool = typer.Option(
         False, "--use_original/--no-use_original", help="use the trianTestLabel split"
     ),
+    group_lots: bool = typer.Option(
+        True, "--group_lots/--no-group_lots", help="keep the wafers of one lot together"
+    ),
     ingested: Path = typer.Option(Path("data/ingested.npz")),
     out: Path = typer.Option(Path("data/split.npz")),
     metrics: Path = typer.Option(Path("metrics/split.json")),
 ) -> None:
     ing = Ingested.load(ingested)
-    groups = duplicate_groups(ing.flat, ing.shapes, ing.offsets)
+    groups, stats = group_ids(ing.flat, ing.shapes, ing.offsets, ing.lot if group_lots else None)
     if use_original:
         try:
-            split = original_split(ing.orig_split, ing.labels, groups, val, seed)
+            split, moved = original_split(ing.orig_split, ing.labels, groups, val, seed)
         except ValueError as exc:
             raise WaferInputError(ingested, f"--use-original: {exc}") from None
+        stats |= moved
     else:
         split = stratified_group_split(ing.labels, groups, (1 - val - test, val, test), seed)
     save_npz(out, split=split, groups=groups)
     report = split_report(split, ing.labels, groups)
-    write_json(metrics, {"seed": seed, "use_original": use_original} | report)
+    write_json(
+        metrics,
+        {"seed": seed, "use_original": use_original, "group_lots": group_lots} | report | stats,
+    )
     sizes = ", ".join(f"{k} {report[k]['total']}" for k in ("train", "val", "test"))
-    print(f"split: {sizes}; {report['duplicate_groups']} duplicate groups; rows {len(split)}")
+    print(
+        f"split: {sizes}; {stats['groups']} groups, {stats['multi_map_groups']} with several maps "
+        f"({stats['dihedral_duplicate_groups']} of rotated/flipped or identical twins, "
+        f"{stats['lots']} lots); rows {len(split)}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from wafer.data import load_shard
 from wafer.io import write_json, write_text, write_timing
 from wafer.losses import make_loss
 from wafer.model import STEMS, ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.train import TrainConfig, fit, resolve_device, seed_everything
+from wafer.train import PRECISIONS, TrainConfig, fit, resolve_device, seed_everything
 
 app = typer.Typer(add_completion=False)
 
@@ -51,6 +51,12 @@ def main(
     seed: int = typer.Option(0, "--seed", help="init + data order (not the split seed)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="random D4 views"),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="training forward pass: fp32 | bf16 (inference is fp32)"
+    ),
+    ema_decay: float = typer.Option(
+        0.0, "--ema_decay", "--ema-decay", help="EMA of the weights per step (0 = off)"
+    ),
     shards: Path = typer.Option(Path("data/shards"), "--shards"),
     model_out: Path = typer.Option(Path("models/model.pt"), "--model-out"),
     curves: Path = typer.Option(Path("plots/train_curves.csv"), "--curves"),
@@ -63,6 +69,10 @@ def main(
         raise typer.BadParameter(f"--stem must be one of {', '.join(STEMS)}, not {stem!r}")
     if epochs < 1 or batch_size < 1:
         raise typer.BadParameter("--epochs and --batch-size must be at least 1")
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise typer.BadParameter(f"--ema-decay must be in [0, 1), not {ema_decay}")
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
     cfg = ModelConfig(stem=stem, cbam=cbam, cbam_reduction=cbam_reduction)
     seed_everything(seed)  # train.seed drives the initial weights too
@@ -76,6 +86,8 @@ def main(
         seed=seed,
         device=device,
         augment=augment,
+        precision=precision,
+        ema_decay=ema_decay,
         progress=progress,
     )
     criterion, loss_weights = make_loss(loss, train.y, focal_gamma, focal_alpha or None)
@@ -98,6 +110,8 @@ def main(
             "loss_weights": loss_weights,
             "best_epoch": result.best_epoch,
             "train_seed": seed,
+            "precision": precision,
+            "ema_decay": ema_decay,
         },
     )
     write_json(

@@ -2,9 +2,12 @@
 
 Prevalence correction: a subset whose class mix differs from the population (the real subset
 is 59 % 'none', the full WM-811K 85 %) is re-weighted so that each class's total weight matches
-the target prior: sample weight ``w_i = pi_target[y_i] / pi_sample[y_i]``. Recall (and so
-balanced accuracy) is unchanged by such weights; precision, F1, escape and false-alarm rates
-are not.
+the target prior: sample weight ``w_i = pi_target[y_i] / pi_sample[y_i]``. Every quantity that
+is computed within one true class is unchanged by such weights: per-class recall (and so
+balanced accuracy) and the false-alarm rate (false alarms / true 'none', all within 'none').
+Precision, F1, accuracy, the escape rate (a mix of the defect classes) and any count per map
+(cost) change. The weights depend on the sample's class counts, so a bootstrap recomputes them
+for every resample (:func:`wafer.evaluate.bootstrap_ci_prior`).
 """
 
 from __future__ import annotations

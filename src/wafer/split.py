@@ -1,9 +1,17 @@
 """Persisted train/val/test assignment, independent of any training seed.
 
-Identical maps (same shape and same dies) form a *duplicate group* and always land in the
-same split, so that no test map has a twin in training. Groups are stratified by their label
-(the group's most common label): within each class, groups are shuffled with ``split.seed``
-and dealt out until each split reaches its share of that class's maps.
+Maps that must not be separated form a *group*, and a group always lands in one split, so that
+no test map has a twin in training:
+
+* **exact duplicates**: same shape and same dies;
+* **dihedral duplicates**: identical up to a rotation or a flip (the 8 views that TTA and the
+  augmentation treat as one map), found by hashing each map's canonical view;
+* **lots** (``group_lots``, when a ``lotName`` column is present): wafers of one lot share a
+  process history, so a pattern seen on one of them is not new on its neighbour.
+
+Groups are the connected components of these relations (:func:`group_ids`). They are stratified
+by their label (the group's most common label): within each class, groups are shuffled with
+``split.seed`` and dealt out until each split reaches its share of that class's maps.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from wafer import ragged
 from wafer.classes import CLASS_NAMES
@@ -19,15 +29,90 @@ SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
 
 
-def duplicate_groups(flat: np.ndarray, shapes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Group id per map: maps with identical shape and content share an id (ids are 0..G-1)."""
-    ids: dict[bytes, int] = {}
-    out = np.empty(len(shapes), dtype=np.int64)
+def _digest(m: np.ndarray) -> bytes:
+    h = hashlib.blake2b(np.ascontiguousarray(m).tobytes(), digest_size=16)
+    h.update(np.asarray(m.shape, dtype=np.int32).tobytes())
+    return h.digest()
+
+
+def dihedral_views(m: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations and reflections of a 2-D map."""
+    return [np.rot90(v, k) for v in (m, m.T) for k in range(4)]
+
+
+def _ids(keys: list) -> np.ndarray:
+    """Index of each key's first occurrence order: equal keys share an id, ids are 0..G-1."""
+    seen: dict = {}
+    return np.array([seen.setdefault(k, len(seen)) for k in keys], dtype=np.int64)
+
+
+def duplicate_groups(
+    flat: np.ndarray, shapes: np.ndarray, offsets: np.ndarray, dihedral: bool = False
+) -> np.ndarray:
+    """Group id per map (ids 0..G-1 in order of first appearance): identical shape and content,
+    or, with ``dihedral``, identical up to one of the 8 rotations/flips."""
+    keys = []
     for i in range(len(shapes)):
-        h = hashlib.blake2b(ragged.get(flat, shapes, offsets, i).tobytes(), digest_size=16)
-        h.update(shapes[i].tobytes())
-        out[i] = ids.setdefault(h.digest(), len(ids))
-    return out
+        m = ragged.get(flat, shapes, offsets, i)
+        keys.append(min(_digest(v) for v in dihedral_views(m)) if dihedral else _digest(m))
+    return _ids(keys)
+
+
+def merge_groups(*labelings: np.ndarray) -> np.ndarray:
+    """Connected components of "same id in any of the labelings" (ids 0..G-1, first-appearance
+    order). Each labeling is an int array over the same rows."""
+    n = len(labelings[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows, cols = [], []
+    for lab in labelings:
+        _, first, inverse = np.unique(lab, return_index=True, return_inverse=True)
+        rows.append(np.arange(n))
+        cols.append(first[inverse])  # each row linked to the first row of its id
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    return _ids(comp.tolist())
+
+
+def group_ids(
+    flat: np.ndarray,
+    shapes: np.ndarray,
+    offsets: np.ndarray,
+    lots: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Groups that must share a split (module docstring) and how many of each kind there are.
+
+    ``lots`` holds each row's lot name ('' = unknown: such rows are not grouped by lot); pass
+    None to ignore lots. Returns (group id per row, counts for metrics/split.json).
+    """
+    exact = duplicate_groups(flat, shapes, offsets)
+    dihedral = duplicate_groups(flat, shapes, offsets, dihedral=True)
+    labelings = [dihedral]
+    n_lots = 0
+    if lots is not None and len(lots) and np.any(lots != ""):
+        # rows without a lot get a lot of their own
+        lot_keys = [name if name != "" else ("", i) for i, name in enumerate(lots.tolist())]
+        labelings.append(_ids(lot_keys))
+        n_lots = int(len(np.unique(lots[lots != ""])))
+    groups = merge_groups(*labelings)
+
+    def multi(g: np.ndarray) -> tuple[int, int]:
+        size = np.bincount(g)
+        return int(np.sum(size > 1)), int(size[size > 1].sum())
+
+    stats = {
+        "exact_duplicate_groups": multi(exact)[0],
+        "maps_in_exact_duplicate_groups": multi(exact)[1],
+        # identical up to a rotation or flip (these include the exact duplicates)
+        "dihedral_duplicate_groups": multi(dihedral)[0],
+        "maps_in_dihedral_duplicate_groups": multi(dihedral)[1],
+        "lots": n_lots,
+        "groups": int(groups.max()) + 1 if len(groups) else 0,
+        "multi_map_groups": multi(groups)[0],
+        "maps_in_multi_map_groups": multi(groups)[1],
+    }
+    return groups, stats
 
 
 def _group_labels(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -80,33 +165,45 @@ def original_split(
     groups: np.ndarray,
     val_fraction: float,
     seed: int,
-) -> np.ndarray:
-    """WM-811K's own Training/Test split; val is carved from Training, stratified by group."""
+) -> tuple[np.ndarray, dict]:
+    """WM-811K's own Training/Test split; val is carved from Training, stratified by group.
+
+    A group with maps on both sides of the official line (a map in Training with a twin in Test)
+    goes to test whole, so training never sees a twin of a test map; the official test set is
+    kept and grows by those Training maps. Returns (split, counts for metrics/split.json).
+    """
     values = set(np.unique(orig).tolist())
     if not values <= {"Training", "Test"} or "Training" not in values:
         raise ValueError(
             f"trianTestLabel must hold 'Training'/'Test' for every kept row, found {sorted(values)}"
         )
+    in_test = np.zeros(int(groups.max()) + 1 if len(groups) else 0, dtype=bool)
+    in_test[groups[orig == "Test"]] = True
+    straddling = in_test & (np.bincount(groups[orig == "Training"], minlength=len(in_test)) > 0)
+    moved = (orig == "Training") & in_test[groups]
     out = np.full(len(labels), TEST, dtype=np.int8)
-    tr = np.flatnonzero(orig == "Training")
-    sub = stratified_group_split(
-        labels[tr], groups[tr], (1 - val_fraction, val_fraction, 0.0), seed
-    )
-    out[tr] = sub
-    return out
+    tr = np.flatnonzero(~in_test[groups])
+    if len(tr):
+        _, sub_groups = np.unique(groups[tr], return_inverse=True)  # ids 0..G'-1, no phantoms
+        out[tr] = stratified_group_split(
+            labels[tr], sub_groups, (1 - val_fraction, val_fraction, 0.0), seed
+        )
+    stats = {
+        "groups_straddling_original_split": int(straddling.sum()),
+        "training_maps_moved_to_test": int(moved.sum()),
+    }
+    return out, stats
 
 
 def split_report(split: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict:
-    """Per-class counts per split, duplicate-group statistics and a leak check."""
+    """Per-class counts per split and a leak check (groups whose maps lie in several splits;
+    0 by construction)."""
     report: dict = {}
     for s, name in enumerate(SPLITS):
         counts = np.bincount(labels[split == s], minlength=len(CLASS_NAMES))
         report[name] = {"total": int(counts.sum())} | {
             c: int(n) for c, n in zip(CLASS_NAMES, counts, strict=True)
         }
-    gsize = np.bincount(groups)
     splits_per_group = np.bincount(np.unique(groups * 3 + split) // 3)
-    report["duplicate_groups"] = int(np.sum(gsize > 1))
-    report["maps_in_duplicate_groups"] = int(gsize[gsize > 1].sum())
     report["groups_spanning_splits"] = int(np.sum(splits_per_group > 1))
     return report

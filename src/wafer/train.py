@@ -1,6 +1,15 @@
 """The training loop: AdamW + cosine schedule, D4 augmentation on the device, early stopping on
 validation macro-F1 with the best weights kept; plus batched inference with optional TTA.
 
+Precision: training may run its forward pass under bf16 autocast (``precision="bf16"``: about
+1.8x the maps/s on a CPU with AVX-512 BF16, and the usual choice on a GPU); inference
+(:func:`predict_logits`: validation during training, the `infer` stage, `wafer predict`, the demo)
+always runs in fp32, on every device, so the logits that are evaluated are the logits served.
+
+EMA: with ``ema_decay > 0`` an exponential moving average of the weights (and BatchNorm buffers)
+is updated after every step (``torch.optim.swa_utils.AveragedModel``); validation, early
+stopping and the saved checkpoint then use the averaged weights.
+
 Data arrive as uint8 ``(N, S, S)`` arrays of die states; batches are moved to the device as
 uint8 and one-hot encoded there (4 bytes per pixel less traffic than float one-hot, 12x less
 disk). ``seed`` drives initialisation, data order and augmentation; on CPU the same seed gives
@@ -34,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     augment: bool = True
+    precision: str = "fp32"  # training forward pass: fp32 | bf16 (autocast)
+    ema_decay: float = 0.0  # 0 = off
     eval_batch_size: int = 256
     progress: bool = True
 
@@ -67,10 +78,14 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+PRECISIONS = ("fp32", "bf16")
+
+
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast for the training forward pass when asked; never used for inference."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
@@ -94,8 +109,8 @@ def predict_logits(
     tta: bool = False,
     progress: bool = False,
 ) -> np.ndarray:
-    """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``; with ``tta`` the mean of the logits of
-    the 8 dihedral views (batched together in one forward pass)."""
+    """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``, in fp32; with ``tta`` the mean of the
+    logits of the 8 dihedral views (batched together in one forward pass)."""
     device = torch.device(device)
     model = _prepare(model, device).eval()
     xt = torch.from_numpy(np.ascontiguousarray(x))
@@ -105,8 +120,7 @@ def predict_logits(
         xb = xt[i : i + step].to(device)
         if tta:
             xb = all_views(xb)
-        with _autocast(device):
-            logits = model(_inputs(xb, device)).float()
+        logits = model(_inputs(xb, device)).float()  # fp32 on every device: what is served
         if tta:
             logits = logits.view(N_VIEWS, -1, logits.shape[-1]).mean(dim=0)
         out.append(logits.cpu())
@@ -130,6 +144,16 @@ def fit(
     criterion = criterion.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+            use_buffers=True,
+        )
+        if cfg.ema_decay > 0
+        else None
+    )
+    evaluated = model if ema is None else ema.module
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     xt = torch.from_numpy(np.ascontiguousarray(x_train))
     yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
@@ -155,11 +179,13 @@ def fit(
             yb = yt[idx].to(device, non_blocking=True)
             if cfg.augment:
                 xb = random_dihedral(xb, gen)
-            with _autocast(device):
-                loss = criterion(model(_inputs(xb, device)), yb)
+            with _autocast(device, cfg.precision):
+                loss = criterion(model(_inputs(xb, device)).float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += float(loss.detach()) * len(idx)
             bar.update(len(idx))
         bar.close()
@@ -169,7 +195,7 @@ def fit(
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         seen += n
-        val_logits = predict_logits(model, x_val, cfg.eval_batch_size, device)
+        val_logits = predict_logits(evaluated, x_val, cfg.eval_batch_size, device)
         with torch.no_grad():
             val_loss = float(
                 criterion(
@@ -190,7 +216,7 @@ def fit(
         if val_f1 > best.best_val_macro_f1:
             best.best_val_macro_f1, best.best_epoch, since_best = val_f1, epoch, 0
             best.best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                {k: v.detach().cpu() for k, v in evaluated.state_dict().items()}
             )
         else:
             since_best += 1
