@@ -2,7 +2,8 @@
 infer.tta is on), reported before/after on validation and test.
 
 Writes models/calibration.json (what `wafer predict` applies), metrics/calibrate.json,
-plots/reliability/*.csv (DVC plot) and plots/reliability.png.
+plots/reliability/*.csv (DVC plot) and plots/reliability.png. calibration.json records the
+SHA-256 of the model (from the logits file) and of the logits it was fit on (wafer.serve).
 """
 
 import csv
@@ -14,7 +15,7 @@ import typer
 
 from wafer.calibration import calibration_report, fit_temperature, reliability_bins, softmax
 from wafer.cli_util import one_line_errors
-from wafer.io import write_json, write_text
+from wafer.io import sha256_file, write_json, write_text
 from wafer.plotting import reliability_png
 
 app = typer.Typer(add_completion=False)
@@ -67,7 +68,14 @@ def main(
                 )
     write_json(
         out,
-        {"temperature": temperature, "tta": tta, "fit_on": "val", "n_val": int(len(d["val_y"]))},
+        {
+            "temperature": temperature,
+            "tta": tta,
+            "fit_on": "val",
+            "n_val": int(len(d["val_y"])),
+            "model_sha256": str(d["model_sha256"]),  # the served files belong to this model
+            "logits_sha256": sha256_file(logits),
+        },
     )
     write_json(metrics, report)
     reliability_png(curves, png, "Reliability on test (T fit on validation)")

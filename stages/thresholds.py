@@ -1,8 +1,13 @@
-"""Stage `thresholds`: choose the operating point tau and the per-class thresholds on
-validation, with the served rule (wafer.thresholds.decide) on calibrated served probabilities.
+"""Stage `thresholds`: fit the two operating points on validation, with the served rule
+(wafer.thresholds.decide) on the calibrated served probabilities, every count weighted to the
+target class prior (the `prior` section, the one the headline reports under):
 
-tau minimises the cost (c * escapes + false alarms) / N over tau in [0.05, 0.99]; the per-class
-thresholds then maximise validation macro-F1 at that tau. Nothing here reads test data.
+* `cost`: tau minimises (c * escapes + false alarms) / N (the screen: few escapes);
+* `macro_f1`: tau maximises macro-F1 (the most accurate label; what the seed's 0.92 measures);
+
+then, at each tau, the per-class thresholds that raise validation macro-F1 (floor, minimum
+support and minimum gain: wafer.thresholds). `--objective` picks the point that `wafer predict`
+and the demo serve; `evaluate` reports both. Nothing here reads test data.
 Writes models/thresholds.json, metrics/thresholds.json, plots/sweep.csv and plots/sweep.png.
 """
 
@@ -16,10 +21,11 @@ import typer
 from wafer.calibration import softmax
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
-from wafer.io import read_json, write_json, write_text
-from wafer.metrics import macro_f1
+from wafer.evaluate import prior_from_list
+from wafer.io import read_json, sha256_file, write_json, write_text
+from wafer.metrics import macro_f1, prevalence_weights
 from wafer.plotting import sweep_png
-from wafer.thresholds import choose_tau, decide, default_taus, fit_class_thresholds, sweep
+from wafer.thresholds import OBJECTIVES, decide, fit_operating_point
 
 app = typer.Typer(add_completion=False)
 
@@ -30,6 +36,13 @@ def main(
     cost_ratio: float = typer.Option(
         10.0, "--cost_ratio", "--cost-ratio", help="cost of an escape : cost of a false alarm"
     ),
+    objective: str = typer.Option("cost", "--objective", help="served point: cost | macro_f1"),
+    min_threshold: float = typer.Option(0.2, "--min_threshold", "--min-threshold"),
+    min_support: int = typer.Option(30, "--min_support", "--min-support"),
+    min_gain: float = typer.Option(0.002, "--min_gain", "--min-gain"),
+    target_prior: list[float] = typer.Option(
+        ..., "--target_prior", "--target-prior", help="class counts in CLASS_NAMES order (x9)"
+    ),
     logits: Path = typer.Option(Path("data/logits.npz"), "--logits"),
     calibration: Path = typer.Option(Path("models/calibration.json"), "--calibration"),
     out: Path = typer.Option(Path("models/thresholds.json"), "--out"),
@@ -37,38 +50,82 @@ def main(
     curve: Path = typer.Option(Path("plots/sweep.csv"), "--curve"),
     png: Path = typer.Option(Path("plots/sweep.png"), "--png"),
 ) -> None:
+    if objective not in OBJECTIVES:
+        raise typer.BadParameter(f"--objective must be one of {', '.join(OBJECTIVES)}")
+    try:
+        prior = prior_from_list(target_prior)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with np.load(logits) as z:
-        val_logits, y = z["val_logits"], z["val_y"]
-    probs = softmax(val_logits, read_json(calibration)["temperature"])
-    rows = sweep(probs, y, default_taus(), cost_ratio)
-    best = choose_tau(rows)
-    tau = float(best["tau"])
-    thresholds = fit_class_thresholds(probs, y, tau)
-    pred = decide(probs, thresholds, tau)
-    chosen = {name: float(t) for name, t in zip(CLASS_NAMES, thresholds, strict=True)}
+        val_logits, y, model_sha = z["val_logits"], z["val_y"], str(z["model_sha256"])
+    temperature = read_json(calibration)["temperature"]
+    probs = softmax(val_logits, temperature)
+    weights = prevalence_weights(y, prior)
+    fits = {
+        name: fit_operating_point(
+            probs, y, name, cost_ratio, weights, min_threshold, min_support, min_gain
+        )
+        for name in OBJECTIVES
+    }
+
+    def named(t: np.ndarray) -> dict[str, float]:
+        return {c: float(v) for c, v in zip(CLASS_NAMES, t, strict=True)}
+
+    points, report = {}, {}
+    for name, f in fits.items():
+        pred = decide(probs, f["class_thresholds"], f["tau"])
+        points[name] = {"tau": f["tau"], "class_thresholds": named(f["class_thresholds"])}
+        report[name] = points[name] | {
+            "val": f["chosen"] | {"macro_f1_with_class_thresholds": macro_f1(y, pred, weights)},
+            "thresholds_fitted": [CLASS_NAMES[k] for k in f["fit"]["fitted"]],
+            "too_few_val_maps": [CLASS_NAMES[k] for k in f["fit"]["too_few_maps"]],
+        }
+    total = sum(prior.values())
+    shares = {c: v / total for c, v in prior.items()}
+    common = {
+        "objective": objective,
+        "cost_ratio": cost_ratio,
+        "prior": shares,  # every validation count was weighted to this class prior
+        "fit_on": "val",
+    }
     write_json(
-        out, {"tau": tau, "class_thresholds": chosen, "cost_ratio": cost_ratio, "fit_on": "val"}
+        out,
+        common
+        | {
+            "operating_points": points,
+            "temperature": temperature,
+            "model_sha256": model_sha,
+            "logits_sha256": sha256_file(logits),
+        },
     )
     write_json(
         metrics,
-        {
-            "tau": tau,
-            "cost_ratio": cost_ratio,
-            "class_thresholds": chosen,
-            "val": best | {"macro_f1_with_class_thresholds": macro_f1(y, pred)},
-        },
+        common
+        | {"min_threshold": min_threshold, "min_support": min_support, "min_gain": min_gain}
+        | report,
     )
+    rows = fits[objective]["sweep"]  # the same tau sweep (floor thresholds) for both points
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: round(float(v), 6) for k, v in r.items()})
     write_text(curve, buf.getvalue())
-    sweep_png(rows, tau, cost_ratio, png)
-    print(
-        f"thresholds: tau={tau:.2f} (val cost {best['cost']:.4f}), val macro-F1 "
-        f"{best['macro_f1']:.4f} -> {macro_f1(y, pred):.4f} with per-class thresholds"
+    sweep_png(
+        rows,
+        {name: f["tau"] for name, f in fits.items()},
+        cost_ratio,
+        png,
+        "Operating-point sweep on validation (weighted to the target prior)",
     )
+    for name in OBJECTIVES:
+        v = report[name]["val"]
+        print(
+            f"thresholds: {name} point tau={points[name]['tau']:.2f}: val (target prior) "
+            f"macro-F1 {v['macro_f1']:.4f} -> {v['macro_f1_with_class_thresholds']:.4f} with "
+            f"per-class thresholds, cost {v['cost']:.4f}"
+            + (" [served]" if name == objective else "")
+        )
 
 
 if __name__ == "__main__":

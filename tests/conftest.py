@@ -110,18 +110,31 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from wafer.classes import CLASS_NAMES
+    from wafer.io import sha256_file
     from wafer.model import ModelConfig, build_model, save_checkpoint
 
     d = tmp_path_factory.mktemp("tiny_pipeline")
     torch.manual_seed(0)
     cfg = ModelConfig(stem="compact", cbam=False)
     save_checkpoint(d / "model.pt", build_model(cfg), cfg, 16, {"note": "untrained, for tests"})
+    model_sha, logits_sha = sha256_file(d / "model.pt"), "0" * 64
     (d / "calibration.json").write_text(
-        json.dumps({"temperature": 1.3, "tta": True, "fit_on": "val", "n_val": 0})
+        json.dumps(
+            {"temperature": 1.3, "tta": True, "fit_on": "val", "n_val": 0}
+            | {"model_sha256": model_sha, "logits_sha256": logits_sha}
+        )
     )
+    point = {"tau": 0.5, "class_thresholds": {c: 0.2 for c in CLASS_NAMES} | {"none": 0.0}}
     (d / "thresholds.json").write_text(
         json.dumps(
-            {"tau": 0.5, "class_thresholds": {c: 0.0 for c in CLASS_NAMES}, "cost_ratio": 10.0}
+            {
+                "objective": "cost",
+                "operating_points": {"cost": point, "macro_f1": point | {"tau": 0.6}},
+                "cost_ratio": 10.0,
+                "temperature": 1.3,
+                "model_sha256": model_sha,
+                "logits_sha256": logits_sha,
+            }
         )
     )
     return {

@@ -82,11 +82,19 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
     write_json(
         tmp_path / "metrics" / "evaluate.json",
         {
-            "macro_f1": 0.81234,
-            "macro_f1_ci95": {"low": 0.7001, "high": 0.9002},
-            "balanced_accuracy": 0.85678,
-            "n": len(TEST_ROWS),
-            "operating_point": {"tau": 0.5, "temperature": 1.3, "tta": True},
+            "objective": "cost",
+            "temperature": 1.3,
+            "tta": True,
+            "test": {
+                "cost": {
+                    "macro_f1": 0.81234,
+                    "macro_f1_ci95": {"low": 0.7001, "high": 0.9002},
+                    "balanced_accuracy": 0.85678,
+                    "prevalence_corrected": {"macro_f1": 0.76543},
+                    "n": len(TEST_ROWS),
+                    "operating_point": {"tau": 0.5},
+                },
+            },
         },
     )
     write_json(
@@ -139,12 +147,22 @@ def test_figures_come_from_the_metrics_files(demo_files, tmp_path):
     assert f["macro_f1"] == 0.81234 and f["balanced_accuracy"] == 0.85678
     assert f["ece_after"] == 0.0345 and f["temperature"] == 1.3 and f["tau"] == 0.5
     md = header_markdown(assets)
-    for text in ("0.812", "0.700–0.900", "0.857", "0.035", "1.300", "τ = 0.50", "12 test maps"):
+    for text in (
+        "0.812",
+        "0.700–0.900",
+        "0.857",
+        "0.035",
+        "1.300",
+        "τ = 0.50",
+        "12 test maps",
+        "prevalence-corrected 0.765",
+        "Serving the `cost` operating point",
+    ):
         assert text in md
     assert assets.notes == [] and "Stale" not in md
 
     ev = json.loads(demo_files["evaluate_json"].read_text())
-    ev["macro_f1"], ev["operating_point"]["tau"] = 0.5, 0.3
+    ev["test"]["cost"]["macro_f1"], ev["test"]["cost"]["operating_point"]["tau"] = 0.5, 0.3
     write_json(tmp_path / "other.json", ev)
     assert model_figures(tmp_path / "other.json", demo_files["calibrate_json"])["macro_f1"] == 0.5
     stale = assets_of({**demo_files, "evaluate_json": tmp_path / "other.json"})

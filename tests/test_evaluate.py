@@ -1,9 +1,12 @@
+import json
+import re
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from wafer.classes import CLASS_NAMES, NONE_INDEX
-from wafer.evaluate import evaluate, prior_from_list
+from wafer.evaluate import bootstrap_ci_prior, evaluate, prior_from_list
 from wafer.io import save_npz
 from wafer.metrics import (
     balanced_accuracy,
@@ -55,10 +58,8 @@ def test_evaluate_report_is_complete():
     probs[np.arange(300), y] += 0.15
     probs /= probs.sum(axis=1, keepdims=True)
     pred = probs.argmax(axis=1)
-    w = prevalence_weights(
-        y, prior_from_list([4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431])
-    )
-    rep = evaluate(y, pred, probs, 10.0, w, n_boot=50, argmax_pred=pred)
+    prior = prior_from_list([4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431])
+    rep = evaluate(y, pred, probs, 10.0, prior, n_boot=50)
     assert rep["n"] == 300 and set(rep["per_class"]) == set(CLASS_NAMES)
     assert rep["macro_f1_ci95"]["low"] <= rep["macro_f1"] <= rep["macro_f1_ci95"]["high"]
     pc = rep["prevalence_corrected"]
@@ -84,13 +85,35 @@ def _logits(tmp_path, test_y_seed: int):
         test_logits=test_logits,
         test_y=test_y,
         test_rows=np.arange(300),
+        model_sha256=np.array("a" * 64),
     )
     return tmp_path / "logits.npz"
 
 
+PRIOR = [str(v) for v in (4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431)]
+
+
+def _prior_args() -> list[str]:
+    return [a for v in PRIOR for a in ("--target_prior", v)]
+
+
+def test_prior_bootstrap_recomputes_the_weights_per_resample():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 9, 300)
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 9, 300))
+    prior = prior_from_list([float(v) for v in PRIOR])
+    lo, hi = bootstrap_ci_prior(macro_f1, y, pred, prior, n_boot=100, seed=3)
+    point = macro_f1(y, pred, prevalence_weights(y, prior))
+    assert lo < point < hi
+    frozen = bootstrap_ci(
+        macro_f1, y, pred, n_boot=100, seed=3, weights=prevalence_weights(y, prior)
+    )
+    assert (lo, hi) != frozen  # the frozen weights give another (wrong) interval
+
+
 def test_nothing_is_fit_on_test(tmp_path, load_stage):
     """Changing the test labels changes nothing that calibrate and thresholds fit."""
-    fitted = []
+    fitted, reports = [], []
     for seed in (1, 2):
         d = tmp_path / str(seed)
         d.mkdir()
@@ -126,12 +149,51 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
                 str(d / "sweep.csv"),
                 "--png",
                 str(d / "sweep.png"),
+                *_prior_args(),
             ],
         )
         assert r.exit_code == 0, r.output
-        fitted.append(
-            [(d / f).read_bytes() for f in ("cal.json", "thr.json", "t.json", "sweep.csv")]
+        r = CliRunner().invoke(
+            load_stage("evaluate").app,
+            [
+                "--bootstrap",
+                "20",
+                *_prior_args(),
+                "--logits",
+                str(logits),
+                "--calibration",
+                str(d / "cal.json"),
+                "--thresholds",
+                str(d / "thr.json"),
+                "--metrics",
+                str(d / "e.json"),
+                "--confusion-csv",
+                str(d / "cm.csv"),
+                "--confusion-png",
+                str(d / "cm.png"),
+                "--predictions",
+                str(d / "pred.csv"),
+            ],
         )
+        assert r.exit_code == 0, r.output
+        fitted.append(  # all but the hash of the logits file, which holds the test labels
+            [
+                re.sub(r'"logits_sha256": "\w+"', "", (d / f).read_text())
+                for f in ("cal.json", "thr.json", "t.json", "sweep.csv")
+            ]
+        )
+        reports.append(json.loads((d / "e.json").read_text()))
         test_report = (d / "c.json").read_text()
     assert fitted[0] == fitted[1]
     assert '"test"' in test_report  # test is reported (and differs), never fit
+    # validation figures (what choices are made on) do not move when only test changes
+    assert reports[0]["val"] == reports[1]["val"] and reports[0]["test"] != reports[1]["test"]
+    rep = reports[0]
+    for split in ("val", "test"):
+        for point in ("cost", "macro_f1"):
+            r = rep[split][point]
+            assert {"tau_only", "operating_point", "prevalence_corrected", "per_class"} <= set(r)
+        assert "macro_f1_prevalence_corrected" in rep[split]["argmax"]
+    thr = json.loads((tmp_path / "1" / "thr.json").read_text())
+    assert thr["model_sha256"] == "a" * 64 and len(thr["logits_sha256"]) == 64
+    assert set(thr["operating_points"]) == {"cost", "macro_f1"} and thr["objective"] == "cost"

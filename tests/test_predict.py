@@ -377,3 +377,90 @@ def test_predictor_matches_cli_pipeline(tiny_pipeline):
         assert r["p_defect"] == pytest.approx(1 - r["probabilities"]["none"])
     grid = p.cam(maps[1], rows[1]["predicted"])
     assert grid.shape == maps[1].shape and (grid >= 0).all()
+
+
+def _served_copy(tiny_pipeline, d: Path) -> dict[str, Path]:
+    d.mkdir()
+    out = {}
+    for k, p in tiny_pipeline.items():
+        out[k] = d / p.name
+        out[k].write_bytes(p.read_bytes())
+    return out
+
+
+def _predict_with(tmp_path, files: dict[str, Path]):
+    np.save(tmp_path / "m.npy", wafer())
+    args = [f"--{k}={v}" for k, v in files.items()]
+    return run(["predict", str(tmp_path / "m.npy"), "-o", str(tmp_path / "p.csv"), *args])
+
+
+def test_served_files_of_another_model_are_refused(tmp_path, tiny_pipeline):
+    """calibration.json and thresholds.json record the SHA-256 of the model (and of the logits)
+    they were fit on; a mismatched set is refused with one line naming the files."""
+    import torch
+
+    from wafer.model import ModelConfig, build_model, save_checkpoint
+
+    files = _served_copy(tiny_pipeline, tmp_path / "other_model")
+    torch.manual_seed(1)  # another model in place of the one the files were fit for
+    cfg = ModelConfig(stem="compact", cbam=False)
+    save_checkpoint(files["model"], build_model(cfg), cfg, 16, {"note": "another model"})
+    res = _predict_with(tmp_path, files)
+    assert res.exit_code == 2 and not (tmp_path / "p.csv").exists()
+    msg = res.stderr.strip()
+    assert msg.count("\n") == 0 and "Traceback" not in res.output
+    assert str(files["calibration"]) in msg and "another model" in msg
+
+    files = _served_copy(tiny_pipeline, tmp_path / "other_logits")
+    thr = json.loads(files["thresholds"].read_text())
+    thr["logits_sha256"] = "1" * 64  # thresholds fit on other logits than the calibration
+    files["thresholds"].write_text(json.dumps(thr))
+    res = _predict_with(tmp_path, files)
+    msg = res.stderr.strip()
+    assert res.exit_code == 2 and msg.count("\n") == 0 and "different logits" in msg
+    assert str(files["calibration"]) in msg and str(files["thresholds"]) in msg
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "field"),
+    [
+        ("calibration", {"temperature": 0}, "temperature"),
+        ("calibration", {"temperature": float("nan")}, "temperature"),
+        ("calibration", {"temperature": -1.5}, "temperature"),
+        ("thresholds", {"objective": "accuracy"}, "objective"),
+        ("thresholds", {"cost_ratio": float("nan")}, "cost_ratio"),
+        ("thresholds", {"tau": float("nan")}, "operating_points.cost.tau"),
+        ("thresholds", {"tau": 1.5}, "operating_points.cost.tau"),
+        ("thresholds", {"threshold": -0.1}, "operating_points.cost.class_thresholds.Center"),
+        ("thresholds", {"drop_class": True}, "operating_points.cost.class_thresholds"),
+        ("calibration", {"model_sha256": "abc"}, "model_sha256"),
+    ],
+)
+def test_invalid_served_fields_are_refused(tmp_path, tiny_pipeline, file, edit, field):
+    files = _served_copy(tiny_pipeline, tmp_path / "f")
+    data = json.loads(files[file].read_text())
+    point = data.get("operating_points", {}).get("cost", {})
+    for k, v in edit.items():
+        if k == "tau":
+            point["tau"] = v
+        elif k == "threshold":
+            point["class_thresholds"]["Center"] = v
+        elif k == "drop_class":
+            del point["class_thresholds"]["Scratch"]
+        else:
+            data[k] = v
+    files[file].write_text(json.dumps(data))  # NaN as the bare token a careless writer emits
+    res = _predict_with(tmp_path, files)
+    msg = res.stderr.strip()
+    assert res.exit_code == 2 and msg.count("\n") == 0 and "Traceback" not in res.output
+    assert str(files[file]) in msg and f"'{field}'" in msg
+
+
+def test_served_point_is_reported_per_row(tiny_pipeline):
+    p = Predictor.load(
+        tiny_pipeline["model"], tiny_pipeline["calibration"], tiny_pipeline["thresholds"], "cpu"
+    )
+    assert p.serving.objective == "cost" and p.serving.tau == 0.5
+    assert p.serving.at("macro_f1").tau == 0.6
+    row = p.predict([wafer()])[0]
+    assert row["operating_point"] == "cost" and row["tau"] == 0.5

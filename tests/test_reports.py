@@ -76,3 +76,49 @@ def test_overrides_parse_the_command():
     cmd = "dvc exp run -n x -S ingest.input=../a.pkl -S train.cbam=false -S shard.size=48"
     assert report.overrides(cmd)["train.cbam"] == "false"
     assert report.overrides(cmd)["shard.size"] == "48"
+
+
+def _perturb_test_figures(run, rng) -> None:
+    """Scale every number that comes from test maps (evaluate's test figures, calibrate's test
+    section); validation figures, params and timings stay as they are."""
+
+    def scale(tree):
+        if isinstance(tree, dict):
+            return {k: scale(v) for k, v in tree.items()}
+        if isinstance(tree, list):
+            return [scale(v) for v in tree]
+        if isinstance(tree, int | float) and not isinstance(tree, bool):
+            return tree * float(rng.uniform(0.3, 1.7))
+        return tree
+
+    ev = run.m["evaluate"]
+    if run.current:
+        ev["test"] = scale(ev["test"])
+    else:  # earlier runs: the whole file is test figures
+        run.m["evaluate"] = scale(ev)
+    run.m["calibrate"]["test"] = scale(run.m["calibrate"]["test"])
+
+
+def test_changing_only_test_metrics_changes_no_choice(runs):
+    import copy
+
+    import numpy as np
+
+    before = report.choices(runs)
+    assert "headline" in before
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        perturbed = copy.deepcopy(runs)
+        for r in perturbed.values():
+            _perturb_test_figures(r, rng)
+        assert report.choices(perturbed) == before
+    # and the page's choices do follow validation: raise one run's validation figure
+    perturbed = copy.deepcopy(runs)
+    name = min(perturbed, key=lambda n: report.val_score(perturbed[n]))
+    r = perturbed[name]
+    if r.current:
+        r.m["evaluate"]["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"] = 2.0
+    else:
+        r.m["thresholds"]["val"]["macro_f1_with_class_thresholds"] = 2.0
+    after = report.choices(perturbed)
+    assert after != before and name in after.values()

@@ -10,6 +10,8 @@ from wafer.thresholds import (
     decide,
     default_taus,
     fit_class_thresholds,
+    fit_operating_point,
+    floor_thresholds,
     sweep,
 )
 
@@ -110,22 +112,65 @@ def test_choose_tau_tie_breaking():
     assert choose_tau([row(0.2, 0.1, 0.6), row(0.6, 0.1, 0.6), row(0.9, 0.1, 0.6)])["tau"] == 0.6
 
 
-def test_fit_class_thresholds_improves_or_keeps_macro_f1():
-    rng = np.random.default_rng(0)
-    n = 400
+def _biased(n=400, seed=0):
+    rng = np.random.default_rng(seed)
     labels = rng.integers(0, NUM_CLASSES, n)
     logits = rng.normal(0.0, 1.0, (n, NUM_CLASSES))
     logits[np.arange(n), labels] += 2.0
     logits[:, CLASS_INDEX["Loc"]] += 1.5  # a biased model that over-predicts Loc
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), labels
+
+
+def test_fit_class_thresholds_improves_or_keeps_macro_f1():
+    probs, labels = _biased()
     tau = 0.5
-    t = fit_class_thresholds(probs, labels, tau)
+    t, record = fit_class_thresholds(probs, labels, tau, min_support=10)
     assert t.shape == (NUM_CLASSES,)
-    assert t[NONE_INDEX] == 0.0
-    f1_zero = macro_f1(labels, decide(probs, ZERO, tau))
+    assert t[NONE_INDEX] == 0.0 and np.all(np.delete(t, NONE_INDEX) >= 0.2)
+    floor = floor_thresholds(NUM_CLASSES, 0.2)
+    f1_floor = macro_f1(labels, decide(probs, floor, tau))
+    assert f1_floor == macro_f1(labels, decide(probs, ZERO, tau))  # the floor is plain argmax
     f1_fit = macro_f1(labels, decide(probs, t, tau))
-    assert f1_fit >= f1_zero
-    assert f1_fit > f1_zero  # the bias is correctable here
-    # no data reason to move a threshold -> all stay 0 (ties keep the smaller value)
+    assert f1_fit > f1_floor  # the bias is correctable here
+    assert CLASS_INDEX["Loc"] in record["fitted"]
+    # no data reason to move a threshold -> all stay at the floor
     one_hot = np.eye(NUM_CLASSES)[labels]
-    np.testing.assert_array_equal(fit_class_thresholds(one_hot, labels, tau), ZERO)
+    t1, rec1 = fit_class_thresholds(one_hot, labels, tau, min_support=10)
+    np.testing.assert_array_equal(t1, floor)
+    assert rec1["fitted"] == []
+
+
+def test_a_class_with_almost_no_probability_never_takes_a_map():
+    # the top defect misses its raised threshold; the runner-up has 0.05 < floor -> keep the top
+    probs = _probs({NONE: 0.3, C: 0.6, D: 0.05, EL: 0.05})
+    t = floor_thresholds(NUM_CLASSES, 0.2)
+    t[C] = 0.7
+    assert decide(probs, t, tau=0.5).tolist() == [C]
+    # a runner-up that clears its own threshold does take it
+    probs = _probs({NONE: 0.1, C: 0.55, D: 0.35})
+    assert decide(probs, t, tau=0.5).tolist() == [D]
+
+
+def test_thresholds_need_support_and_gain():
+    probs, labels = _biased(n=200)
+    loc = CLASS_INDEX["Loc"]
+    support = np.bincount(labels, minlength=NUM_CLASSES)
+    t, record = fit_class_thresholds(probs, labels, 0.5, min_support=int(support.max()) + 1)
+    np.testing.assert_array_equal(t, floor_thresholds(NUM_CLASSES, 0.2))  # nobody has support
+    assert set(record["too_few_maps"]) == set(range(NUM_CLASSES)) - {NONE_INDEX}
+    t, _ = fit_class_thresholds(probs, labels, 0.5, min_support=1, min_gain=1.0)
+    assert t[loc] == 0.2  # no gain is that large
+
+
+def test_two_operating_points_fit_on_weighted_validation():
+    probs, labels = _biased(n=600, seed=1)
+    w = np.where(labels == NONE_INDEX, 5.0, 1.0)
+    cost = fit_operating_point(probs, labels, "cost", 10.0, w, min_support=10)
+    f1 = fit_operating_point(probs, labels, "macro_f1", 10.0, w, min_support=10)
+    assert cost["chosen"]["cost"] == min(r["cost"] for r in cost["sweep"])
+    assert f1["chosen"]["macro_f1"] == max(r["macro_f1"] for r in f1["sweep"])
+    assert cost["tau"] <= f1["tau"]  # escapes cost 10x: the screen flags more
+    unweighted = fit_operating_point(probs, labels, "macro_f1", 10.0, None, min_support=10)
+    assert unweighted["sweep"] != f1["sweep"]  # the prior changes the fit
+    with pytest.raises(ValueError, match="objective"):
+        fit_operating_point(probs, labels, "accuracy", 10.0)

@@ -92,17 +92,21 @@ def model_figures(evaluate_json: str | os.PathLike, calibrate_json: str | os.Pat
     ev = read_json(_need(evaluate_json))
     cal = read_json(_need(calibrate_json))
     try:
-        op = ev.get("operating_point", {})
+        objective = str(ev["objective"])
+        t = ev["test"][objective]  # the served point's test figures
+        op = t["operating_point"]
         return {
-            "macro_f1": float(ev["macro_f1"]),
-            "macro_f1_ci95": [float(v) for v in ev.get("macro_f1_ci95", {}).values()],
-            "balanced_accuracy": float(ev["balanced_accuracy"]),
-            "n_test": int(ev["n"]) if "n" in ev else None,
+            "objective": objective,
+            "macro_f1": float(t["macro_f1"]),
+            "macro_f1_ci95": [float(v) for v in t.get("macro_f1_ci95", {}).values()],
+            "macro_f1_pc": float(t["prevalence_corrected"]["macro_f1"]),
+            "balanced_accuracy": float(t["balanced_accuracy"]),
+            "n_test": int(t["n"]) if "n" in t else None,
             "ece_after": float(cal["test"]["after"]["ece"]),
             "ece_before": float(cal["test"]["before"]["ece"]) if "before" in cal["test"] else None,
             "temperature": float(cal["temperature"]),
-            "tau": float(op["tau"]) if "tau" in op else None,
-            "tta": bool(op["tta"]) if "tta" in op else None,
+            "tau": float(op["tau"]),
+            "tta": bool(ev["tta"]) if "tta" in ev else None,
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise WaferInputError(
@@ -118,6 +122,11 @@ def stale_notes(figures: dict, predictor: Predictor) -> list[str]:
         notes.append(
             f"metrics were computed at temperature {figures['temperature']:g}, the served "
             f"calibration has {s.temperature:g}"
+        )
+    if figures["objective"] != s.objective:
+        notes.append(
+            f"metrics describe the {figures['objective']} operating point, the {s.objective} "
+            "point is served"
         )
     if figures["tau"] is not None and not math.isclose(figures["tau"], s.tau, abs_tol=1e-6):
         notes.append(f"metrics were computed at tau {figures['tau']:g}, served tau is {s.tau:g}")
@@ -197,6 +206,12 @@ class Analysis:
     row: dict | None  # the Predictor row
 
 
+OPERATING_POINTS = {
+    "cost": "a screen fit on validation to the escape : false-alarm cost: few defects escape",
+    "macro_f1": "fit on validation for the most accurate label (macro-F1)",
+}
+
+
 def _fmt(v: float | None, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -212,7 +227,11 @@ def header_markdown(assets: DemoAssets) -> str:
         f"`{p.paths.get('thresholds', '?')}` — the pipeline the evaluate stage reported on "
         f"({'8-view TTA, ' if s.tta else ''}temperature, per-class thresholds, operating point).",
         "",
-        f"**Test macro-F1 {f['macro_f1']:.3f}**{ci_txt} · **balanced accuracy "
+        f"**Serving the `{s.objective}` operating point** "
+        f"({OPERATING_POINTS.get(s.objective, s.objective)}).",
+        "",
+        f"**Test macro-F1 {f['macro_f1']:.3f}**{ci_txt} (prevalence-corrected "
+        f"{f['macro_f1_pc']:.3f}) · **balanced accuracy "
         f"{f['balanced_accuracy']:.3f}**{n_txt} · **ECE after calibration "
         f"{f['ece_after']:.3f}** (before {_fmt(f['ece_before'])}) · temperature "
         f"{f['temperature']:.3f} · operating point τ = {_fmt(f['tau'], 2)} "
@@ -239,10 +258,14 @@ def analyse(
     s = predictor.serving
     p_def = row["p_defect"]
     if row["defect"]:
-        decision = f"**DEFECT** at the operating point: P(defect) = {p_def:.3f} ≥ τ = {s.tau:.2f}"
+        decision = (
+            f"**DEFECT** at the `{s.objective}` operating point: P(defect) = {p_def:.3f} "
+            f"≥ τ = {s.tau:.2f}"
+        )
     else:
         decision = (
-            f"**no defect** at the operating point: P(defect) = {p_def:.3f} < τ = {s.tau:.2f}"
+            f"**no defect** at the `{s.objective}` operating point: P(defect) = {p_def:.3f} "
+            f"< τ = {s.tau:.2f}"
         )
     top = " · ".join(f"{c} {p:.3f}" for c, p in row["top3"])
     lines = [

@@ -1,6 +1,7 @@
-"""Test-set report of the served predictions: headline metrics, per-class breakdown, escapes and
-false alarms at the chosen operating point, bootstrap intervals and prevalence-corrected
-versions of the headline metrics."""
+"""Report of one split's served predictions: headline metrics, per-class breakdown, escapes and
+false alarms at the operating point, bootstrap intervals and prevalence-corrected versions of
+the headline metrics. The `evaluate` stage runs it on validation (what choices between runs,
+recipes and sizes are made on) and on test (reported once), with the same code."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from wafer.metrics import (
     macro_auprc,
     macro_f1,
     per_class_prf,
+    prevalence_weights,
 )
 
 
@@ -56,34 +58,69 @@ def per_class(y, pred, weights=None) -> dict:
     }
 
 
+def bootstrap_ci_prior(
+    fn,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    prior: dict[str, float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the prevalence-corrected ``fn(y, pred, weights)``: the
+    weights are recomputed from each resample's own class counts (they depend on them), not
+    frozen at the full sample's."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        yb = y_true[idx]
+        stats[b] = fn(yb, y_pred[idx], prevalence_weights(yb, prior))
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def compact(y, pred, cost_ratio: float, prior_weights: np.ndarray) -> dict:
+    """The few figures that compare decision rules: macro-F1 (raw and prevalence-corrected),
+    balanced accuracy, escapes / false alarms and cost (raw and prevalence-corrected)."""
+    return (
+        {
+            "macro_f1": macro_f1(y, pred),
+            "macro_f1_prevalence_corrected": macro_f1(y, pred, prior_weights),
+            "balanced_accuracy": balanced_accuracy(y, pred),
+        }
+        | operating_point(y, pred, cost_ratio)
+        | {
+            f"{k}_prevalence_corrected": v
+            for k, v in operating_point(y, pred, cost_ratio, prior_weights).items()
+        }
+    )
+
+
 def evaluate(
     y: np.ndarray,
     pred: np.ndarray,
     probs: np.ndarray,
     cost_ratio: float,
-    prior_weights: np.ndarray,
+    prior: dict[str, float],
     n_boot: int = 1000,
     seed: int = 0,
-    argmax_pred: np.ndarray | None = None,
 ) -> dict:
-    """All test metrics of one set of served predictions (see module docstring)."""
+    """All metrics of one set of served predictions (see module docstring); ``prior`` is the
+    target class prior of the prevalence-corrected figures."""
+    weights = prevalence_weights(y, prior)
     out = headline(y, pred, probs, cost_ratio)
     for name, fn in (("macro_f1", macro_f1), ("balanced_accuracy", balanced_accuracy)):
         lo, hi = bootstrap_ci(fn, y, pred, n_boot=n_boot, seed=seed)
         out[f"{name}_ci95"] = {"low": lo, "high": hi}
     out["per_class"] = per_class(y, pred)
-    corrected = headline(y, pred, probs, cost_ratio, prior_weights)
+    corrected = headline(y, pred, probs, cost_ratio, weights)
     for name, fn in (("macro_f1", macro_f1), ("balanced_accuracy", balanced_accuracy)):
-        lo, hi = bootstrap_ci(fn, y, pred, n_boot=n_boot, seed=seed, weights=prior_weights)
+        lo, hi = bootstrap_ci_prior(fn, y, pred, prior, n_boot=n_boot, seed=seed)
         corrected[f"{name}_ci95"] = {"low": lo, "high": hi}
-    corrected["per_class"] = per_class(y, pred, prior_weights)
+    corrected["per_class"] = per_class(y, pred, weights)
     out["prevalence_corrected"] = corrected
-    if argmax_pred is not None:  # what thresholds and the operating point changed
-        out["argmax"] = {
-            "macro_f1": macro_f1(y, argmax_pred),
-            "balanced_accuracy": balanced_accuracy(y, argmax_pred),
-            "macro_f1_prevalence_corrected": macro_f1(y, argmax_pred, prior_weights),
-        } | operating_point(y, argmax_pred, cost_ratio)
     out["n"] = int(len(y))
     return out
 

@@ -70,8 +70,11 @@ def reliability_png(curves: dict[str, list[dict]], path: str | Path, title: str)
     _save(fig, path)
 
 
-def sweep_png(rows: list[dict], chosen_tau: float, cost_ratio: float, path: str | Path) -> None:
-    """Escape rate, false-alarm rate, macro-F1 and cost against the operating point tau."""
+def sweep_png(
+    rows: list[dict], chosen: dict[str, float], cost_ratio: float, path: str | Path, title: str = ""
+) -> None:
+    """Escape rate, false-alarm rate, macro-F1 and cost against the operating point tau, with a
+    vertical line at each chosen point (``{objective: tau}``)."""
     tau = [r["tau"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(tau, [r["escape_rate"] for r in rows], label="escape rate")
@@ -82,10 +85,11 @@ def sweep_png(rows: list[dict], chosen_tau: float, cost_ratio: float, path: str 
         tau, [r["cost"] for r in rows], color="black", ls=":", label=f"cost ({cost_ratio:g}:1)"
     )
     ax2.set_ylabel("cost-weighted error")
-    ax.axvline(chosen_tau, color="red", lw=1, label=f"chosen on val: tau={chosen_tau:.2f}")
+    for (name, tau_k), color in zip(chosen.items(), ("red", "purple", "green"), strict=False):
+        ax.axvline(tau_k, color=color, lw=1, label=f"{name} point (val): tau={tau_k:.2f}")
     ax.set_xlabel("tau (flag a defect when 1 - p_none >= tau)")
     ax.set_ylim(0, 1)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles=handles, fontsize=8, loc="center right")
-    ax.set_title("Operating-point sweep on validation")
+    ax.set_title(title or "Operating-point sweep on validation")
     _save(fig, path)

@@ -400,13 +400,8 @@ class Predictor:
             raise WaferInputError(
                 model, f"class names {payload.get('class_names')} differ from {list(CLASS_NAMES)}"
             )
-        try:
-            serving = ServingConfig.load(calibration, thresholds)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise WaferInputError(
-                f"{calibration} / {thresholds}",
-                f"not a calibration/thresholds pair: {type(exc).__name__}: {exc}",
-            ) from None
+        # checks every field and that the calibration and thresholds were fit for this model
+        serving = ServingConfig.load(calibration, thresholds, model=model)
         paths = {
             "model": str(model),
             "calibration": str(calibration),
@@ -444,7 +439,8 @@ class Predictor:
     ) -> list[dict]:
         """One row per map: source, predicted class (after the per-class thresholds and the
         operating point), confidence (its calibrated probability), defect decision (1 - p_none
-        >= tau), p_defect, tau, top-3 [(class, p)] and all calibrated probabilities."""
+        >= tau), p_defect, tau, the served operating point's name, top-3 [(class, p)] and all
+        calibrated probabilities."""
         checked = [check_map(m, sources[i] if sources else f"map {i}") for i, m in enumerate(maps)]
         d = self.serving.decide(self.logits(checked, batch_size))
         rows = []
@@ -460,6 +456,7 @@ class Predictor:
                     "defect": bool(d.defect[i]),
                     "p_defect": float(1.0 - p[CLASS_NAMES.index("none")]),
                     "tau": float(self.serving.tau),
+                    "operating_point": self.serving.objective,
                     "top3": [(CLASS_NAMES[j], float(p[j])) for j in top],
                     "probabilities": {c: float(v) for c, v in zip(CLASS_NAMES, p, strict=True)},
                 }

@@ -1,4 +1,4 @@
-"""The served decision rule and the fitting of its parameters.
+"""The served decision rule, its two operating points, and the fitting of their parameters.
 
 Decision rule
 -------------
@@ -7,26 +7,35 @@ thresholds ``t`` (length ``C``; the entry for 'none' is ignored), the predicted 
 
 1. **Defect or not.** The map is flagged as a defect iff ``P(defect) = 1 - p_none >= tau``.
    If it is not flagged, the prediction is 'none'.
-2. **Which defect.** Among the 8 defect classes, ordered by probability (descending; equal
-   probabilities keep class-index order), take the first class ``k`` with ``p_k >= t_k`` (the
-   seed's cascade). If no defect class clears its threshold, take the most probable defect class.
+2. **Which defect.** A defect class is *accepted* when its own probability clears its threshold,
+   ``p_k >= t_k``; the prediction is the most probable accepted defect class (equal
+   probabilities keep class-index order). If no defect class is accepted, it is the most
+   probable defect class.
 
 :func:`decide` implements exactly this rule, and it is the same function that the fitting code
-below evaluates, so the rule is applied identically at fit time and at prediction time. With all
-thresholds 0 step 2 is the plain argmax over the defect classes.
+below evaluates, so the rule is applied identically at fit time and at prediction time.
+
+Thresholds never go below a floor ``min_threshold`` (> 0), and all start there: with every
+threshold at the floor, step 2 is the plain argmax over the defect classes (the most probable
+defect class is accepted whenever anything is). A raised threshold ``t_a`` only lets another
+class ``b`` take a map from ``a`` when ``p_a < t_a`` *and* ``p_b >= t_b >= min_threshold``: a
+class with almost no probability can never take a map, which the earlier all-zero start allowed
+(a threshold of 0 always clears).
 
 Consequence: separate fits
 --------------------------
 Escapes (a true defect predicted 'none') and false alarms (a true 'none' predicted as a defect)
 depend only on step 1, i.e. on ``tau`` alone: step 2 never produces 'none' and only moves a
-flagged map between defect classes. The two parameter sets are therefore fit separately:
+flagged map between defect classes. Each operating point is fit in two steps on validation, with
+every count weighted to the target class prior (importance weights
+:func:`wafer.metrics.prevalence_weights`; the prior is the one the headline reports under):
 
-* ``tau`` on the escape / false-alarm cost -- :func:`sweep` over a grid of ``tau`` values
-  (:func:`default_taus`), then :func:`choose_tau` (minimum
-  ``cost = (c * escapes + false_alarms) / N``; ties to higher macro-F1, then to ``tau`` nearest
-  0.5);
-* ``t_k`` on macro-F1 at that ``tau`` -- :func:`fit_class_thresholds`, coordinate ascent on the
-  validation data.
+* ``tau`` by the point's objective over a grid (:func:`default_taus`, :func:`sweep`):
+  ``cost`` -- minimum ``(c * escapes + false_alarms) / N`` (:func:`choose_tau`);
+  ``macro_f1`` -- maximum macro-F1 (:func:`choose_tau_macro_f1`);
+* then ``t_k`` on macro-F1 at that ``tau`` (:func:`fit_class_thresholds`): coordinate ascent
+  that only raises the threshold of a class with at least ``min_support`` validation maps, and
+  only for a gain of at least ``min_gain`` in validation macro-F1.
 """
 
 from __future__ import annotations
@@ -36,10 +45,19 @@ import numpy as np
 from wafer.classes import NONE_INDEX
 from wafer.metrics import cost_weighted_error, escapes_false_alarms, macro_f1
 
+OBJECTIVES = ("cost", "macro_f1")
+
 
 def default_taus() -> np.ndarray:
     """The operating-point grid 0.05, 0.06, ..., 0.99."""
     return np.round(np.arange(0.05, 0.99 + 1e-9, 0.01), 2)
+
+
+def floor_thresholds(num_classes: int, min_threshold: float) -> np.ndarray:
+    """Every defect class at the floor ('none' at 0): the plain argmax among defects."""
+    t = np.full(num_classes, float(min_threshold))
+    t[NONE_INDEX] = 0.0
+    return t
 
 
 def _defect_columns(num_classes: int, none_index: int) -> np.ndarray:
@@ -88,9 +106,9 @@ def sweep(
 
     ``escape_rate`` = escapes / true defects, ``false_alarm_rate`` = false alarms / true 'none'
     (nan when the denominator is 0); ``cost = (cost_ratio * escapes + false_alarms) / N``.
-    ``class_thresholds`` defaults to all zeros (argmax among defects). Optional per-sample
-    ``weights`` (e.g. :func:`wafer.metrics.prevalence_weights`) turn every count into a weighted
-    count, with ``N`` = the sum of weights.
+    ``class_thresholds`` defaults to all zeros (argmax among defects, as any floor gives).
+    Optional per-sample ``weights`` (e.g. :func:`wafer.metrics.prevalence_weights`) turn every
+    count into a weighted count, with ``N`` = the sum of weights.
     """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
@@ -126,41 +144,99 @@ def choose_tau(rows: list[dict]) -> dict:
     return min(rows, key=lambda r: (r["cost"], -r["macro_f1"], abs(r["tau"] - 0.5)))
 
 
+def choose_tau_macro_f1(rows: list[dict]) -> dict:
+    """The row of maximal macro_f1; ties go to lower cost, then to tau closest to 0.5."""
+    if not rows:
+        raise ValueError("choose_tau_macro_f1 needs at least one sweep row")
+    return min(rows, key=lambda r: (-r["macro_f1"], r["cost"], abs(r["tau"] - 0.5)))
+
+
+CHOOSERS = {"cost": choose_tau, "macro_f1": choose_tau_macro_f1}
+
+
 def fit_class_thresholds(
     probs: np.ndarray,
     labels: np.ndarray,
     tau: float,
-    grid: np.ndarray = np.round(np.arange(0.0, 0.96, 0.05), 2),
+    weights: np.ndarray | None = None,
+    min_threshold: float = 0.2,
+    min_support: int = 30,
+    min_gain: float = 0.002,
+    step: float = 0.05,
     rounds: int = 2,
-) -> np.ndarray:
-    """Per-class thresholds ``(C,)`` maximising macro-F1 of :func:`decide` at a fixed ``tau``.
+) -> tuple[np.ndarray, dict]:
+    """Per-class thresholds ``(C,)`` that raise the (weighted) macro-F1 of :func:`decide` at a
+    fixed ``tau``, and a record of the fit: ``{"fitted": [...], "too_few_maps": [...]}``.
 
-    Coordinate ascent from all-zero thresholds (plain argmax among defects): each round visits
-    the defect classes in index order and sets ``t_k`` to the grid value that maximises macro-F1
-    on the given (validation) data, the other thresholds held fixed. Ties keep the smaller
-    threshold (stability). The current value is always a candidate, so macro-F1 never falls
-    below that of all-zero thresholds. The entry for 'none' is 0.
+    Starts with every threshold at ``min_threshold`` (plain argmax among defects). Each round
+    visits the defect classes with at least ``min_support`` validation maps, in index order, and
+    moves ``t_k`` to the value of the grid ``min_threshold, min_threshold + step, ..., <= 0.95``
+    that maximises macro-F1 with the other thresholds held, but only when that beats the current
+    value by at least ``min_gain`` (ties and small gains keep the current value, so the fit
+    never lowers validation macro-F1, and noise does not move it). Classes with fewer maps keep
+    the floor. The entry for 'none' is 0.
     """
+    if not 0.0 < min_threshold <= 1.0:
+        raise ValueError(f"min_threshold must be in (0, 1], got {min_threshold}")
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
-    grid = np.sort(np.asarray(grid, dtype=np.float64))
-    thresholds = np.zeros(probs.shape[1], dtype=np.float64)
+    grid = np.round(np.arange(min_threshold, 0.95 + 1e-9, step), 4)
+    thresholds = floor_thresholds(probs.shape[1], min_threshold)
     flag = _flag(probs, tau)  # step 1 does not depend on the thresholds
+    support = np.bincount(labels, minlength=probs.shape[1])
 
     def score(t: np.ndarray) -> float:
-        pred = np.where(flag, _defect_choice(probs, t), NONE_INDEX)
-        return macro_f1(labels, pred)
+        return macro_f1(labels, np.where(flag, _defect_choice(probs, t), NONE_INDEX), weights)
 
+    defects = _defect_columns(probs.shape[1], NONE_INDEX)
+    eligible = [int(k) for k in defects if support[k] >= min_support]
+    current = score(thresholds)
     for _ in range(rounds):
-        for k in _defect_columns(probs.shape[1], NONE_INDEX):
-            # the current value is a candidate too, so macro-F1 never decreases
-            best_v, best_s = thresholds[k], -np.inf
-            for v in np.union1d(grid, thresholds[k]):  # ascending: '>' keeps the smaller on ties
+        for k in eligible:
+            best_v, best_s = thresholds[k], current
+            for v in grid:
                 trial = thresholds.copy()
                 trial[k] = v
                 s = score(trial)
-                if s > best_s:
+                if s >= best_s + min_gain and s > best_s:
                     best_v, best_s = v, s
-            thresholds[k] = best_v
-    thresholds[NONE_INDEX] = 0.0
-    return thresholds
+            if best_v != thresholds[k]:
+                thresholds[k], current = best_v, best_s
+    record = {
+        "fitted": [int(k) for k in eligible if thresholds[k] != min_threshold],
+        "too_few_maps": [int(k) for k in defects if support[k] < min_support],
+    }
+    return thresholds, record
+
+
+def fit_operating_point(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    objective: str,
+    cost_ratio: float,
+    weights: np.ndarray | None = None,
+    min_threshold: float = 0.2,
+    min_support: int = 30,
+    min_gain: float = 0.002,
+) -> dict:
+    """One operating point fit on (validation) data: ``tau`` by ``objective`` (``cost`` or
+    ``macro_f1``, see the module docstring), then the per-class thresholds at that ``tau``.
+
+    Returns ``{"tau", "class_thresholds" (C,), "sweep" (rows), "chosen" (the sweep row),
+    "fit" (fit_class_thresholds' record)}``.
+    """
+    if objective not in CHOOSERS:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+    floor = floor_thresholds(probs.shape[1], min_threshold)
+    rows = sweep(probs, labels, default_taus(), cost_ratio, floor, weights)
+    chosen = CHOOSERS[objective](rows)
+    thresholds, record = fit_class_thresholds(
+        probs, labels, chosen["tau"], weights, min_threshold, min_support, min_gain
+    )
+    return {
+        "tau": float(chosen["tau"]),
+        "class_thresholds": thresholds,
+        "sweep": rows,
+        "chosen": chosen,
+        "fit": record,
+    }
