@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -96,7 +97,7 @@ def check_override(key: str, value: Any, params: Mapping[str, Any], source: str)
     try:
         current = lookup(params, key)
     except KeyError:
-        near = [k for k, _ in leaves(params) if k.split(".")[-1] == key.split(".")[-1]]
+        near = difflib.get_close_matches(key, [k for k, _ in leaves(params)], n=3)
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise RecipeError(f"{source}: unknown key {key!r}: not in params.yaml{hint}") from None
     if isinstance(current, Mapping):
