@@ -1,0 +1,677 @@
+"""Run the pipeline's stages without DVC, exactly as ``dvc repro`` would run their commands.
+
+For machines without DVC (the GPU machine of the ``device`` tool): reads dvc.yaml and
+params.yaml at run time, applies a named recipe (``recipes/<name>.yaml``) and ``-S key=value``
+overrides, renders each stage's ``cmd`` as DVC renders it (``${section}`` expands to
+``--key value`` per key with ``.dvc/config``'s ``parsing.bool``/``parsing.list`` rules,
+``${section.key}`` to the value), and runs the stages in dependency order (ties in dvc.yaml's
+order) with ``PYTHONPATH=src``, stopping at the first failure.
+
+The stages run in a scratch work directory (links to the repository's code, fresh folders for
+the outputs), so neither params.yaml nor any tracked metrics or plots of the checkout change.
+The run's metrics, timing, plots, effective params.yaml, command, commit, environment (torch,
+GPU and CPU names) and log are then copied to ``--out`` (default ``results/gpu/<name>``)::
+
+    python -m wafer.run_stages seed-224 --dry-run          # print the rendered commands
+    python -m wafer.run_stages seed-224 --data data/external/LSWMD-subset.pkl.xz
+    python -m wafer.run_stages --synthetic -S shard.size=32 -S train.epochs=1 --name tiny
+
+Imports only the standard library and PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import posixpath
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wafer.recipes import (
+    ROOT,
+    RecipeError,
+    apply_overrides,
+    check_override,
+    load_recipe,
+    load_yaml,
+    parse_override,
+)
+
+DEFAULT_DATA = Path("data/external/LSWMD-subset.pkl.xz")
+KEYCRE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
+PLOT_SUFFIXES = (".png", ".csv")
+
+
+class RunError(RuntimeError):
+    """A pipeline that cannot be rendered or run; its message is one line."""
+
+
+@dataclass
+class Stage:
+    """One dvc.yaml stage, rendered: its commands, dependencies and outputs (repo-relative)."""
+
+    name: str
+    cmds: list[str]
+    deps: list[str] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    wdir: str = "."
+
+    @property
+    def products(self) -> list[str]:
+        """Every path the stage writes (outs, metrics and plots)."""
+        return self.outs + self.metrics + self.plots
+
+
+# --- rendering, as dvc/parsing/interpolate.py does it --------------------------------------
+
+
+def read_dvc_parsing_config(repo: Path) -> dict[str, str]:
+    """``[parsing]`` of ``.dvc/config`` (then ``config.local``): ``{"bool": ..., "list": ...}``."""
+    conf: dict[str, str] = {}
+    for name in ("config", "config.local"):
+        path = repo / ".dvc" / name
+        if not path.is_file():
+            continue
+        section = ""
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if m := re.fullmatch(r"\[\s*([^\]]+?)\s*\]", line):
+                section = m.group(1).strip("'\"")
+            elif section == "parsing" and (m := re.fullmatch(r"([\w-]+)\s*=\s*(.*)", line)):
+                conf[m.group(1)] = m.group(2).strip()
+    return conf
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def to_str(value: Any, config: Mapping[str, str]) -> str:
+    """A context value as DVC writes it into a command (dicts as ``--key value`` options)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, Mapping):
+        return str(value)
+    parts: list[str] = []
+    for key, v in _flatten(value).items():
+        if isinstance(v, bool):
+            if v:
+                parts.append(f"--{key}")
+            elif config.get("bool", "store_true") == "boolean_optional":
+                parts.append(f"--no-{key}")
+        elif isinstance(v, str):
+            parts.append(f"--{key} {shlex.quote(v)}")
+        elif isinstance(v, list | tuple | set):
+            for n, item in enumerate(v):
+                if isinstance(item, str):
+                    item = shlex.quote(item)
+                elif isinstance(item, list | tuple | set | Mapping):
+                    raise RunError(f"cannot interpolate nested iterable in {key!r}")
+                if config.get("list", "nargs") == "append" or n == 0:
+                    parts.append(f"--{key} {item}")
+                else:
+                    parts.append(f"{item}")
+        else:
+            parts.append(f"--{key} {v}")
+    return " ".join(parts)
+
+
+def select(context: Mapping[str, Any], expr: str) -> Any:
+    """The value of ``${expr}`` (``a.b``, ``a[0]``) in ``context``."""
+    node: Any = context
+    for part in expr.strip().replace("[", ".").replace("]", "").split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part):
+            node = node[int(part)] if int(part) < len(node) else None
+            if node is None:
+                raise RunError(f"${{{expr}}}: index {part} out of range")
+        else:
+            raise RunError(f"${{{expr}}}: {part!r} not found in dvc.yaml's vars/params.yaml")
+    return node
+
+
+def interpolate(
+    template: str, context: Mapping[str, Any], config: Mapping[str, str], is_cmd: bool
+) -> str:
+    """``template`` with each ``${...}`` replaced as DVC does (dicts only in a ``cmd``)."""
+    buf, index = "", 0
+    for match in KEYCRE.finditer(template):
+        value = select(context, match["inner"])
+        if value is not None and not isinstance(value, str | int | float | bool):
+            if not (is_cmd and isinstance(value, Mapping)):
+                raise RunError(f"cannot interpolate {type(value).__name__} ${{{match['inner']}}}")
+        buf += template[index : match.start()] + to_str(value, config)
+        index = match.end()
+    return (buf + template[index:]).replace(r"\${", "${")
+
+
+def _paths(entries: Any, context: Mapping[str, Any], config: Mapping[str, str]) -> list[str]:
+    out = []
+    for entry in entries or []:
+        path = next(iter(entry)) if isinstance(entry, Mapping) else entry
+        out.append(posixpath.normpath(interpolate(str(path), context, config, is_cmd=False)))
+    return out
+
+
+def build_context(repo: Path, dvc_yaml: Mapping[str, Any], params: Mapping[str, Any]) -> dict:
+    """DVC's global interpolation context: params.yaml (here: the effective ``params``), then
+    each ``vars`` entry of dvc.yaml (a file, ``file:key,...`` or an inline mapping)."""
+    context: dict[str, Any] = dict(params)
+    for entry in dvc_yaml.get("vars") or []:
+        if isinstance(entry, Mapping):
+            context.update(entry)
+            continue
+        name, _, keys = str(entry).partition(":")
+        if posixpath.normpath(name) == "params.yaml":
+            data: Any = params
+        else:
+            try:
+                data = load_yaml((repo / name).read_text())
+            except OSError as exc:
+                raise RunError(f"dvc.yaml vars: cannot read {name}: {exc.strerror}") from None
+        if keys:
+            data = {k: data[k] for k in keys.split(",")}
+        context.update(data)
+    return context
+
+
+def render_stages(
+    repo: Path, params: Mapping[str, Any], dvc_yaml: Mapping[str, Any] | None = None
+) -> list[Stage]:
+    """The stages of ``repo/dvc.yaml``, in dvc.yaml's order, rendered with ``params``."""
+    if dvc_yaml is None:
+        dvc_yaml = load_yaml((repo / "dvc.yaml").read_text())
+    config = read_dvc_parsing_config(repo)
+    context = build_context(repo, dvc_yaml, params)
+    stages = []
+    for name, spec in (dvc_yaml.get("stages") or {}).items():
+        unsupported = {"foreach", "matrix", "vars", "do"} & set(spec)
+        if unsupported:
+            raise RunError(f"stage {name}: {', '.join(sorted(unsupported))} is not supported here")
+        cmds = spec["cmd"] if isinstance(spec["cmd"], list) else [spec["cmd"]]
+        stages.append(
+            Stage(
+                name=name,
+                cmds=[interpolate(str(c), context, config, is_cmd=True) for c in cmds],
+                deps=_paths(spec.get("deps"), context, config),
+                outs=_paths(spec.get("outs"), context, config),
+                metrics=_paths(spec.get("metrics"), context, config),
+                plots=_paths(spec.get("plots"), context, config),
+                wdir=str(spec.get("wdir", ".")),
+            )
+        )
+    return stages
+
+
+# --- order and selection ---------------------------------------------------------------------
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def producers(stages: Sequence[Stage], path: str) -> list[Stage]:
+    """The stages that write ``path`` (or a folder holding it, or a file inside it)."""
+    return [s for s in stages if any(_overlaps(path, p) for p in s.products)]
+
+
+def topo_order(stages: Sequence[Stage]) -> list[Stage]:
+    """``stages`` in dependency order; among the ready ones, dvc.yaml's order comes first."""
+    needs = {
+        s.name: {p.name for d in s.deps for p in producers(stages, d) if p.name != s.name}
+        for s in stages
+    }
+    done: list[Stage] = []
+    left = list(stages)
+    while left:
+        ready = next((s for s in left if needs[s.name] <= {d.name for d in done}), None)
+        if ready is None:
+            raise RunError(f"dvc.yaml: a dependency cycle among {', '.join(s.name for s in left)}")
+        done.append(ready)
+        left.remove(ready)
+    return done
+
+
+def choose_stages(
+    stages: Sequence[Stage], skip: Sequence[str] = (), prune: bool = True
+) -> tuple[list[Stage], dict[str, str]]:
+    """The stages to run and ``{skipped stage: why}``. Besides ``skip``, ``prune`` leaves out
+    a stage that writes no metrics or plots when no other running stage reads its outputs (the
+    ``synthesize`` stage when ``ingest.input`` is a real file)."""
+    names = {s.name for s in stages}
+    unknown = [n for n in skip if n not in names]
+    if unknown:
+        raise RunError(f"--skip {', '.join(unknown)}: no such stage (stages: {', '.join(names)})")
+    why = {n: "--skip" for n in skip}
+    changed = prune
+    while changed:
+        changed = False
+        for s in stages:
+            if s.name in why or s.metrics or s.plots:
+                continue
+            readers = [
+                o.name
+                for o in stages
+                if o.name not in why and o is not s and any(producers([s], d) for d in o.deps)
+            ]
+            if not readers:
+                why[s.name] = "no running stage reads its outputs"
+                changed = True
+    return [s for s in stages if s.name not in why], why
+
+
+def missing_inputs(run: Sequence[Stage], workdir: Path) -> list[str]:
+    """``stage: path`` for each dependency that no running stage writes and that is absent."""
+    out = []
+    for s in run:
+        for d in s.deps:
+            if not producers([p for p in run if p is not s], d) and not (workdir / d).exists():
+                out.append(f"{s.name}: {d}")
+    return out
+
+
+# --- the work directory ----------------------------------------------------------------------
+
+
+def prepare_workdir(repo: Path, workdir: Path, stages: Sequence[Stage], params: dict) -> None:
+    """Links to the repository's top-level entries that hold no stage output (stages/, src/,
+    ...), links to existing dependencies inside output folders that no stage writes (such as
+    an in-repo data file under data/), the effective params.yaml and a ``python`` shim."""
+    roots = {Path(p).parts[0] for s in stages for p in s.products}
+    skip = roots | {".git", ".dvc", "results", "params.yaml", ".venv", ".pytest_cache"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    for entry in repo.iterdir():
+        if entry.name not in skip and not (workdir / entry.name).exists():
+            (workdir / entry.name).symlink_to(entry.resolve())
+    for s in stages:
+        for d in s.deps:
+            src, dst = repo / d, workdir / d
+            inside = not Path(d).is_absolute() and ".." not in Path(d).parts
+            if inside and not producers(stages, d) and src.exists() and not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src.resolve())
+        for p in s.products:
+            (workdir / p).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / ".dvc").mkdir(exist_ok=True)
+    for name in ("config", "config.local"):
+        if (repo / ".dvc" / name).is_file():
+            shutil.copy2(repo / ".dvc" / name, workdir / ".dvc" / name)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shim = workdir / ".bin" / "python"  # `python` in a cmd = this interpreter (python3 only?)
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    shim.chmod(0o755)
+
+
+def stage_env(repo: Path, workdir: Path) -> dict[str, str]:
+    """The environment of a stage: ``PYTHONPATH=<repo>/src``, the python shim first on PATH."""
+    env = dict(os.environ)
+    src = str((repo / "src").resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    env["PATH"] = os.pathsep.join([str(workdir / ".bin"), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_command(
+    cmd: str, cwd: Path, env: Mapping[str, str], log, deadline: float | None
+) -> int | None:
+    """Run ``cmd`` in a shell, its output teed to stdout and ``log``; the exit status, or None
+    when ``deadline`` (a time.monotonic() value) passed and it was stopped."""
+    proc = subprocess.Popen(
+        cmd,
+        shell=True,
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    timed_out = False
+    try:
+        while True:
+            chunk = proc.stdout.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                log.write(chunk)
+            if proc.poll() is not None and not chunk:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                if not timed_out:
+                    timed_out, deadline = True, time.monotonic() + 15  # then SIGKILL
+                    os.killpg(proc.pid, signal.SIGTERM)
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.05)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    return None if timed_out else proc.returncode
+
+
+# --- what the run leaves behind ---------------------------------------------------------------
+
+ENV_PROBE = """
+import json, os, platform, sys
+info = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
+try:
+    import torch
+    info.update(torch=torch.__version__, cuda_available=torch.cuda.is_available(),
+                cuda=torch.version.cuda, threads=torch.get_num_threads())
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(device_name=torch.cuda.get_device_name(0),
+                    device_count=torch.cuda.device_count(),
+                    device_memory_gib=round(p.total_memory / 2**30, 1),
+                    cudnn=torch.backends.cudnn.version(), bf16=torch.cuda.is_bf16_supported())
+    else:
+        info["device_name"] = "cpu"
+except Exception as exc:  # torch missing or broken: say so, do not fail the run
+    info["torch_error"] = repr(exc)
+print(json.dumps(info))
+"""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(repo: Path) -> dict[str, Any]:
+    """torch version, device name (CUDA's when present), CPU model and capability, git state."""
+    probe = subprocess.run(
+        [sys.executable, "-c", ENV_PROBE], capture_output=True, text=True, check=False
+    )
+    try:
+        info = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        info = {"probe_error": probe.stderr.strip()[-500:]}
+    info["cpu_model"] = cpu_model()
+    info["uncommitted_changes"] = bool(_git(repo, "status", "--porcelain"))
+    return info
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    except OSError:
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def collect(workdir: Path, out: Path, stages: Sequence[Stage]) -> list[str]:
+    """Copy the declared metrics (``*.json``) to ``out/``, ``metrics/timing/*.json`` to
+    ``out/timing/`` and the declared plot files (png, csv; not under data/) to ``out/``."""
+    copied = []
+    for s in stages:
+        files = [m for m in s.metrics if m.endswith(".json")]
+        files += [p for p in s.products if p.endswith(PLOT_SUFFIXES) and Path(p).parts[0] != "data"]
+        for f in files:
+            if (workdir / f).is_file():
+                shutil.copy2(workdir / f, out / Path(f).name)
+                copied.append(Path(f).name)
+    timing = workdir / "metrics" / "timing"
+    for f in sorted(timing.glob("*.json")) if timing.is_dir() else []:
+        (out / "timing").mkdir(exist_ok=True)
+        shutil.copy2(f, out / "timing" / f.name)
+        copied.append(f"timing/{f.name}")
+    return copied
+
+
+def summary(out: Path) -> str:
+    """One line: device, train throughput, epochs and test macro-F1 of a finished run."""
+
+    def read(name: str) -> dict:
+        try:
+            return json.loads((out / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    env, timing, train, ev = (
+        read("env.json"),
+        read("timing/train.json"),
+        read("train.json"),
+        read("evaluate.json"),
+    )
+    parts = [f"device {env.get('device_name', '?')}"]
+    if timing:
+        parts.append(
+            f"train {timing.get('train_maps_per_s', 0):.0f} maps/s over "
+            f"{timing.get('epochs_run', '?')} epochs ({timing.get('train_seconds', 0):.0f} s)"
+        )
+    if train:
+        parts.append(f"{train.get('input_size', '?')} px, best epoch {train.get('best_epoch')}")
+    if "macro_f1" in ev:
+        parts.append(f"test macro-F1 {ev['macro_f1']:.4f}")
+    return ", ".join(parts)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def effective_params(
+    repo: Path,
+    recipe: str | None,
+    overrides: Sequence[str],
+    data: str | None,
+    recipes_dir: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params.yaml with the recipe, ``data`` as ingest.input, then the overrides; the
+    ``{dotted.key: value}`` changes). Every key is checked against params.yaml."""
+    params = load_yaml((repo / "params.yaml").read_text())
+    changes: dict[str, Any] = {}
+    if recipe:
+        changes.update(load_recipe(recipe, params, recipes_dir or repo / "recipes"))
+    if data is not None:
+        changes["ingest.input"] = data
+    for text in overrides:
+        key, value = parse_override(text)
+        if key == "ingest.input" and data is not None:
+            raise RecipeError("give the data path once: --data or -S ingest.input, not both")
+        check_override(key, value, params, f"-S {text}")
+        changes[key] = value
+    return apply_overrides(params, changes), changes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The runner's options (see the module docstring)."""
+    p = argparse.ArgumentParser(
+        prog="python -m wafer.run_stages",
+        description="Run dvc.yaml's stages without DVC, with a named recipe and overrides.",
+    )
+    p.add_argument("recipe", nargs="?", help="recipes/<recipe>.yaml (none: params.yaml as is)")
+    p.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml value (repeatable)",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="WM-811K pickle for ingest.input, relative to the repository "
+        f"(default: {DEFAULT_DATA})",
+    )
+    data.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="keep params.yaml's ingest.input (the synthesize stage's output)",
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="leave this stage out (repeatable), for example --skip gradcam",
+    )
+    p.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="also run stages whose outputs no running stage reads",
+    )
+    p.add_argument("--name", help="run name (default: the recipe's, or 'params')")
+    p.add_argument("--out", type=Path, help="results folder (default: results/gpu/<name>)")
+    p.add_argument(
+        "--archive-dir",
+        type=Path,
+        help="also pack the results into <dir>/<name>.tar.gz (the device tool "
+        "returns at most 8 files: pass $OUT)",
+    )
+    p.add_argument("--workdir", type=Path, help="scratch folder (default: a new temp folder)")
+    p.add_argument("--keep-workdir", action="store_true", help="keep the scratch folder")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop the running stage after this long in all, then save what exists",
+    )
+    p.add_argument("--repo", type=Path, default=ROOT, help="repository root (dvc.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render, run, collect; exit status 0, 1 (a stage failed), 2 (bad input), 124 (time)."""
+    args = parse_args(argv)
+    repo = args.repo.resolve()
+    started = time.monotonic()
+    deadline = started + args.time_limit if args.time_limit else None
+    try:
+        data = None if args.synthetic else args.data
+        if data is not None and not Path(data).is_absolute() and ".." in Path(data).parts:
+            data = str((repo / data).resolve())  # the stages run in a work folder elsewhere
+        params, changes = effective_params(repo, args.recipe, args.overrides, data)
+        stages = topo_order(render_stages(repo, params))
+        run, skipped = choose_stages(stages, args.skip, prune=not args.no_prune)
+        if data is not None and not args.dry_run:
+            given = Path(data)
+            if not (given if given.is_absolute() else repo / given).is_file():
+                raise RunError(
+                    f"no data file {data}: copy the subset there, e.g. mkdir -p "
+                    f"{DEFAULT_DATA.parent} && cp ../shared/data/wm811k-subset/"
+                    f"LSWMD-subset.pkl.xz {DEFAULT_DATA} (or pass --data PATH / --synthetic)"
+                )
+    except (RecipeError, RunError, OSError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    name = args.name or args.recipe or "params"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        print(f"error: run name {name!r}: use letters, digits, '.', '_', '-'", file=sys.stderr)
+        return 2
+    command = shlex.join(["python", "-m", "wafer.run_stages", *(argv or sys.argv[1:])])
+    for stage, why in skipped.items():
+        print(f"skip {stage}: {why}")
+    if args.dry_run:
+        for s in run:
+            for cmd in s.cmds:
+                print(f"{s.name}: {cmd}" if s.wdir == "." else f"{s.name} (in {s.wdir}): {cmd}")
+        return 0
+
+    out = (args.out or repo / "results" / "gpu" / name).resolve()
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix=f"wafer-{name}-"))).resolve()
+    if out == workdir or out in workdir.parents or workdir in out.parents:
+        print("error: --out and --workdir must not hold one another", file=sys.stderr)
+        return 2
+    try:
+        prepare_workdir(repo, workdir, stages, params)
+        missing = missing_inputs(run, workdir)
+        if missing:
+            raise RunError(f"inputs that no running stage writes are missing: {'; '.join(missing)}")
+    except (RunError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    env = stage_env(repo, workdir)
+    record: dict[str, Any] = {"name": name, "recipe": args.recipe, "changes": changes}
+    record["stages"], status = [], 0
+    print(f"run {name}: {len(run)} stages in {workdir}, results to {out}")
+    with open(out / "log.txt", "wb") as log:
+        for s in run:
+            t0 = time.monotonic()
+            for cmd in s.cmds:
+                banner = f"== {s.name}: {cmd}\n".encode()
+                sys.stdout.buffer.write(banner)
+                sys.stdout.flush()
+                log.write(banner)
+                rc = run_command(cmd, workdir / s.wdir, env, log, deadline)
+                if rc != 0:
+                    break
+            seconds = round(time.monotonic() - t0, 2)
+            record["stages"].append({"stage": s.name, "seconds": seconds, "exit": rc})
+            if rc != 0:
+                rest = [r.name for r in run[run.index(s) + 1 :]]
+                reason = "stopped at --time-limit" if rc is None else f"failed (exit {rc})"
+                msg = f"error: stage {s.name} {reason} after {seconds} s; not run: "
+                msg += f"{', '.join(rest) or 'none'}; work folder kept: {workdir}"
+                print(msg, file=sys.stderr)
+                log.write(f"{msg}\n".encode())
+                status, args.keep_workdir = (124 if rc is None else 1), True
+                break
+    record["total_seconds"] = round(time.monotonic() - started, 2)
+    record["skipped"] = skipped
+    collect(workdir, out, stages)
+    (out / "timing").mkdir(exist_ok=True)
+    (out / "timing" / "run_stages.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (out / "command.txt").write_text(command + "\n")
+    (out / "commands.sh").write_text(
+        "# the stage commands as run (DVC's rendering of dvc.yaml), from a work folder that\n"
+        "# links the repository's stages/ and src/; PYTHONPATH=src\n"
+        + "".join(f"{c}\n" for s in run for c in s.cmds)
+    )
+    (out / "commit.txt").write_text((_git(repo, "rev-parse", "HEAD") or "unknown") + "\n")
+    (out / "env.json").write_text(json.dumps(environment(repo), indent=2) + "\n")
+    print(f"{name}: {summary(out)}; results in {out}")
+    if args.archive_dir:
+        args.archive_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(args.archive_dir / f"{name}.tar.gz", "w:gz") as tar:
+            tar.add(out, arcname=name)
+        print(f"{name}: packed into {args.archive_dir / f'{name}.tar.gz'}")
+    if not args.keep_workdir and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
