@@ -13,6 +13,7 @@ import typer
 from wafer.cli_util import one_line_errors
 from wafer.ingest import read_lswmd, sha256_file, validate_frame
 from wafer.io import save_npz, write_json, write_timing
+from wafer.params import check_args
 
 app = typer.Typer(add_completion=False)
 
@@ -27,6 +28,7 @@ def main(
     out: Path = typer.Option(Path("data/ingested.npz"), help="compact intermediate"),
     metrics: Path = typer.Option(Path("metrics/ingest.json")),
 ) -> None:
+    check_args("ingest", locals())
     t0 = time.perf_counter()
     digest = sha256_file(input)
     frame = read_lswmd(input)

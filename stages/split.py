@@ -11,6 +11,7 @@ import typer
 from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, write_json
+from wafer.params import check_args
 from wafer.split import (
     duplicate_groups,
     original_split,
@@ -34,6 +35,7 @@ def main(
     out: Path = typer.Option(Path("data/split.npz")),
     metrics: Path = typer.Option(Path("metrics/split.json")),
 ) -> None:
+    check_args("split", locals())
     ing = Ingested.load(ingested)
     groups = duplicate_groups(ing.flat, ing.shapes, ing.offsets)
     if use_original:

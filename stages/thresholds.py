@@ -18,6 +18,7 @@ from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
 from wafer.io import read_json, write_json, write_text
 from wafer.metrics import macro_f1
+from wafer.params import check_args
 from wafer.plotting import sweep_png
 from wafer.thresholds import choose_tau, decide, default_taus, fit_class_thresholds, sweep
 
@@ -37,6 +38,7 @@ def main(
     curve: Path = typer.Option(Path("plots/sweep.csv"), "--curve"),
     png: Path = typer.Option(Path("plots/sweep.png"), "--png"),
 ) -> None:
+    check_args("thresholds", locals())
     with np.load(logits) as z:
         val_logits, y = z["val_logits"], z["val_y"]
     probs = softmax(val_logits, read_json(calibration)["temperature"])
