@@ -50,6 +50,7 @@ __all__ = [
     "Analysis",
     "analyse",
     "analyse_file",
+    "handle_upload",
     "read_upload",
     "build_app",
     "launch",
@@ -319,6 +320,23 @@ def analyse_file(
     return analyse(predictor, got[0], name, got[1])
 
 
+def handle_upload(assets: DemoAssets, path: object) -> Analysis:
+    """The demo's upload handler: read and size-check the upload (:func:`read_upload`) before
+    taking the model lock, so an oversized or broken upload is refused without making anyone
+    wait; only a valid map is predicted under the lock."""
+    if not path:
+        return error_analysis("nothing uploaded")
+    path = Path(path if isinstance(path, str | os.PathLike) else path.name)
+    got = read_upload(path, path.name, assets.max_side)
+    if isinstance(got, Analysis):
+        return got
+    with assets.lock:
+        try:
+            return analyse(assets.predictor, got[0], path.name, got[1])
+        except WaferInputError as exc:
+            return error_analysis(str(exc).replace(str(path), path.name))
+
+
 def map_thumbnail(m: np.ndarray, size: int = 160):
     """RGB PIL image of a die map (grey outside, blue pass, red fail), nearest-upscaled."""
     from PIL import Image
@@ -379,20 +397,7 @@ def build_app(assets: DemoAssets):
     on_example.__annotations__ = {"evt": gr.SelectData}
 
     def on_upload(path):
-        if not path:
-            return outputs_of(error_analysis("nothing uploaded"))
-        path = Path(path if isinstance(path, str) else path.name)
-        # Read and size-check the upload before taking the lock: an oversized or broken
-        # upload is refused without making anyone wait.
-        got = read_upload(path, path.name, assets.max_side)
-        if isinstance(got, Analysis):
-            return outputs_of(got)
-        with assets.lock:
-            try:
-                a = analyse(predictor, got[0], path.name, got[1])
-            except WaferInputError as exc:
-                a = error_analysis(str(exc).replace(str(path), path.name))
-        return outputs_of(a)
+        return outputs_of(handle_upload(assets, path))
 
     title = "WM-811K wafer-map classifier"
     with gr.Blocks(title=title, analytics_enabled=False, **blocks_kw) as app:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -142,7 +143,11 @@ def png_pixels(data: bytes | str | os.PathLike, max_side: int | None = None) -> 
     from PIL import Image
 
     src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-    with Image.open(src) as im:  # lazy: reads the header only
+    with warnings.catch_warnings():
+        if max_side is not None:  # the cap below is stricter than PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(src)  # lazy: reads the header only
+    with im:
         w, h = im.size
         check_side((h, w), "image" if src is not data else data, None, max_side)
         im.load()
