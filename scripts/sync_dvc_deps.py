@@ -105,7 +105,7 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
     stage = None
     in_deps = inserted = False
     for line in dvc_yaml.read_text().splitlines():
-        m = re.match(r"^  (\w+):\s*$", line)
+        m = re.match(r"^  (\w+):\s*(#.*)?$", line)
         if m:
             stage, in_deps, inserted = m.group(1), False, False
         if stage in want and re.match(r"^    deps:\s*$", line):

@@ -16,6 +16,7 @@ import typer
 from wafer.calibration import calibration_report, fit_temperature, reliability_bins, softmax
 from wafer.cli_util import one_line_errors
 from wafer.io import sha256_file, write_json, write_text
+from wafer.params import check_args
 from wafer.plotting import reliability_png
 
 app = typer.Typer(add_completion=False)
@@ -45,6 +46,7 @@ def main(
     plots_dir: Path = typer.Option(Path("plots/reliability"), "--plots-dir"),
     png: Path = typer.Option(Path("plots/reliability.png"), "--png"),
 ) -> None:
+    check_args("calibrate", locals())
     with np.load(logits) as z:
         d = {k: z[k] for k in z.files}
     tta = bool(d["tta"])

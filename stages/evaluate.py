@@ -25,6 +25,7 @@ from wafer.cli_util import one_line_errors
 from wafer.evaluate import compact, evaluate, prior_from_list
 from wafer.io import write_json, write_text
 from wafer.metrics import confusion, prevalence_weights
+from wafer.params import check_args
 from wafer.plotting import confusion_png
 from wafer.serve import ServingConfig
 from wafer.thresholds import OBJECTIVES, decide, floor_thresholds
@@ -74,6 +75,8 @@ def main(
     confusion_image: Path = typer.Option(Path("plots/confusion.png"), "--confusion-png"),
     predictions: Path = typer.Option(Path("data/predictions.csv"), "--predictions"),
 ) -> None:
+    check_args("evaluate", locals())
+    check_args("prior", locals())
     try:
         prior = prior_from_list(target_prior)
     except ValueError as exc:

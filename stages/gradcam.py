@@ -15,11 +15,10 @@ import numpy as np
 import torch
 import typer
 
-from wafer.cam import METHODS, resolve_layer_name, target_layer
+from wafer.cam import resolve_layer_name, target_layer
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
 from wafer.gradcam_report import (
-    SLOTS,
     CamSpec,
     build_html,
     fmt,
@@ -31,6 +30,7 @@ from wafer.gradcam_report import (
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, atomic_path, write_json, write_text, write_timing
 from wafer.model import ModelConfig, build_model, load_checkpoint
+from wafer.params import check_args
 from wafer.train import resolve_device
 
 app = typer.Typer(add_completion=False)
@@ -63,12 +63,7 @@ def main(
     out_dir: Path = typer.Option(Path("reports/gradcam"), help="index.html and png/*.png"),
     metrics: Path = typer.Option(Path("metrics/gradcam.json")),
 ) -> None:
-    if method not in METHODS:
-        raise typer.BadParameter(f"method must be one of {METHODS}")
-    if not 0 <= per_class <= len(SLOTS):
-        raise typer.BadParameter(f"per-class must be between 0 and {len(SLOTS)}")
-    if max_maps < 1 or batch_size < 1:
-        raise typer.BadParameter("max-maps and batch-size must be at least 1")
+    check_args("gradcam", locals())
     t0 = time.perf_counter()
     dev = resolve_device(device)
     for name in ("test_x.npy", "test_y.npy", "test_rows.npy"):

@@ -18,6 +18,7 @@ from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
 from wafer.io import save_npz, sha256_file
 from wafer.model import load_checkpoint
+from wafer.params import check_args
 from wafer.train import predict_logits, resolve_device
 
 app = typer.Typer(add_completion=False)
@@ -33,6 +34,7 @@ def main(
     shards: Path = typer.Option(Path("data/shards"), "--shards"),
     out: Path = typer.Option(Path("data/logits.npz"), "--out"),
 ) -> None:
+    check_args("infer", locals())
     dev = resolve_device(device)
     net, payload = load_checkpoint(model, dev)
     arrays: dict[str, np.ndarray] = {}

@@ -1,8 +1,11 @@
-"""Stage `ingest`: LSWMD-format pickle -> validated, compact intermediate (data/ingested.npz).
+"""Stage `ingest`: LSWMD-format pickle or ragged-maps .npz -> validated, compact intermediate
+(data/ingested.npz).
 
-Reads Kaggle's legacy LSWMD.pkl, the real subset (.pkl.xz) or the synthetic pickle; keeps the
-labeled rows; validates every map; writes one concatenated uint8 buffer + shapes + labels +
-metadata, and metrics/ingest.json. Pickles run code when loaded: use trusted files only.
+Reads Kaggle's legacy LSWMD.pkl, the real subset (.pkl.xz), the synthetic pickle, or the
+ragged-maps .npz that `wafer convert` makes of any of them; keeps the labeled rows; validates
+every map; writes one concatenated uint8 buffer + shapes + labels + metadata, and
+metrics/ingest.json. Pickles run code when loaded: naming one in `ingest.input` is trusting it;
+the converted .npz runs no code.
 """
 
 import time
@@ -11,8 +14,9 @@ from pathlib import Path
 import typer
 
 from wafer.cli_util import one_line_errors
-from wafer.ingest import read_lswmd, sha256_file, validate_frame
+from wafer.ingest import ingest_file, sha256_file
 from wafer.io import save_npz, write_json, write_timing
+from wafer.params import check_args
 
 app = typer.Typer(add_completion=False)
 
@@ -20,18 +24,19 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    input: Path = typer.Option(Path("data/raw/synthetic.pkl"), help="LSWMD-format pickle"),
+    input: Path = typer.Option(
+        Path("data/raw/synthetic.pkl"), help="LSWMD-format pickle (trusted) or ragged-maps .npz"
+    ),
     on_invalid: str = typer.Option(
         "drop", "--on_invalid", "--on-invalid", help="invalid rows: 'drop' (counted) or 'fail'"
     ),
     out: Path = typer.Option(Path("data/ingested.npz"), help="compact intermediate"),
     metrics: Path = typer.Option(Path("metrics/ingest.json")),
 ) -> None:
+    check_args("ingest", locals())
     t0 = time.perf_counter()
     digest = sha256_file(input)
-    frame = read_lswmd(input)
-    ing = validate_frame(frame, input, on_invalid=on_invalid)
-    del frame
+    ing = ingest_file(input, on_invalid=on_invalid)
     save_npz(out, **ing.arrays())
     seconds = time.perf_counter() - t0
     for reason, row in ing.first_dropped.items():

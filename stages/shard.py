@@ -14,6 +14,7 @@ from tqdm import tqdm
 from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
 from wafer.io import atomic_path, write_json, write_timing
+from wafer.params import check_args
 from wafer.shard import resize_ragged
 from wafer.split import SPLITS
 
@@ -29,8 +30,7 @@ def main(
     out_dir: Path = typer.Option(Path("data/shards")),
     metrics: Path = typer.Option(Path("metrics/shard.json")),
 ) -> None:
-    if size < 8:
-        raise typer.BadParameter("size must be at least 8")
+    check_args("shard", locals())
     t0 = time.perf_counter()
     ing = Ingested.load(ingested)
     with np.load(split) as z:

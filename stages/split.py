@@ -13,6 +13,7 @@ import typer
 from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, write_json
+from wafer.params import check_args
 from wafer.split import group_ids, original_split, split_report, stratified_group_split
 
 app = typer.Typer(add_completion=False)
@@ -34,6 +35,7 @@ def main(
     out: Path = typer.Option(Path("data/split.npz")),
     metrics: Path = typer.Option(Path("metrics/split.json")),
 ) -> None:
+    check_args("split", locals())
     ing = Ingested.load(ingested)
     groups, stats = group_ids(ing.flat, ing.shapes, ing.offsets, ing.lot if group_lots else None)
     if use_original:

@@ -10,13 +10,16 @@ from typing import Annotated
 import typer
 
 from wafer.classes import CLASS_NAMES
+from wafer.cli_util import one_line_errors
 from wafer.io import atomic_path
+from wafer.params import check_args
 from wafer.synth import class_mix, generate
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
+@one_line_errors
 def main(
     n_maps: Annotated[
         int, typer.Option("--n_maps", "--n-maps", help="Number of wafer maps.")
@@ -30,6 +33,7 @@ def main(
     ),
 ) -> None:
     """Generate synthetic labelled wafer maps and their ground-truth pattern masks."""
+    check_args("synthesize", locals())
     start = time.perf_counter()
     df, masks = generate(n_maps, class_mix(floor=floor), seed)
     # The ground-truth pattern masks travel with the maps as an extra column (bool, same shape

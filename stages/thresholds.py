@@ -24,6 +24,7 @@ from wafer.cli_util import one_line_errors
 from wafer.evaluate import prior_from_list
 from wafer.io import read_json, sha256_file, write_json, write_text
 from wafer.metrics import macro_f1, prevalence_weights
+from wafer.params import check_args
 from wafer.plotting import sweep_png
 from wafer.thresholds import OBJECTIVES, decide, fit_operating_point
 
@@ -50,12 +51,9 @@ def main(
     curve: Path = typer.Option(Path("plots/sweep.csv"), "--curve"),
     png: Path = typer.Option(Path("plots/sweep.png"), "--png"),
 ) -> None:
-    if objective not in OBJECTIVES:
-        raise typer.BadParameter(f"--objective must be one of {', '.join(OBJECTIVES)}")
-    try:
-        prior = prior_from_list(target_prior)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    check_args("thresholds", locals())
+    check_args("prior", locals())
+    prior = prior_from_list(target_prior)
     with np.load(logits) as z:
         val_logits, y, model_sha = z["val_logits"], z["val_y"], str(z["model_sha256"])
     temperature = read_json(calibration)["temperature"]

@@ -16,8 +16,9 @@ from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
 from wafer.io import write_json, write_text, write_timing
 from wafer.losses import make_loss
-from wafer.model import STEMS, ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.train import PRECISIONS, TrainConfig, fit, resolve_device, seed_everything
+from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
+from wafer.params import check_args
+from wafer.train import TrainConfig, fit, resolve_device, seed_everything
 
 app = typer.Typer(add_completion=False)
 
@@ -63,16 +64,7 @@ def main(
     metrics: Path = typer.Option(Path("metrics/train.json"), "--metrics"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    if loss not in ("ce", "focal"):
-        raise typer.BadParameter(f"--loss must be 'ce' or 'focal', not {loss!r}")
-    if stem not in STEMS:
-        raise typer.BadParameter(f"--stem must be one of {', '.join(STEMS)}, not {stem!r}")
-    if epochs < 1 or batch_size < 1:
-        raise typer.BadParameter("--epochs and --batch-size must be at least 1")
-    if precision not in PRECISIONS:
-        raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise typer.BadParameter(f"--ema-decay must be in [0, 1), not {ema_decay}")
+    check_args("train", locals())
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
     cfg = ModelConfig(stem=stem, cbam=cbam, cbam_reduction=cbam_reduction)
     seed_everything(seed)  # train.seed drives the initial weights too

@@ -154,7 +154,7 @@ def test_read_maps_formats(tmp_path):
     np.savez(tmp_path / "z.npz", a=maps[1], b=np.stack([maps[2], maps[2]]))
     write_legacy_pickle(lswmd_frame([(maps[3], "Center"), (maps[4], None)]), tmp_path / "old.pkl")
     (tmp_path / "notes.txt").write_text("ignored in a folder")
-    got = {it.source: it for it in read_maps(tmp_path)}
+    got = {it.source: it for it in read_maps(tmp_path, trust_pickle=True)}
     d = str(tmp_path)
     assert list(got) == [
         f"{d}/old.pkl row 0",
@@ -180,7 +180,8 @@ def test_read_maps_refuses_object_arrays(tmp_path):
     assert item.map is None
     msg = str(item.error)
     assert msg.startswith(f"{tmp_path / 'ragged.npy'}: object array")
-    assert ".npz" in msg and "trusted" in msg and "\n" not in msg
+    assert ".npz" in msg and "wafer convert" in msg and "\n" not in msg
+    assert "allow_pickle" not in msg
     items = {it.source.rsplit("[", 1)[1]: it for it in read_maps(tmp_path / "ragged.npz")}
     assert items["ok]"].error is None
     assert "object array" in str(items["bad]"].error)
@@ -196,7 +197,7 @@ def test_read_maps_unreadable_and_missing(tmp_path):
         ("junk.txt", "unsupported input"),
         ("missing.png", "no such file"),
     ]:
-        (item,) = read_maps(tmp_path / name)
+        (item,) = read_maps(tmp_path / name, trust_pickle=True)
         assert str(item.error).startswith(f"{tmp_path / name}: {reason}")
     (tmp_path / "empty").mkdir()
     (item,) = read_maps(tmp_path / "empty")
@@ -224,7 +225,14 @@ def test_cli_serves_exactly_the_pipeline(tmp_path, tiny_pipeline):
     serving, d = expected(tiny_pipeline, order)
 
     res = run(
-        ["predict", *inputs, "--out", str(tmp_path / "p.json"), *pipeline_args(tiny_pipeline)]
+        [
+            "predict",
+            *inputs,
+            "--out",
+            str(tmp_path / "p.json"),
+            "--trust-pickle",
+            *pipeline_args(tiny_pipeline),
+        ]
     )
     assert res.exit_code == 0, res.output
     assert "maps/s" in res.stdout.strip().splitlines()[-1]
@@ -247,7 +255,10 @@ def test_cli_serves_exactly_the_pipeline(tmp_path, tiny_pipeline):
         top = np.argsort(-d.probs[i], kind="stable")[:3]
         assert [t["class"] for t in r["top3"]] == [CLASS_NAMES[k] for k in top]
 
-    res = run(["predict", *inputs, "-o", str(tmp_path / "p.csv"), *pipeline_args(tiny_pipeline)])
+    res = run(
+        ["predict", *inputs, "-o", str(tmp_path / "p.csv"), "--trust-pickle"]
+        + pipeline_args(tiny_pipeline)
+    )
     assert res.exit_code == 0, res.output
     with open(tmp_path / "p.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
@@ -279,7 +290,10 @@ def test_cli_bad_inputs_are_one_line_each_and_the_batch_goes_on(tmp_path, tiny_p
     pkl, pngs = tmp_path / "mixed.pkl", tmp_path / "pngs"
     out = tmp_path / "p.csv"
 
-    res = run(["predict", str(pkl), str(pngs), "--out", str(out), *pipeline_args(tiny_pipeline)])
+    res = run(
+        ["predict", str(pkl), str(pngs), "--out", str(out), "--trust-pickle"]
+        + pipeline_args(tiny_pipeline)
+    )
     assert res.exit_code == 0, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 5
@@ -309,7 +323,8 @@ def test_cli_bad_inputs_are_one_line_each_and_the_batch_goes_on(tmp_path, tiny_p
 
     out.unlink()
     res = run(
-        ["predict", str(pkl), "--fail-fast", "--out", str(out), *pipeline_args(tiny_pipeline)]
+        ["predict", str(pkl), "--fail-fast", "--trust-pickle", "--out", str(out)]
+        + pipeline_args(tiny_pipeline)
     )
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines() == [

@@ -15,6 +15,9 @@ the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It
 * Upload: a PNG (8-bit grey, 0 outside / 128 pass / 255 fail, one pixel per die; see
   :mod:`wafer.predict`) or a .npy die map (``allow_pickle=False``; a 3-D stack shows its first
   map). An image that does not look like a wafer map is still predicted, with a visible warning.
+  An upload larger than ``--max-side`` dies a side is refused from its header, before the
+  global model lock is taken, so one oversized upload never makes the other users wait; errors
+  name the upload by its own file name, never by the server's temporary path.
 * Output: predicted class, calibrated confidence, top 3, the defect decision at the operating
   point, an illustrative process-mode reading (:mod:`wafer.process_modes`) and the Grad-CAM
   (map | CAM | overlay) of the predicted class on the unrotated map.
@@ -35,9 +38,10 @@ import numpy as np
 import pandas as pd
 
 from wafer.classes import CLASS_NAMES
-from wafer.io import WaferInputError, read_json
+from wafer.io import UsageError, WaferInputError, read_json
 from wafer.predict import Predictor, read_maps
 from wafer.process_modes import CAVEAT, PROCESS_MODES, interpretation_markdown
+from wafer.readers import MAX_SIDE
 
 __all__ = [
     "PROCESS_MODES",
@@ -46,6 +50,8 @@ __all__ = [
     "Analysis",
     "analyse",
     "analyse_file",
+    "handle_upload",
+    "read_upload",
     "build_app",
     "launch",
     "load_assets",
@@ -78,6 +84,7 @@ class DemoAssets:
     examples: list[DemoExample]
     notes: list[str] = field(default_factory=list)  # e.g. stale metrics
     lock: threading.Lock = field(default_factory=threading.Lock)
+    max_side: int = MAX_SIDE  # uploads larger than this many dies a side are refused
 
 
 def _need(path: str | os.PathLike) -> Path:
@@ -184,11 +191,13 @@ def load_assets(
     predictions_csv: str | os.PathLike = "data/predictions.csv",
     ingested_npz: str | os.PathLike = "data/ingested.npz",
     device: str = "auto",
+    max_side: int = MAX_SIDE,
 ) -> DemoAssets:
     predictor = Predictor.load(model, calibration, thresholds, device)
     figures = model_figures(evaluate_json, calibrate_json)
     examples = load_examples(predictions_csv, ingested_npz)
-    return DemoAssets(predictor, figures, examples, stale_notes(figures, predictor))
+    notes = stale_notes(figures, predictor)
+    return DemoAssets(predictor, figures, examples, notes, max_side=max_side)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -298,23 +307,57 @@ def error_analysis(message: str) -> Analysis:
     return Analysis("### No prediction", {}, "", None, f"⚠ {message}", None)
 
 
-def analyse_file(
-    predictor: Predictor, path: str | os.PathLike, name: str | None = None
-) -> Analysis:
-    """An uploaded .png or .npy (read by wafer.predict.read_maps; first map of a stack)."""
+def read_upload(
+    path: str | os.PathLike, name: str | None = None, max_side: int = MAX_SIDE
+) -> tuple[np.ndarray, str | None] | Analysis:
+    """An uploaded .png or .npy -> (its first map, warning), or the error :class:`Analysis`.
+    Cheap and bounded (the size cap is checked from the header): run it before taking the
+    model lock. Messages name the upload by ``name``, never by the server's temporary path."""
     path = Path(path)
     name = name or path.name
     if path.suffix.lower() not in (".png", ".npy"):
         return error_analysis(f"{name}: upload a .png or a .npy die map")
-    items = read_maps(path)
+    items = read_maps(path, max_side=max_side)
     first = items[0]
     if first.error is not None:
-        return error_analysis(str(first.error).replace(str(path), name, 1))
+        msg = str(first.error).replace(str(path), name).replace(str(path.parent), "")
+        return error_analysis(msg)
     warning = first.warning
     if len(items) > 1:
         extra = f"a stack of {len(items)} maps: showing the first"
         warning = f"{warning}; {extra}" if warning else extra
-    return analyse(predictor, first.map, name, warning)
+    return first.map, warning
+
+
+def analyse_file(
+    predictor: Predictor,
+    path: str | os.PathLike,
+    name: str | None = None,
+    max_side: int = MAX_SIDE,
+) -> Analysis:
+    """An uploaded .png or .npy (read by :func:`read_upload`; first map of a stack)."""
+    name = name or Path(path).name
+    got = read_upload(path, name, max_side)
+    if isinstance(got, Analysis):
+        return got
+    return analyse(predictor, got[0], name, got[1])
+
+
+def handle_upload(assets: DemoAssets, path: object) -> Analysis:
+    """The demo's upload handler: read and size-check the upload (:func:`read_upload`) before
+    taking the model lock, so an oversized or broken upload is refused without making anyone
+    wait; only a valid map is predicted under the lock."""
+    if not path:
+        return error_analysis("nothing uploaded")
+    path = Path(path if isinstance(path, str | os.PathLike) else path.name)
+    got = read_upload(path, path.name, assets.max_side)
+    if isinstance(got, Analysis):
+        return got
+    with assets.lock:
+        try:
+            return analyse(assets.predictor, got[0], path.name, got[1])
+        except WaferInputError as exc:
+            return error_analysis(str(exc).replace(str(path), path.name))
 
 
 def map_thumbnail(m: np.ndarray, size: int = 160):
@@ -377,15 +420,7 @@ def build_app(assets: DemoAssets):
     on_example.__annotations__ = {"evt": gr.SelectData}
 
     def on_upload(path):
-        if not path:
-            return outputs_of(error_analysis("nothing uploaded"))
-        path = Path(path if isinstance(path, str) else path.name)
-        with assets.lock:
-            try:
-                a = analyse_file(predictor, path, path.name)
-            except WaferInputError as exc:
-                a = error_analysis(str(exc))
-        return outputs_of(a)
+        return outputs_of(handle_upload(assets, path))
 
     title = "WM-811K wafer-map classifier"
     with gr.Blocks(title=title, analytics_enabled=False, **blocks_kw) as app:
@@ -461,9 +496,16 @@ def main(
     predictions: Path = Path("data/predictions.csv"),
     ingested: Path = Path("data/ingested.npz"),
     device: str = "auto",
+    max_side: int = MAX_SIDE,
 ) -> None:
-    """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so)."""
+    """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so;
+    uploads larger than --max-side dies a side are refused)."""
+    from wafer.cli_util import check_device
+
     _import_gradio()  # fail fast, before loading anything
+    device = check_device(device)
+    if max_side < 1:
+        raise UsageError(f"--max-side {max_side}: must be at least 1")
     assets = load_assets(
         model,
         calibration,
@@ -473,6 +515,7 @@ def main(
         predictions,
         ingested,
         device,
+        max_side,
     )
     for note in assets.notes:
         print(f"warning: stale metrics: {note}")

@@ -16,7 +16,12 @@ unlabeled), validated and packed with :mod:`wafer.ragged`. Validation is vectori
 concatenated buffer, so the 811,457-row file costs one pass of Python over the rows (to
 collect the arrays) and numpy for the rest; there is no per-row ``DataFrame.apply``.
 
-Security: unpickling runs code. Only read pickles from a trusted source.
+Security: unpickling runs code. Only read pickles from a trusted source. :func:`convert_pickle`
+(``wafer convert``) turns a trusted pickle, once, into a **ragged-maps .npz** that runs no code
+when read: every row whose map is valid, labeled or not, packed like the intermediate
+(``flat``/``shapes``/``offsets`` + ``failure_type``, ``orig_split``, ``lot``, ``wafer_index``,
+``mask_flat`` and ``source_row``, the row in the pickle). :func:`read_input` reads either kind,
+so ``ingest.input`` may name the .npz; ``wafer predict`` reads it without ``--trust-pickle``.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import pandas as pd
 
 from wafer import ragged
 from wafer.classes import CLASS_INDEX, CLASS_NAMES
-from wafer.io import WaferInputError
+from wafer.io import WaferInputError, save_npz
 
 # Old module path prefix -> current prefix.
 _MODULE_RENAMES: tuple[tuple[str, str], ...] = (
@@ -324,8 +329,148 @@ def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str = "drop")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    if not Path(path).is_file():
+        raise WaferInputError(path, "no such file")
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- ragged-maps .npz
+
+RAGGED_KEYS = ("flat", "shapes", "offsets")
+
+
+def convert_pickle(path: str | Path, out: str | Path) -> dict:
+    """Unpickle a TRUSTED LSWMD-format pickle and write its valid maps, labeled or not, as a
+    ragged-maps .npz (module docstring). Rows whose map is invalid (not 2-D numeric {0, 1, 2}
+    with a die) are left out and counted. Returns the counts."""
+    from wafer.readers import check_map
+
+    df = read_lswmd(path)
+    if "waferMap" not in df.columns:
+        cols = ", ".join(map(str, df.columns))
+        raise WaferInputError(path, f"missing column 'waferMap' (columns: {cols})")
+    maps = df["waferMap"].tolist()
+    labels = _column(df, "failureType")
+    kept, rows, reasons = [], [], {}
+    for i, m in enumerate(maps):
+        try:
+            kept.append(check_map(m, path, i, max_side=None))
+            rows.append(i)
+        except WaferInputError as exc:
+            key = exc.reason.split(":")[0]
+            reasons.setdefault(key, [0, i])[0] += 1
+    flat, shapes, offsets = ragged.pack(kept)
+    split_col, lot_col, idx_col = (
+        _column(df, c) for c in ("trianTestLabel", "lotName", "waferIndex")
+    )
+    failure = [(unwrap_label(labels[i]) or "") if labels else "" for i in rows]
+    arrays = {
+        "flat": flat,
+        "shapes": shapes,
+        "offsets": offsets,
+        "source_row": np.array(rows, dtype=np.int64),
+        "failure_type": np.array(failure, dtype=str).astype("<U32"),
+        "orig_split": np.array(
+            [(unwrap_label(split_col[i]) or "") if split_col else "" for i in rows], dtype=str
+        ).astype("<U16"),
+        "lot": np.array([str(lot_col[i]) if lot_col else "" for i in rows], dtype=str),
+        "wafer_index": np.array(
+            [float(idx_col[i]) if idx_col else np.nan for i in rows], dtype=np.float64
+        ),
+        "mask_flat": np.zeros(0, dtype=np.uint8),
+    }
+    if "patternMask" in df.columns:
+        col = df["patternMask"].tolist()
+        masks = [np.asarray(col[i], dtype=np.uint8) for i in rows]
+        if all(mk.shape == m.shape for mk, m in zip(masks, kept, strict=True)):
+            arrays["mask_flat"] = ragged.pack(masks)[0]
+    save_npz(out, **arrays)
+    return {
+        "rows_read": len(maps),
+        "rows_kept": len(rows),
+        "labeled": int(sum(1 for f in failure if f)),
+        "dropped": {k: v[0] for k, v in reasons.items()},
+        "first_dropped": {k: v[1] for k, v in reasons.items()},
+    }
+
+
+def is_ragged_npz(path: str | Path) -> bool:
+    """Whether ``path`` is a zip (.npz) holding the ragged-maps members."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+    return all(f"{k}.npy" in names for k in RAGGED_KEYS)
+
+
+def read_ragged_npz(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A ragged-maps .npz (``wafer convert``'s, or an ingested intermediate) as an LSWMD-layout
+    frame, and each frame row's row in the original pickle. Read with ``allow_pickle=False``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise WaferInputError(path, f"not a readable ragged-maps .npz: {exc}") from None
+    try:
+        flat, shapes, offsets = (d[k] for k in RAGGED_KEYS)
+        n = len(shapes)
+        sizes = shapes.astype(np.int64).reshape(n, 2).prod(axis=1)
+        if (
+            offsets.shape != (n + 1,)
+            or (np.diff(offsets) != sizes).any()
+            or (n and (offsets[0] != 0 or offsets[-1] != len(flat)))
+        ):
+            raise ValueError("offsets do not match the shapes")
+        if "failure_type" in d:
+            failure = [str(v) for v in d["failure_type"]]
+        elif "labels" in d:  # an ingested intermediate: every row is labeled
+            failure = [CLASS_NAMES[int(k)] for k in d["labels"]]
+        else:
+            failure = [""] * n
+
+        def col(name: str, default: object) -> list:
+            return d[name].tolist() if name in d and len(d[name]) == n else [default] * n
+
+        frame = pd.DataFrame(
+            {
+                "waferMap": [ragged.get(flat, shapes, offsets, i) for i in range(n)],
+                "lotName": col("lot", ""),
+                "waferIndex": col("wafer_index", np.nan),
+                "trianTestLabel": col("orig_split", ""),
+                "failureType": failure,
+            }
+        )
+        mask = d.get("mask_flat", np.zeros(0, dtype=np.uint8))
+        if len(mask) == len(flat) and len(flat):
+            frame["patternMask"] = [ragged.get(mask, shapes, offsets, i) for i in range(n)]
+        rows = d["source_row"] if "source_row" in d else np.arange(n)
+        if len(rows) != n or len(failure) != n:
+            raise ValueError("source_row / labels do not match the shapes")
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        raise WaferInputError(path, f"not a valid ragged-maps .npz: {exc}") from None
+    return frame, np.asarray(rows, dtype=np.int64)
+
+
+def ingest_file(path: str | Path, on_invalid: str = "drop") -> Ingested:
+    """``ingest.input`` -> :class:`Ingested`: a ragged-maps .npz (read without unpickling) or
+    an LSWMD-format pickle (unpickled: trusted files only). Row numbers (``source_row``, drop
+    reports) are those of the original pickle either way."""
+    if not Path(path).is_file():
+        raise WaferInputError(path, "no such file")
+    if not is_ragged_npz(path):
+        return validate_frame(read_lswmd(path), path, on_invalid)
+    frame, rows = read_ragged_npz(path)
+    try:
+        ing = validate_frame(frame, path, on_invalid)
+    except WaferInputError as exc:  # name the original row, not the position in the .npz
+        if exc.row is None:
+            raise
+        raise WaferInputError(path, exc.reason, int(rows[exc.row])) from None
+    ing.source_row = rows[ing.source_row]
+    ing.first_dropped = {k: int(rows[v]) for k, v in ing.first_dropped.items()}
+    return ing

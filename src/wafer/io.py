@@ -24,6 +24,18 @@ class WaferInputError(ValueError):
         self.path, self.row, self.reason = str(path), row, reason
 
 
+class UsageError(ValueError):
+    """A bad option or parameter value: the message is one line naming it (``--device
+    'tpu9': ...``, ``train.loss: ...``)."""
+
+
+def write_failure(path: str | os.PathLike, exc: OSError) -> WaferInputError:
+    """An OSError met while writing ``path`` (full disk, read-only folder, a directory in the
+    way) as a one-line error naming the file and the reason (``No space left on device``)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WaferInputError(path, f"cannot write: {reason}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.

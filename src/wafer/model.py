@@ -146,7 +146,23 @@ def save_checkpoint(path, model: nn.Module, cfg: ModelConfig, input_size: int, e
 
 def load_checkpoint(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model from a checkpoint (``torch.load(weights_only=True)``: no code runs)."""
-    payload = torch.load(path, map_location=device, weights_only=True)
+    import pickle
+
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code.
+        raise ValueError(
+            "holds objects other than tensors and plain containers, which only unpickling "
+            "could load and unpickling can run code: refused"
+        ) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model_config"), dict):
+        raise ValueError("not a wafer checkpoint (no model_config)")
+    from wafer.params import rules  # the shard.size rule: what the pipeline can train at
+
+    why = rules()["shard"]["size"].reason(payload.get("input_size"))
+    if why:
+        raise ValueError(f"input_size: {why}")
     cfg = ModelConfig(**payload["model_config"])
     model = build_model(cfg)
     model.load_state_dict(payload["state_dict"])
