@@ -197,3 +197,14 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
     thr = json.loads((tmp_path / "1" / "thr.json").read_text())
     assert thr["model_sha256"] == "a" * 64 and len(thr["logits_sha256"]) == 64
     assert set(thr["operating_points"]) == {"cost", "macro_f1"} and thr["objective"] == "cost"
+
+
+def test_metrics_json_is_standard_json(tmp_path):
+    """A NaN figure (e.g. a rate with an empty denominator) is written as null, never as the
+    bare NaN token that strict JSON readers refuse."""
+    from wafer.io import write_json
+
+    write_json(tmp_path / "m.json", {"a": float("nan"), "b": np.float64("inf"), "c": 0.1234567})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": None, "c": 0.123457}

@@ -263,9 +263,11 @@ def test_cli_serves_exactly_the_pipeline(tmp_path, tiny_pipeline):
     with open(tmp_path / "p.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert list(table[0]) == CSV_COLUMNS
-    assert CSV_COLUMNS[:6] == ["source", "predicted", "confidence", "defect", "tau", "top3"]
+    head = ["source", "predicted", "confidence", "defect", "tau", "operating_point", "top3"]
+    assert CSV_COLUMNS[:7] == head
     for i, r in enumerate(table):
         assert r["predicted"] == CLASS_NAMES[d.pred[i]] and r["error"] == ""
+        assert r["operating_point"] == serving.objective == "cost"
         assert int(r["defect"]) == int(d.defect[i])
         probs = np.array([float(r[f"p_{c}"]) for c in CLASS_NAMES])
         np.testing.assert_allclose(probs, d.probs[i], atol=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -67,18 +68,21 @@ def _to_builtin(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_to_builtin(v) for v in obj]
     if isinstance(obj, np.generic):
-        return obj.item()
+        v = obj.item()
+        return None if isinstance(v, float) and not math.isfinite(v) else v
     if isinstance(obj, np.ndarray):
         return _to_builtin(obj.tolist())
     if isinstance(obj, float):
-        return round(obj, 6)
+        return round(obj, 6) if math.isfinite(obj) else None  # JSON has no NaN: null
     return obj
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically; numpy scalars become Python numbers, floats keep 6 decimals."""
+    """Write standard JSON atomically; numpy scalars become Python numbers, floats keep 6
+    decimals, NaN and infinities become null (never the bare NaN token, which is not JSON)."""
+    text = json.dumps(_to_builtin(data), indent=2, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_to_builtin(data), indent=2) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
