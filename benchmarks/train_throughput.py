@@ -13,6 +13,11 @@ The ratio pipeline / model-only is the share of the model's speed that the full 
 
     python benchmarks/train_throughput.py --size 32 --stem compact --cbam --batch-size 64 \
         --out docs/benchmarks/train_throughput.json
+    python benchmarks/train_throughput.py --size 96 --stem standard --precision bf16  # bf16 loop
+
+``--precision bf16`` runs the training loop's forward pass under bf16 autocast, as
+``train.precision=bf16`` does (the model-only baseline stays fp32, so the ratio then shows what
+bf16 buys over fp32 on this processor).
 """
 
 import statistics
@@ -54,6 +59,7 @@ def main(
     maps: int = 1536,
     rounds: int = 3,
     device: str = "auto",
+    precision: str = "fp32",
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ) -> None:
     dev = resolve_device(device)
@@ -68,7 +74,13 @@ def main(
     pipe, bare = [], []
     for r in range(rounds):
         tcfg = TrainConfig(
-            epochs=1, batch_size=batch_size, seed=r, device=device, progress=False, patience=1
+            epochs=1,
+            batch_size=batch_size,
+            seed=r,
+            device=device,
+            progress=False,
+            patience=1,
+            precision=precision,
         )
         res = fit(build_model(cfg), criterion, x, y, x[:8], y[:8], tcfg)
         pipe.append(res.train_maps_per_s)
@@ -76,7 +88,8 @@ def main(
         print(f"round {r + 1}: pipeline {pipe[-1]:.1f} maps/s, model-only {bare[-1]:.1f} maps/s")
     p, b = statistics.median(pipe), statistics.median(bare)
     print(
-        f"device {dev}, {size}px, stem {stem}, cbam {cbam}, batch {batch_size}, "
+        f"device {dev} ({torch.backends.cpu.get_cpu_capability()}), {size}px, stem {stem}, "
+        f"cbam {cbam}, batch {batch_size}, precision {precision}, "
         f"threads {torch.get_num_threads()}: pipeline {p:.1f} maps/s, model-only {b:.1f} maps/s,"
         f" ratio {p / b:.3f}"
     )
@@ -89,6 +102,8 @@ def main(
                 "stem": stem,
                 "cbam": cbam,
                 "batch_size": batch_size,
+                "precision": precision,
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "threads": torch.get_num_threads(),
                 "pipeline_maps_per_s": pipe,
                 "model_only_maps_per_s": bare,

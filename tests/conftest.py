@@ -150,3 +150,38 @@ def pytest_configure(config) -> None:
         "browser: drives the Gradio demo in headless Chromium (needs gradio, selenium, chromium, "
         "chromium-driver; skips without them)",
     )
+
+
+def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:
+    """`wafer predict` options that serve the three files of ``p`` (e.g. tiny_pipeline) on CPU."""
+    return [
+        "--model",
+        str(p["model"]),
+        "--calibration",
+        str(p["calibration"]),
+        "--thresholds",
+        str(p["thresholds"]),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def copy_checkout(dst: Path, skip: tuple[str, ...] = ()) -> None:
+    """Copy the files git tracks (and untracked, not ignored ones) into ``dst``, but those whose
+    path starts with one of ``skip``: a throw-away repository for dvc runs."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(skip):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)

@@ -302,6 +302,8 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
         assert len(thumbs) == len(assets.examples) == 8
         header = driver.find_element(By.ID, "header").text
         assert "Test macro-F1 0.812" in header and "ECE after calibration 0.035" in header
+        flat = " ".join(header.split())  # code spans render on lines of their own
+        assert "Serving the cost operating point" in flat  # which point is served
 
         thumbs[0].click()  # Center, ingested row ROW_OFFSET + 1
         wait.until(EC.text_to_be_present_in_element((By.ID, "prediction"), "Predicted:"))
@@ -310,6 +312,7 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
         want = analyse(assets.predictor, ex.map, "x", cam=False).row
         assert f"Predicted: {want['predicted']} — calibrated confidence" in text
         assert f"{want['confidence']:.3f}" in text
+        assert "at the cost operating point" in " ".join(text.split())
         assert f"true class {ex.cls}" in text and f"row {ex.row}" in text
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#cam img")))
         mode = driver.find_element(By.ID, "process-mode").text

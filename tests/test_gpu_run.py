@@ -101,9 +101,9 @@ def test_order_and_pruning():
     real = apply_overrides(PARAMS, {"ingest.input": "data/external/x.pkl.xz"})
     run, skipped = choose_stages(topo_order(render_stages(ROOT, real)), ["gradcam"])
     assert "synthesize" in skipped and skipped["gradcam"] == "--skip"
-    assert [s.name for s in run][0] == "ingest"
+    assert [s.name for s in run][:2] == ["validate_params", "ingest"]  # params checked first
     run, skipped = choose_stages(stages)  # synthetic data: synthesize feeds ingest
-    assert not skipped and run[0].name == "synthesize"
+    assert not skipped and [s.name for s in run][:2] == ["validate_params", "synthesize"]
 
 
 def test_recipes_load_apply_render():

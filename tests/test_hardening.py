@@ -35,28 +35,13 @@ from wafer.cli import app
 from wafer.params import ParamError, load_params, rules, validate_all
 from wafer.predict import encode_png, read_maps
 
-from conftest import ROOT, lswmd_frame, wafer, write_legacy_pickle
+from conftest import ROOT, copy_checkout, lswmd_frame, pipeline_args, wafer, write_legacy_pickle
 
 # --------------------------------------------------------------------------- helpers
 
 
 def run(args: list[str]):
     return CliRunner().invoke(app, args, catch_exceptions=False)
-
-
-def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:
-    return [
-        "--model",
-        str(p["model"]),
-        "--calibration",
-        str(p["calibration"]),
-        "--thresholds",
-        str(p["thresholds"]),
-        "--device",
-        "cpu",
-        "--no-progress",
-        *extra,
-    ]
 
 
 def one_line_error(res, *needles: str) -> str:
@@ -186,18 +171,8 @@ def test_stage_scripts_check_their_section_with_the_same_table(load_stage, tmp_p
 
 
 def _tiny_repo(dst: Path) -> dict:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
     skip = ("metrics/", "plots/train", "dvc.lock", "results/", "docs/", "benchmarks/")
-    for f in files:
-        if (ROOT / f).is_file() and not f.startswith(skip):
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
+    copy_checkout(dst, skip)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["synthesize"].update(n_maps=120, floor=0.1)
     params["shard"]["size"] = 8

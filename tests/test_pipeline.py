@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import copy_checkout
 
 TINY = {
     "synthesize": {"n_maps": 240, "floor": 0.06},
@@ -36,17 +36,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     if shutil.which("git") is None:
         pytest.skip("git is needed for dvc")
     dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file() and not f.startswith(("metrics/", "plots/train", "dvc.lock")):
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
+    copy_checkout(dst, ("metrics/", "plots/train", "dvc.lock"))
     params = yaml.safe_load((dst / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
@@ -98,18 +88,24 @@ def test_repro_writes_every_output(repo):
     ):
         assert (dst / f).is_file(), f
     ev = json.loads((dst / "metrics/evaluate.json").read_text())
-    for key in (
-        "macro_f1",
-        "balanced_accuracy",
-        "macro_auprc",
-        "escapes",
-        "false_alarms",
-        "cost",
-        "macro_f1_ci95",
-        "per_class",
-        "prevalence_corrected",
-    ):
-        assert key in ev
+    assert ev["objective"] == "cost"
+    for split in ("val", "test"):  # same report on both splits, both operating points
+        assert "macro_f1_prevalence_corrected" in ev[split]["argmax"]
+        for point in ("cost", "macro_f1"):
+            for key in (
+                "macro_f1",
+                "balanced_accuracy",
+                "macro_auprc",
+                "escapes",
+                "false_alarms",
+                "cost",
+                "macro_f1_ci95",
+                "per_class",
+                "prevalence_corrected",
+                "tau_only",
+                "operating_point",
+            ):
+                assert key in ev[split][point], (split, point, key)
     html = (dst / "reports/gradcam/index.html").read_text()
     assert all(c in html for c in ("Center", "Scratch", "Near-full"))
 

@@ -31,6 +31,7 @@ from wafer.shard import resize_map
 from wafer.train import predict_logits
 
 from conftest import lswmd_frame, wafer, write_legacy_pickle
+from conftest import pipeline_args as _pipeline_args
 
 BATCH = 4  # small: several chunks and several forward passes
 
@@ -50,19 +51,7 @@ def run(args: list[str]):
 
 
 def pipeline_args(p: dict[str, Path]) -> list[str]:
-    return [
-        "--model",
-        str(p["model"]),
-        "--calibration",
-        str(p["calibration"]),
-        "--thresholds",
-        str(p["thresholds"]),
-        "--device",
-        "cpu",
-        "--batch-size",
-        str(BATCH),
-        "--no-progress",
-    ]
+    return _pipeline_args(p, "--batch-size", str(BATCH))
 
 
 def expected(p: dict[str, Path], maps: list[np.ndarray]):
