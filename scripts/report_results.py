@@ -407,7 +407,9 @@ def render(runs: dict[str, Run]) -> str:
         "",
         "Training time is the train stage's wall time (`results/<run>/timing/train.json`), not",
         "counting ingest, sharding, TTA inference and evaluation; maps/s depend on the machine",
-        "and on what else ran (compare within a row's commit only).",
+        "and on what else ran (compare within a row's commit only). Processor: the current runs",
+        "ran on an AMD EPYC (Zen 5, 2 cores, AVX-512 with BF16; torch CPU capability AVX512);",
+        "the earlier runs' sessions did not record theirs.",
     ]
     if current:
         lines += _current_table(current)
