@@ -27,8 +27,8 @@ recipe() { python -m wafer.recipes "$1"; }  # a named recipe (recipes/<name>.yam
 # at train.seed=2 (first by accident: see docs/RESULTS.md), next to real-focal-cbam-seed2.
 # The real-* runs are the earlier code generation (kept so that their commands stay
 # documented: each reproduces at the commit in results/<name>/commit.txt); res96-4ep re-runs
-# the one that validation chose among them with the current code, and cpu-headline* are the
-# headline recipe's training seeds.
+# the one that validation chose among them with the current code (res96-4ep-seed* are its
+# other training seeds), and cpu-headline* are the CPU headline recipe's training seeds.
 declare -A runs=(
   [real-ce]="${budget[*]} ${ce[*]} -S shard.size=32 -S train.stem=compact"
   [real-focal-cbam]="${budget[*]} ${focal[*]} -S shard.size=32 -S train.stem=compact"
@@ -40,11 +40,14 @@ declare -A runs=(
   [real-ce-res64]="${budget[*]} ${ce[*]} -S shard.size=64 -S train.stem=standard -S train.seed=2"
   [real-res96]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
   [res96-4ep]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
+  [res96-4ep-seed0]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=0"
+  [res96-4ep-seed1]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=1"
   [cpu-headline]="$(recipe cpu-headline)"
   [cpu-headline-seed1]="$(recipe cpu-headline) -S train.seed=1"
   [cpu-headline-seed2]="$(recipe cpu-headline) -S train.seed=2"
 )
-order=(res96-4ep cpu-headline cpu-headline-seed1 cpu-headline-seed2)  # the current generation
+# the current generation: both candidate headline recipes at three training seeds each
+order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)
 [ $# -gt 0 ] && order=("$@")
 
 save() {  # copy what the run wrote: metrics, params, command, figures (no real wafer maps)
