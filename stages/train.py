@@ -3,10 +3,18 @@
 Reads data/shards (train + val), trains with AdamW + cosine schedule and D4 augmentation, stops
 early on validation macro-F1, and writes the best weights to models/model.pt (atomic), the
 per-epoch curves to plots/train_curves.csv and a summary to metrics/train.json.
+
+With ``--nproc N`` (``train.nproc``) the stage re-launches itself under ``torchrun`` as N
+data-parallel processes on this machine (gloo on CPU, NCCL on CUDA); rank 0 alone writes the
+outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv-endpoint``, see
+README), it joins that process group instead and ``--nproc`` is not used.
 """
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -17,8 +25,16 @@ from wafer.data import load_shard
 from wafer.io import write_json, write_text, write_timing
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.params import check_args
-from wafer.train import TrainConfig, fit, resolve_device, seed_everything
+from wafer.params import check_args, rules
+from wafer.train import (
+    TrainConfig,
+    finish_distributed,
+    fit,
+    init_distributed,
+    resolve_device,
+    seed_everything,
+    torchrun_command,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -58,6 +74,9 @@ def main(
     ema_decay: float = typer.Option(
         0.0, "--ema_decay", "--ema-decay", help="EMA of the weights per step (0 = off)"
     ),
+    nproc: int = typer.Option(
+        1, "--nproc", help="data-parallel processes on this machine (>1: launched by torchrun)"
+    ),
     shards: Path = typer.Option(Path("data/shards"), "--shards"),
     model_out: Path = typer.Option(Path("models/model.pt"), "--model-out"),
     curves: Path = typer.Option(Path("plots/train_curves.csv"), "--curves"),
@@ -65,6 +84,12 @@ def main(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     check_args("train", locals())
+    # every training option, kept in the checkpoint (the params section as this run saw it)
+    options = {k: v for k, v in locals().items() if k in rules()["train"]}
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
+        cmd, env = torchrun_command(nproc, [str(Path(__file__)), *sys.argv[1:]])
+        raise SystemExit(subprocess.run(cmd, env=env).returncode)
+    d = init_distributed(device)
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
     cfg = ModelConfig(stem=stem, cbam=cbam, cbam_reduction=cbam_reduction)
     seed_everything(seed)  # train.seed drives the initial weights too
@@ -90,6 +115,9 @@ def main(
         write_text(curves, _curves_csv(history))
 
     result = fit(model, criterion, train.x, train.y, val.x, val.y, tcfg, on_epoch=on_epoch)
+    finish_distributed()
+    if not d.main:  # rank 0 writes every output
+        return
     model.load_state_dict(result.best_state)
     save_checkpoint(
         model_out,
@@ -97,13 +125,9 @@ def main(
         cfg,
         train.size,
         extra={
-            "loss": loss,
-            "focal_gamma": focal_gamma,
+            "train": options,
             "loss_weights": loss_weights,
             "best_epoch": result.best_epoch,
-            "train_seed": seed,
-            "precision": precision,
-            "ema_decay": ema_decay,
         },
     )
     write_json(
@@ -125,6 +149,7 @@ def main(
             "epochs_run": result.epochs_run,
             "device": str(resolve_device(device)),
             "threads": torch.get_num_threads(),
+            "processes": d.world,
         },
     )
     print(

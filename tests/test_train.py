@@ -82,3 +82,21 @@ def test_resolve_device_auto_falls_back_to_cpu(device):
 
     assert resolve_device(device).type in ("cpu", "cuda", "mps")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_torchrun_command_hands_nproc_to_torchrun_only():
+    from wafer.train import torchrun_command
+
+    cmd, env = torchrun_command(2, ["stages/train.py", "--epochs", "2", "--nproc", "2", "--seed=1"])
+    i = cmd.index("stages/train.py")
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+    assert "--nproc-per-node=2" in cmd[:i]
+    assert cmd[i + 1 :] == ["--epochs", "2", "--seed=1"]
+    assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    from wafer.train import Dist, init_distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cpu") == Dist(0, 1, 0)

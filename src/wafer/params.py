@@ -156,6 +156,7 @@ def rules() -> dict[str, dict[str, Rule]]:
             "augment": Rule(bool),
             "precision": Rule(str, choices=PRECISIONS),
             "ema_decay": Rule(float, lo=0.0, hi=1.0, hi_open=True),
+            "nproc": Rule(int, lo=1),
         },
         "infer": {"tta": Rule(bool), "batch_size": Rule(int, lo=1), "device": DEVICE},
         "calibrate": {"n_bins": Rule(int, lo=1)},

@@ -10,6 +10,14 @@ EMA: with ``ema_decay > 0`` an exponential moving average of the weights (and Ba
 is updated after every step (``torch.optim.swa_utils.AveragedModel``); validation, early
 stopping and the saved checkpoint then use the averaged weights.
 
+Data parallel: under ``torchrun`` (``WORLD_SIZE`` > 1, :func:`init_distributed`) every process
+draws the same data order and augmentation from the same seed, takes its contiguous slice of each
+global batch (``batch_size`` is the global batch, so the recipe means the same at any process
+count), and ``DistributedDataParallel`` averages the gradients (gloo on CPU, NCCL on CUDA).
+Validation logits are computed in slices and gathered; rank 0 alone decides improvement and
+early stopping and broadcasts the decision, and only rank 0 keeps the best weights. A trailing
+batch smaller than the number of processes is dropped (every process must take the same steps).
+
 Data arrive as uint8 ``(N, S, S)`` arrays of die states; batches are moved to the device as
 uint8 and one-hot encoded there (4 bytes per pixel less traffic than float one-hot, 12x less
 disk). ``seed`` drives initialisation, data order and augmentation; on CPU the same seed gives
@@ -19,12 +27,14 @@ bit-identical weights and metrics (deterministic algorithms are switched on).
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -70,6 +80,69 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a data-parallel run (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> Dist:
+    """Join the process group that ``torchrun`` describes in the environment (WORLD_SIZE, RANK,
+    LOCAL_RANK, MASTER_ADDR/PORT): NCCL when training on CUDA, gloo otherwise. Without
+    ``torchrun`` (WORLD_SIZE unset or 1) nothing happens and this is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = resolve_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local)
+
+
+def torchrun_command(nproc: int, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The ``torchrun`` command (``python -m torch.distributed.run``, one node, a free port) that
+    runs ``argv`` (a script and its arguments) as ``nproc`` processes, and its environment:
+    each process gets an equal share of this machine's cores unless OMP_NUM_THREADS is set."""
+    import sys
+
+    # --nproc is torchrun's business, not the processes' (and torchrun's own parser would
+    # take it for an abbreviation of its --nproc-per-node)
+    script, args, i = argv[0], [], 1
+    while i < len(argv):
+        if argv[i] == "--nproc":
+            i += 2
+            continue
+        if not argv[i].startswith("--nproc="):
+            args.append(argv[i])
+        i += 1
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*cmd, f"--nproc-per-node={nproc}", script, *args], env
+
+
+def finish_distributed() -> None:
+    """Leave the process group (after the last collective call), if there is one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def current_dist() -> Dist:
+    if dist.is_available() and dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Dist()
 
 
 def seed_everything(seed: int) -> None:
@@ -140,8 +213,19 @@ def fit(
     """Train with early stopping on validation macro-F1; returns the best weights."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    d = current_dist()
+    if d.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
     model = _prepare(model, device)
     criterion = criterion.to(device)
+    # under torchrun: gradients averaged over the processes (rank 0's weights broadcast first)
+    stepped = (
+        model
+        if d.world == 1
+        else nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = (
@@ -161,7 +245,7 @@ def fit(
     best = FitResult(best_state={}, best_epoch=-1, best_val_macro_f1=-1.0, epochs_run=0)
     since_best, train_time, seen = 0, 0.0, 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
+        stepped.train()
         lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=gen)
         t0 = time.perf_counter()
@@ -170,17 +254,24 @@ def fit(
             total=n,
             desc=f"epoch {epoch}/{cfg.epochs}",
             unit="map",
-            disable=not cfg.progress,
+            disable=not (cfg.progress and d.main),
             leave=False,
         )
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            xb = xt[idx].to(device, non_blocking=True)
-            yb = yt[idx].to(device, non_blocking=True)
-            if cfg.augment:
+            if len(idx) < d.world:  # a slice per process or none at all
+                break
+            xb = xt[idx]
+            if cfg.augment:  # drawn for the whole global batch: the same stream on every rank
                 xb = random_dihedral(xb, gen)
+            yb = yt[idx]
+            if d.world > 1:
+                mine = torch.tensor_split(torch.arange(len(idx)), d.world)[d.rank]
+                xb, yb = xb[mine], yb[mine]
+            xb = xb.to(device, non_blocking=True)
+            yb = yb.to(device, non_blocking=True)
             with _autocast(device, cfg.precision):
-                loss = criterion(model(_inputs(xb, device)).float(), yb)
+                loss = criterion(stepped(_inputs(xb, device)).float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -195,7 +286,9 @@ def fit(
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         seen += n
-        val_logits = predict_logits(evaluated, x_val, cfg.eval_batch_size, device)
+        if d.world > 1:
+            total_loss = _sum_over_ranks(total_loss, device) / d.world  # mean over ranks
+        val_logits = _val_logits(evaluated, x_val, cfg.eval_batch_size, device, d)
         with torch.no_grad():
             val_loss = float(
                 criterion(
@@ -213,21 +306,24 @@ def fit(
             "train_maps_per_s": n / epoch_time,
         }
         best.history.append(row)
-        if val_f1 > best.best_val_macro_f1:
+        # decided once (rank 0) and broadcast, so that every process stops at the same epoch
+        improved = _from_rank0(val_f1 > best.best_val_macro_f1, d)
+        if improved:
             best.best_val_macro_f1, best.best_epoch, since_best = val_f1, epoch, 0
-            best.best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in evaluated.state_dict().items()}
-            )
+            if d.main:
+                best.best_state = copy.deepcopy(
+                    {k: v.detach().cpu() for k, v in evaluated.state_dict().items()}
+                )
         else:
             since_best += 1
         best.epochs_run = epoch
-        if cfg.progress:
+        if cfg.progress and d.main:
             print(
                 f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
                 f"val_macro_f1 {val_f1:.4f} ({row['train_maps_per_s']:.0f} maps/s)",
                 flush=True,
             )
-        if on_epoch is not None:
+        if on_epoch is not None and d.main:
             on_epoch(row)
         if since_best >= cfg.patience:
             best.stopped_early = epoch < cfg.epochs
@@ -235,3 +331,31 @@ def fit(
     best.train_seconds = train_time
     best.train_maps_per_s = seen / train_time if train_time > 0 else 0.0
     return best
+
+
+def _sum_over_ranks(value: float, device: torch.device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def _val_logits(
+    model: nn.Module, x_val: np.ndarray, batch_size: int, device: torch.device, d: Dist
+) -> np.ndarray:
+    """Validation logits of every map: each process scores its slice, the slices are gathered
+    (in rank order) to every process."""
+    if d.world == 1:
+        return predict_logits(model, x_val, batch_size, device)
+    part = np.array_split(np.arange(len(x_val)), d.world)[d.rank]
+    mine = predict_logits(model, x_val[part], batch_size, device)
+    parts: list = [None] * d.world
+    dist.all_gather_object(parts, mine)
+    return np.concatenate([p for p in parts if p.size], axis=0)
+
+
+def _from_rank0(flag: bool, d: Dist) -> bool:
+    if d.world == 1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
