@@ -497,7 +497,9 @@ def test_full_disk(tmp_path, tiny_pipeline, monkeypatch):
     def full(self, *a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "write_text", full)
+    from wafer.cli import RowWriter
+
+    monkeypatch.setattr(RowWriter, "write", full)  # rows are streamed to --out
     res = run(["predict", str(tmp_path / "m.npy"), "-o", str(out), *pipeline_args(tiny_pipeline)])
     monkeypatch.undo()
     one_line_error(res, f"{out}: cannot write: No space left on device")

@@ -470,3 +470,58 @@ def test_served_point_is_reported_per_row(tiny_pipeline):
     assert p.serving.at("macro_f1").tau == 0.6
     row = p.predict([wafer()])[0]
     assert row["operating_point"] == "cost" and row["tau"] == 0.5
+
+
+def test_predict_streams_in_chunks(tmp_path, tiny_pipeline, monkeypatch):
+    """Rows are predicted and written a chunk at a time: a 2-map chunk gives exactly the rows of
+    one big chunk, errors in their places, for a .npy stack, a ragged .npz and a bad file."""
+    from wafer import cli
+    from wafer.io import save_npz
+
+    maps = [wafer(12 + k % 5, 11 + k % 3, (4, 5 + k % 4)) for k in range(7)]
+    np.save(tmp_path / "a_stack.npy", np.stack([wafer(12, 12, (k % 9, 3)) for k in range(5)]))
+    flat = np.concatenate([m.ravel() for m in maps]).astype(np.uint8)
+    shapes = np.array([m.shape for m in maps], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
+    save_npz(tmp_path / "b_ragged.npz", flat=flat, shapes=shapes, offsets=offsets)
+    (tmp_path / "c_bad.npy").write_bytes(b"not an array")
+    outs = []
+    for chunk in (2, 10_000):
+        monkeypatch.setattr(cli, "PREDICT_CHUNK", chunk)
+        out = tmp_path / f"p{chunk}.csv"
+        res = run(["predict", str(tmp_path), "-o", str(out), *pipeline_args(tiny_pipeline)])
+        assert res.exit_code == 0, res.output
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+    table = list(csv.DictReader(io.StringIO(outs[0])))
+    assert len(table) == 5 + 7 + 1
+    assert [bool(r["error"]) for r in table] == [False] * 12 + [True]
+
+
+def test_readers_are_lazy_and_read_stored_arrays_in_place(tmp_path):
+    """read_maps knows the count at once and makes each item only when taken; an uncompressed
+    stack is read from the file map by map (FileArray), a compressed one the ordinary way, and
+    both give the same maps."""
+    from wafer.readers import FileArray, Items
+
+    made = []
+    items = Items(3, lambda i: made.append(i) or i)
+    assert len(items) == 3 and made == []
+    assert list(items) == [0, 1, 2] and items[-1] == 2 and items[1:] == [1, 2]
+
+    stack = np.stack([wafer(10, 10, (k, 2)) for k in range(6)])
+    np.save(tmp_path / "s.npy", stack)
+    np.savez_compressed(tmp_path / "z.npz", s=stack)
+    np.savez(tmp_path / "u.npz", s=stack)
+    for name in ("s.npy", "z.npz", "u.npz"):
+        got = read_maps(tmp_path / name)
+        assert len(got) == 6
+        for k, it in enumerate(got):
+            np.testing.assert_array_equal(it.map, stack[k], err_msg=name)
+    with open(tmp_path / "s.npy", "rb") as fh:
+        np.lib.format.read_magic(fh)
+        np.lib.format.read_array_header_1_0(fh)
+        offset = fh.tell()
+    fa = FileArray(tmp_path / "s.npy", offset, stack.shape, stack.dtype)
+    np.testing.assert_array_equal(fa[4], stack[4])
+    np.testing.assert_array_equal(fa[1:3], stack[1:3])

@@ -12,7 +12,6 @@ thresholds, operating point), loaded from the pipeline's outputs by explicit pat
 from __future__ import annotations
 
 import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import check_device, check_output_dir, check_output_file, one_line_errors
-from wafer.io import atomic_path, write_failure, write_json, write_text
+from wafer.io import atomic_path, json_text, write_failure
 from wafer.readers import MAX_SIDE
 
 app = typer.Typer(
@@ -51,45 +50,65 @@ def main() -> None:
     (models/model.pt + models/calibration.json + models/thresholds.json)."""
 
 
-def _csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        if r.get("error"):
-            w.writerow([r["source"], *[""] * (len(CSV_COLUMNS) - 3), r["error"], ""])
-            continue
-        from wafer.predict import format_top3
+def _csv_row(r: dict) -> list[str]:
+    if r.get("error"):
+        return [r["source"], *[""] * (len(CSV_COLUMNS) - 3), r["error"], ""]
+    from wafer.predict import format_top3
 
-        w.writerow(
-            [
-                r["source"],
-                r["predicted"],
-                f"{r['confidence']:.6f}",
-                int(r["defect"]),
-                f"{r['tau']:.6f}",
-                r["operating_point"],
-                format_top3(r["top3"]),
-                *[f"{r['probabilities'][c]:.6f}" for c in CLASS_NAMES],
-                "",
-                r.get("warning") or "",
-            ]
-        )
-    return buf.getvalue()
+    return [
+        r["source"],
+        r["predicted"],
+        f"{r['confidence']:.6f}",
+        int(r["defect"]),
+        f"{r['tau']:.6f}",
+        r["operating_point"],
+        format_top3(r["top3"]),
+        *[f"{r['probabilities'][c]:.6f}" for c in CLASS_NAMES],
+        "",
+        r.get("warning") or "",
+    ]
 
 
-def _json_rows(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        if r.get("error"):
-            out.append({"source": r["source"], "error": r["error"]})
-            continue
-        r = dict(r)
-        r["top3"] = [{"class": c, "p": p} for c, p in r["top3"]]
-        r["error"] = None
-        r.setdefault("warning", None)
-        out.append(r)
-    return out
+def _json_row(r: dict) -> dict:
+    if r.get("error"):
+        return {"source": r["source"], "error": r["error"]}
+    r = dict(r)
+    r["top3"] = [{"class": c, "p": p} for c, p in r["top3"]]
+    r["error"] = None
+    r.setdefault("warning", None)
+    return r
+
+
+class RowWriter:
+    """Prediction rows written one at a time to an open text file: CSV (header, one line per
+    row) or a JSON array formatted as :func:`wafer.io.write_json` formats it."""
+
+    def __init__(self, fh, suffix: str):
+        self.fh, self.json, self.n = fh, suffix == ".json", 0
+        if self.json:
+            fh.write("[")
+        else:
+            self.csv = csv.writer(fh, lineterminator="\n")
+            self.csv.writerow(CSV_COLUMNS)
+
+    def write(self, row: dict) -> None:
+        if self.json:
+            text = json_text(_json_row(row))
+            self.fh.write(("," if self.n else "") + "\n  " + text.replace("\n", "\n  "))
+        else:
+            self.csv.writerow(_csv_row(row))
+        self.n += 1
+
+    def close(self) -> None:
+        if self.json:
+            self.fh.write("\n]\n" if self.n else "]\n")
+
+
+class _NothingPredicted(Exception):
+    pass
+
+
+PREDICT_CHUNK = 2048  # maps read, resized and predicted at a time (memory stays bounded)
 
 
 @app.command()
@@ -177,75 +196,90 @@ def predict(
             raise typer.BadParameter(str(exc)) from None
 
     t0 = time.perf_counter()
-    items = []
-    n_err = n_warn = n_skip = 0
+    n_err = n_warn = n_skip = n_good = n_cam = 0
 
     def skipped(path: Path, reason: str) -> None:
         nonlocal n_skip
         n_skip += 1
         print(f"skipped: {path}: {reason}", file=sys.stderr)
 
-    for path in inputs:
-        for item in read_maps(path, trust_pickle=trust_pickle, max_side=max_side, on_skip=skipped):
-            if item.error is not None:
-                n_err += 1
-                print(f"error: {item.error}", file=sys.stderr)
-                if fail_fast:
-                    raise SystemExit(2)
-            elif item.warning:
-                n_warn += 1
-                print(f"warning: {item.source}: {item.warning}", file=sys.stderr)
-            items.append(item)
+    # Streamed: the inputs are read lazily (readers.read_maps), predicted `chunk` maps at a time
+    # and written row by row into a temporary file that replaces --out only at the end, so
+    # memory stays bounded however many maps there are (the full LSWMD.pkl has 811,457).
+    sources = [
+        read_maps(p, trust_pickle=trust_pickle, max_side=max_side, on_skip=skipped) for p in inputs
+    ]
+    total = sum(len(s) for s in sources)
+    chunk = max(batch_size, PREDICT_CHUNK)
+    bar = tqdm(total=total, desc="predict", unit="map", disable=not progress, file=sys.stderr)
+    try:
+        with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+            writer = RowWriter(fh, suffix)
+            pending: list = []
 
-    good = [i for i, it in enumerate(items) if it.error is None]
-    if not good:
+            def flush() -> None:
+                nonlocal n_good, n_cam
+                good = [it for it in pending if it.error is None]
+                preds = iter(
+                    predictor.predict([it.map for it in good], [it.source for it in good])
+                    if good
+                    else []
+                )
+                for k, it in enumerate(pending):
+                    if it.error is not None:
+                        writer.write({"source": it.source, "error": str(it.error)})
+                        continue
+                    r = next(preds)
+                    r["warning"] = it.warning
+                    writer.write(r)
+                    if cam_dir is not None:
+                        target = cam_dir / safe_name(it.source, n_seen + k)
+                        try:
+                            with atomic_path(target) as png:
+                                png.write_bytes(predictor.cam_png(it.map, r))
+                        except OSError as exc:
+                            raise write_failure(target, exc) from None
+                        n_cam += 1
+                n_good += len(good)
+                bar.update(len(pending))
+                pending.clear()
+
+            n_seen = 0
+            for item in (it for src in sources for it in src):
+                if item.error is not None:
+                    n_err += 1
+                    print(f"error: {item.error}", file=sys.stderr)
+                    if fail_fast:
+                        raise SystemExit(2)
+                elif item.warning:
+                    n_warn += 1
+                    print(f"warning: {item.source}: {item.warning}", file=sys.stderr)
+                pending.append(item)
+                if len(pending) >= chunk:
+                    n = len(pending)
+                    flush()
+                    n_seen += n
+            flush()
+            writer.close()
+            if n_good == 0:  # nothing predicted: the temporary file is discarded
+                raise _NothingPredicted
+    except _NothingPredicted:
+        bar.close()
         print(
             f"error: no map was predicted ({n_err} error(s), {n_skip} skipped file(s)); "
             f"{out} not written",
             file=sys.stderr,
         )
-        raise SystemExit(2)
-    rows: list[dict] = [
-        {"source": it.source, "error": str(it.error)} if it.error is not None else {}
-        for it in items
-    ]
-    bar = tqdm(total=len(good), desc="predict", unit="map", disable=not progress, file=sys.stderr)
-    for k in range(0, len(good), batch_size):
-        chunk = good[k : k + batch_size]
-        preds = predictor.predict(
-            [items[i].map for i in chunk], [items[i].source for i in chunk], batch_size
-        )
-        for i, r in zip(chunk, preds, strict=True):
-            r["warning"] = items[i].warning
-            rows[i] = r
-        bar.update(len(chunk))
-    bar.close()
-    seconds = time.perf_counter() - t0
-
-    n_cam = 0
-    if cam_dir is not None:
-        for i in tqdm(good, desc="grad-cam", unit="map", disable=not progress, file=sys.stderr):
-            png = predictor.cam_png(items[i].map, rows[i])
-            target = cam_dir / safe_name(items[i].source, i)
-            try:
-                with atomic_path(target) as tmp:
-                    tmp.write_bytes(png)
-            except OSError as exc:
-                raise write_failure(target, exc) from None
-            n_cam += 1
-
-    try:
-        if suffix == ".csv":
-            write_text(out, _csv_text(rows))
-        else:
-            write_json(out, _json_rows(rows))
+        raise SystemExit(2) from None
     except OSError as exc:
         raise write_failure(out, exc) from None
-    rate = len(good) / seconds if seconds > 0 else float("inf")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    rate = n_good / seconds if seconds > 0 else float("inf")
     cams = f", {n_cam} Grad-CAM PNGs in {cam_dir}" if n_cam else ""
     skips = f", {n_skip} skipped file(s)" if n_skip else ""
     print(
-        f"predict: {len(good)} maps in {seconds:.2f} s ({rate:.1f} maps/s, reading included) "
+        f"predict: {n_good} maps in {seconds:.2f} s ({rate:.1f} maps/s, reading included) "
         f"on {predictor.device}, {n_err} error(s), {n_warn} warning(s){skips} -> {out}{cams}"
     )
 

@@ -77,12 +77,16 @@ def _to_builtin(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write standard JSON atomically; numpy scalars become Python numbers, floats keep 6
+def json_text(data: Any) -> str:
+    """Standard JSON text, indented by 2: numpy scalars become Python numbers, floats keep 6
     decimals, NaN and infinities become null (never the bare NaN token, which is not JSON)."""
-    text = json.dumps(_to_builtin(data), indent=2, allow_nan=False)
+    return json.dumps(_to_builtin(data), indent=2, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write :func:`json_text` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text + "\n")
+        tmp.write_text(json_text(data) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -42,12 +42,14 @@ PNG encoding of a wafer map (:func:`encode_png` / :func:`decode_png`)
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
+import struct
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -241,6 +243,56 @@ OBJECT_ARRAY_REFUSED = (
 SkipHook = Callable[[Path, str], None]
 
 
+class Items(Sequence):
+    """``n`` items, each made by ``make(i)`` when it is taken (not kept): a reader's view of a
+    file whose maps are validated one by one as they are predicted."""
+
+    def __init__(self, n: int, make: Callable[[int], Item]):
+        self._n, self._make = n, make
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._make(i)
+
+    def __iter__(self) -> Iterator[Item]:
+        return (self._make(i) for i in range(self._n))
+
+
+class Chain(Sequence):
+    """Several item sequences (a folder's files, an .npz's members) read one after another."""
+
+    def __init__(self, parts: list[Sequence[Item]]):
+        self._parts = parts
+        self._ends = list(np.cumsum([len(p) for p in parts], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if self._ends else 0
+
+    def __getitem__(self, i):
+        n = len(self)
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(n))]
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        k = bisect.bisect_right(self._ends, i)
+        start = int(self._ends[k - 1]) if k else 0
+        return self._parts[k][i - start]
+
+    def __iter__(self) -> Iterator[Item]:
+        for p in self._parts:
+            yield from p
+
+
 def input_kind(path: Path) -> str | None:
     """'pickle', 'npy', 'npz' or 'png' from the file name; sniffed from the first bytes when the
     name does not say (PNG and .npy only: a pickle is never recognised by its content); None
@@ -273,14 +325,15 @@ def _ok(source: str, m: object, path: str | Path, row: int | None, max_side: int
     return Item(source, good, None, None if ok else f"does not look like a wafer map: {why}")
 
 
-def _stack(source: str, arr: np.ndarray, path: str | Path, max_side: int | None) -> list[Item]:
-    """A 2-D map -> one item, a 3-D stack -> one per map, anything else -> one error."""
+def _stack(source: str, arr: np.ndarray, path: str | Path, max_side: int | None) -> Sequence[Item]:
+    """A 2-D map -> one item, a 3-D stack -> one per map (made when taken), anything else ->
+    one error."""
     if arr.ndim == 3:
         if len(arr) == 0:
             return [Item(source, None, WaferInputError(path, f"empty stack, shape {arr.shape}"))]
-        return [_ok(f"{source} row {i}", arr[i], path, i, max_side) for i in range(len(arr))]
+        return Items(len(arr), lambda i: _ok(f"{source} row {i}", arr[i], path, i, max_side))
     if arr.ndim == 2:
-        return [_ok(source, arr, path, None, max_side)]
+        return [_ok(source, np.asarray(arr), path, None, max_side)]
     return [Item(source, None, WaferInputError(path, _bad_ndim(arr.shape)))]
 
 
@@ -300,11 +353,16 @@ def _clean(exc: BaseException) -> str:
 
 
 def _npy_header(
-    fh: IO[bytes], where: str | Path, max_side: int | None, ndims: tuple[int, ...] | None = (2, 3)
-) -> np.dtype:
+    fh: IO[bytes],
+    where: str | Path,
+    max_side: int | None,
+    ndims: tuple[int, ...] | None = (2, 3),
+    byte_cap: bool = True,
+) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Read and check a .npy header (file or .npz member) without reading the data: the
     magic, a numeric dtype (no objects), ``ndims`` dimensions, the map-size cap, the byte
-    cap."""
+    cap (unless ``byte_cap`` is off: a :class:`FileArray`, never read whole into memory).
+    Returns (shape, fortran_order, dtype); ``fh`` is left at the first data byte."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fh)
@@ -312,9 +370,9 @@ def _npy_header(
         raise WaferInputError(where, "not a .npy array (no NUMPY header)") from None
     try:
         if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(fh)
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
         elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(fh)
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, EOFError, OSError, SyntaxError) as exc:
@@ -327,13 +385,96 @@ def _npy_header(
         raise WaferInputError(where, _bad_ndim(tuple(shape)))
     check_side(tuple(shape), where, None, max_side)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > MAX_ARRAY_BYTES:
+    if byte_cap and nbytes > MAX_ARRAY_BYTES:
         raise WaferInputError(
             where,
             f"array of shape {tuple(shape)} needs {nbytes / 2**30:.1f} GiB, over the "
             f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB cap: split it into smaller files",
         )
-    return dtype
+    return tuple(shape), bool(fortran), dtype
+
+
+class FileArray:
+    """A C-order .npy array stored uncompressed at a byte offset of a file, read by ranges as
+    it is indexed (``a[i]`` along the first axis, or a slice of it): neither loaded nor mapped,
+    so reading every map of a file larger than memory keeps the resident set small."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
+        self.ndim = len(shape)
+        self._row = math.prod(shape[1:]) * dtype.itemsize
+        self._fh = open(path, "rb")  # noqa: SIM115 - kept open while the items are read
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self) -> None:
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+
+    def __getitem__(self, i) -> np.ndarray:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise IndexError("FileArray takes contiguous slices only")
+        else:
+            start = int(i) + (len(self) if int(i) < 0 else 0)
+            if not 0 <= start < len(self):
+                raise IndexError(i)
+            stop = start + 1
+        n = max(0, stop - start)
+        self._fh.seek(self.offset + start * self._row)
+        data = self._fh.read(n * self._row)
+        if len(data) != n * self._row:
+            raise WaferInputError(self.path, "truncated array data")
+        arr = np.frombuffer(data, dtype=self.dtype).reshape((n, *self.shape[1:]))
+        return arr if isinstance(i, slice) else arr[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+
+def _file_array(
+    path: Path,
+    start: int,
+    size: int,
+    where: str | Path,
+    max_side: int | None,
+    ndims: tuple[int, ...] | None,
+) -> FileArray | None:
+    """The .npy array stored (uncompressed) at byte ``start`` of ``path``, ``size`` bytes long,
+    as a :class:`FileArray` after its header is checked (no byte cap: it is never read whole).
+    None when it is Fortran-ordered, empty or longer than ``size`` (the caller then reads it
+    the ordinary way, which reports any problem)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        shape, fortran, dtype = _npy_header(fh, where, max_side, ndims, byte_cap=False)
+        offset = fh.tell()
+    nbytes = math.prod(shape) * dtype.itemsize
+    if fortran or not shape or nbytes == 0 or offset - start + nbytes > size:
+        return None
+    return FileArray(path, offset, shape, dtype)
+
+
+def _stored_member(
+    path: Path, zf: zipfile.ZipFile, member: str, where: str, ndims: tuple[int, ...] | None
+) -> FileArray | None:
+    """An uncompressed (ZIP_STORED) .npz member read in place (``np.savez`` and
+    :func:`wafer.io.save_npz`, hence ``wafer convert``, store members uncompressed); None for
+    a compressed member."""
+    info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # stored, unencrypted
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    return _file_array(path, start, info.file_size, where, None, ndims)
 
 
 def _read_array(
@@ -352,12 +493,17 @@ def _read_array(
         raise WaferInputError(where, f"not a readable .npy array: {_clean(exc)}") from None
 
 
-def _read_npy(path: Path, source: str, max_side: int | None, **_: object) -> list[Item]:
-    arr = _read_array(lambda: open(path, "rb"), path, max_side)
+def _read_npy(path: Path, source: str, max_side: int | None, **_: object) -> Sequence[Item]:
+    try:
+        arr = _file_array(path, 0, path.stat().st_size, path, max_side, (2, 3))
+    except WaferInputError:
+        arr = None  # _read_array reports it
+    if arr is None:
+        arr = _read_array(lambda: open(path, "rb"), path, max_side)
     return _stack(source, arr, path, max_side)
 
 
-def _read_npz(path: Path, source: str, max_side: int | None, **_: object) -> list[Item]:
+def _read_npz(path: Path, source: str, max_side: int | None, **_: object) -> Sequence[Item]:
     try:
         zf = zipfile.ZipFile(path)
         names = zf.namelist()
@@ -369,22 +515,29 @@ def _read_npz(path: Path, source: str, max_side: int | None, **_: object) -> lis
         members = {n[:-4] if n.endswith(".npy") else n: n for n in names}
         if all(k in members for k in RAGGED_MEMBERS):
             return _read_ragged(zf, members, path, source, max_side)
-        items: list[Item] = []
+        parts: list[Sequence[Item]] = []
         for name, member in members.items():
             src, where = f"{source}[{name}]", f"{path}[{name}]"
             try:
-                arr = _read_array(lambda m=member: zf.open(m), where, max_side)
+                arr = _stored_member(path, zf, member, where, (2, 3))
+                if arr is not None:
+                    check_side(arr.shape, where, None, max_side)
+                else:
+                    arr = _read_array(lambda m=member: zf.open(m), where, max_side)
             except WaferInputError as exc:
-                items.append(Item(src, None, exc))
+                parts.append([Item(src, None, exc)])
                 continue
-            items.extend(_stack(src, arr, where, max_side))
-    return items
+            parts.append(_stack(src, arr, where, max_side))
+    return Chain(parts)
 
 
 def _read_ragged(
     zf: zipfile.ZipFile, members: dict[str, str], path: Path, source: str, max_side: int | None
-) -> list[Item]:
-    """A ragged-maps .npz: one item per row, named by its source_row when present."""
+) -> Sequence[Item]:
+    """A ragged-maps .npz: one item per row (made when taken), named by its source_row when
+    present. The ``flat`` buffer of all dies is read map by map from the file when stored
+    uncompressed (as ``wafer convert`` writes it): the full LSWMD.pkl's 811k maps are read in
+    bounded memory."""
 
     def load(name: str) -> np.ndarray:
         return _read_array(lambda: zf.open(members[name]), f"{path}[{name}]", None, None)
@@ -400,21 +553,23 @@ def _read_ragged(
     rows = load("source_row") if "source_row" in members else np.arange(n)
     if rows.shape != (n,):
         raise WaferInputError(path, "ragged maps: source_row does not match the shapes")
-    flat = load("flat")
+    flat = _stored_member(path, zf, members["flat"], f"{path}[flat]", None)
+    if flat is None:
+        flat = load("flat")
     if flat.ndim != 1 or flat.dtype != np.uint8 or len(flat) != (offsets[-1] if n else 0):
         raise WaferInputError(path, "ragged maps: flat must be a uint8 buffer of sum(h*w) dies")
-    items = []
-    for i in range(n):
+
+    def item(i: int) -> Item:
         row = int(rows[i])
         src = f"{source} row {row}"
         try:
             check_side(tuple(int(v) for v in shapes[i]), path, row, max_side)
         except WaferInputError as exc:
-            items.append(Item(src, None, exc))
-            continue
+            return Item(src, None, exc)
         m = flat[offsets[i] : offsets[i + 1]].reshape(int(shapes[i, 0]), int(shapes[i, 1]))
-        items.append(_ok(src, m, path, row, max_side))
-    return items
+        return _ok(src, m, path, row, max_side)
+
+    return Items(n, item)
 
 
 def _read_png(path: Path, source: str, max_side: int | None, **_: object) -> list[Item]:
@@ -455,7 +610,8 @@ def _read_pickle(
         cols = ", ".join(map(str, df.columns))
         raise WaferInputError(path, f"missing column 'waferMap' (columns: {cols})")
     maps = df["waferMap"].tolist()
-    return [_ok(f"{source} row {i}", m, path, i, max_side) for i, m in enumerate(maps)]
+    del df
+    return Items(len(maps), lambda i: _ok(f"{source} row {i}", maps[i], path, i, max_side))
 
 
 READERS = {"pickle": _read_pickle, "npy": _read_npy, "npz": _read_npz, "png": _read_png}
@@ -467,9 +623,13 @@ def read_maps(
     trust_pickle: bool = False,
     max_side: int | None = MAX_SIDE,
     on_skip: SkipHook | None = None,
-) -> list[Item]:
+) -> Sequence[Item]:
     """All maps of ``path`` (formats: module docstring) as items, in file order; a folder's
     supported files sorted by name. A file that cannot be read at all gives one error item.
+    The sequence knows its length at once, but each item (its validated map) is made only when
+    it is taken, and stacks and ragged buffers stored uncompressed are read map by map from the
+    file (:class:`FileArray`): iterate over it to read a large file in bounded memory (``wafer
+    predict`` does).
     Without ``trust_pickle``, a pickle named directly is an error item and a pickle in a folder
     is skipped: ``on_skip(path, reason)`` is called for it."""
     path = Path(path)
@@ -484,7 +644,7 @@ def read_maps(
             files = [p for p in files if input_kind(p) != "pickle"]
         if not files:
             return [Item(source, None, WaferInputError(path, f"no input files ({SUPPORTED})"))]
-        return [item for f in files for item in read_maps(f, **kw)]
+        return Chain([read_maps(f, **kw) for f in files])
     if not path.exists():
         return [Item(source, None, WaferInputError(path, "no such file"))]
     kind = input_kind(path)
