@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -128,6 +130,65 @@ def test_forced_rerun_is_byte_identical(repo):
     assert _run(["git", "status", "--porcelain"], dst, env).strip() == ""
 
 
+def test_remote_push_then_pull_into_a_fresh_clone(repo, tmp_path):
+    """A team shares outputs through a DVC remote (a local folder here; S3, GCS, SSH or Azure
+    by the same commands): push from one clone, `dvc pull` into a fresh one instead of
+    retraining; the clone is clean for DVC and git, `wafer predict` serves the pulled model,
+    and the served model is fetched by its artifact name."""
+    dst, env = repo
+    remote = tmp_path / "remote"
+    _run([sys.executable, "-m", "dvc", "remote", "add", "-d", "shared", str(remote)], dst, env)
+    _run(["git", "commit", "-qam", "a shared DVC remote"], dst, env)
+    _run([sys.executable, "-m", "dvc", "push"], dst, env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(dst), str(clone)], tmp_path, env)
+    assert not (clone / "models/model.pt").exists()
+    _run([sys.executable, "-m", "dvc", "pull"], clone, env)
+    status = _run([sys.executable, "-m", "dvc", "status"], clone, env)
+    assert status.strip().endswith("Data and pipelines are up to date."), status
+    assert _run(["git", "status", "--porcelain"], clone, env).strip() == ""
+    for f in ("models/model.pt", "models/calibration.json", "models/thresholds.json"):
+        assert (clone / f).read_bytes() == (dst / f).read_bytes(), f
+
+    np.save(tmp_path / "m.npy", np.pad(np.ones((20, 20), np.uint8), 2))
+    wafer_cli = Path(sys.executable).parent / "wafer"
+    _run([str(wafer_cli), "predict", str(tmp_path / "m.npy"), "-o", "p.csv"], clone, env)
+    assert (clone / "p.csv").read_text().count("\n") == 2
+    (clone / "p.csv").unlink()
+
+    got = tmp_path / "fetched.pt"
+    _run(
+        [sys.executable, "-m", "dvc", "artifacts", "get", str(dst), "wafer-model", "-o", str(got)],
+        tmp_path,
+        env,
+    )
+    assert got.read_bytes() == (dst / "models/model.pt").read_bytes()
+
+
+def test_queued_experiments_both_run(repo):
+    """`dvc exp run --queue` twice, then the queue's worker runs them (`dvc queue start`):
+    both are in `dvc exp show`."""
+    dst, env = repo
+    for seed in (1, 2):
+        _run(
+            [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"q{seed}"]
+            + ["-S", f"train.seed={seed}"],
+            dst,
+            env,
+        )
+    _run([sys.executable, "-m", "dvc", "queue", "start", "--jobs", "1"], dst, env)
+    deadline = time.monotonic() + 540
+    while time.monotonic() < deadline:
+        status = _run([sys.executable, "-m", "dvc", "queue", "status"], dst, env)
+        if not any(s in status for s in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], dst, env))
+    names = {e.get("name") for commit in shown for e in (commit.get("experiments") or [])}
+    assert {"q1", "q2"} <= names, (names, status)
+
+
 def test_exp_run_boolean_round_trip(repo):
     """`dvc exp run -S train.cbam=false` really trains without CBAM (DVC would drop a false
     boolean without parsing.bool = boolean_optional)."""
@@ -151,8 +212,35 @@ def test_exp_run_boolean_round_trip(repo):
     )
     payload = torch.load(dst / "models/model.pt", weights_only=True)
     assert payload["model_config"]["cbam"] is False
-    assert payload["extra"]["loss"] == "ce"
+    assert payload["extra"]["train"]["loss"] == "ce"
     lock = yaml.safe_load((dst / "dvc.lock").read_text())
+    assert payload["extra"]["train"] == lock["stages"]["train"]["params"]["params.yaml"]["train"]
     assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["cbam"] is False
     shown = _run([sys.executable, "-m", "dvc", "exp", "show", "--json"], dst, env)
     assert "nocbam" in shown
+
+
+def test_torchrun_train_through_the_stage(repo):
+    """`train.nproc=2`: the train stage runs as 2 gloo processes under torchrun; the loss falls,
+    rank 0 alone writes one checkpoint and the same metrics files as one process, and dvc.lock
+    records the process count."""
+    dst, env = repo
+    one = json.loads(_run(["git", "show", "HEAD:metrics/train.json"], dst, env))
+    env = env | {"OMP_NUM_THREADS": "1"}
+    _run(
+        [sys.executable, "-m", "dvc", "exp", "run", "-n", "ddp2", "-S", "train.nproc=2", "train"],
+        dst,
+        env,
+    )
+    two = json.loads((dst / "metrics/train.json").read_text())
+    assert set(two) == set(one)
+    timing = json.loads((dst / "metrics/timing/train.json").read_text())
+    assert timing["processes"] == 2
+    curves = (dst / "plots/train_curves.csv").read_text().splitlines()
+    losses = [float(line.split(",")[1]) for line in curves[1:]]
+    assert len(losses) == TINY["train"]["epochs"] and losses[-1] < losses[0]
+    assert sorted(p.name for p in (dst / "models").iterdir() if p.suffix == ".pt") == ["model.pt"]
+    payload = torch.load(dst / "models/model.pt", weights_only=True)
+    assert payload["input_size"] == TINY["shard"]["size"]
+    lock = yaml.safe_load((dst / "dvc.lock").read_text())
+    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["nproc"] == 2
