@@ -24,9 +24,11 @@ CAMs (batched: one forward and one ``torch.autograd.grad`` per batch)
 
 Target layer
     :func:`target_layer` resolves a dotted module name (``model.get_submodule``). The default
-    ``"layer4"`` is the output of the last ResNet stage. With CBAM (see :mod:`wafer.model`),
-    ``"layer4"`` is the :class:`~wafer.model.StageWithCBAM`, i.e. the output **after** CBAM's
-    channel and spatial attention; ``"layer4.stage"`` is the plain stage **before** CBAM.
+    is ``"auto"`` (:func:`auto_layer`: the deepest ResNet stage whose output still has 7 x 7
+    cells, ``layer4`` at 224 px). ``"layerN"`` is the output of ResNet stage N; with CBAM (see
+    :mod:`wafer.model`) it is the :class:`~wafer.model.StageWithCBAM`, i.e. the output
+    **after** CBAM's channel and spatial attention, and ``"layerN.stage"`` is the plain stage
+    **before** CBAM.
 
 Localisation (per map, on the map's own die grid)
     :func:`upsample_to_grid` brings the ``h x w`` CAM to the die grid ``H x W`` (bilinear,
@@ -150,16 +152,19 @@ def compute_cam(
     """Raw (unnormalised, non-negative) CAMs ``(B, h, w)`` float32 of classes ``targets`` (B,).
 
     ``x`` is the float one-hot input ``(B, 3, S, S)`` (:func:`wafer.model.one_hot`) on the
-    model's device. The model runs in eval mode (its previous mode is restored afterwards).
+    model's device. The model runs in eval mode; afterwards every submodule is back in its own
+    previous mode (a model with, say, frozen batch norm in eval mode inside a training model
+    stays so).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         acts, grads, _ = activations_and_gradients(model, x, targets, layer)
     finally:
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     acts, grads = acts.float(), grads.float()
     fn = gradcam_weights if method == "gradcam" else gradcam_pp_weights
     return cam_from(acts, fn(acts, grads)).cpu().numpy().astype(np.float32)

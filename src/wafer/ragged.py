@@ -24,6 +24,3 @@ def get(flat: np.ndarray, shapes: np.ndarray, offsets: np.ndarray, i: int) -> np
     h, w = (int(v) for v in shapes[i])
     return flat[offsets[i] : offsets[i + 1]].reshape(h, w)
 
-
-def unpack(flat: np.ndarray, shapes: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [get(flat, shapes, offsets, i) for i in range(len(shapes))]
