@@ -156,6 +156,9 @@ def test_remote_push_then_pull_into_a_fresh_clone(repo, tmp_path):
     assert (clone / "p.csv").read_text().count("\n") == 2
     (clone / "p.csv").unlink()
 
+    # a version of the model artifact is a git tag (GTO's format, which DVC reads)
+    gto = str(Path(sys.executable).parent / "gto")
+    _run([gto, "register", "wafer-model", "--version", "v1.0.0"], dst, env)
     got = tmp_path / "fetched.pt"
     _run(
         [sys.executable, "-m", "dvc", "artifacts", "get", str(dst), "wafer-model", "-o", str(got)],
