@@ -6,8 +6,6 @@ plots/reliability/*.csv (DVC plot) and plots/reliability.png. calibration.json r
 SHA-256 of the model (from the logits file) and of the logits it was fit on (wafer.serve).
 """
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,25 +13,18 @@ import typer
 
 from wafer.calibration import calibration_report, fit_temperature, reliability_bins, softmax
 from wafer.cli_util import one_line_errors
-from wafer.io import sha256_file, write_json, write_text
+from wafer.io import sha256_file, write_csv, write_json
 from wafer.params import check_args
 from wafer.plotting import reliability_png
 
 app = typer.Typer(add_completion=False)
 
 
-def _bins_csv(bins: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(
-        buf,
-        fieldnames=["confidence", "accuracy", "count"],
-        extrasaction="ignore",
-        lineterminator="\n",
-    )
-    w.writeheader()
-    for b in bins:
-        w.writerow({k: round(float(v), 6) for k, v in b.items()})
-    return buf.getvalue()
+BIN_COLUMNS = ["confidence", "accuracy", "count"]
+
+
+def _bin_rows(bins: list[dict]) -> list[list[float]]:
+    return [[round(float(b[c]), 6) for c in BIN_COLUMNS] for b in bins]
 
 
 @app.command()
@@ -65,8 +56,10 @@ def main(
                 curves[f"test, {name} (T={1.0 if name == 'before' else temperature:.3f})"] = (
                     reliability_bins(p, y, n_bins)
                 )
-                write_text(
-                    plots_dir / f"test_{name}.csv", _bins_csv(reliability_bins(p, y, n_bins))
+                write_csv(
+                    plots_dir / f"test_{name}.csv",
+                    BIN_COLUMNS,
+                    _bin_rows(reliability_bins(p, y, n_bins)),
                 )
     write_json(
         out,

@@ -13,8 +13,6 @@ Also writes, for the served point on test: plots/confusion.csv (DVC `confusion` 
 plots/confusion.png and data/predictions.csv (per-map calibrated probabilities).
 """
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +21,11 @@ import typer
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
 from wafer.evaluate import compact, evaluate, prior_from_list
-from wafer.io import write_json, write_text
+from wafer.io import write_csv, write_json
 from wafer.metrics import confusion, prevalence_weights
 from wafer.params import check_args
 from wafer.plotting import confusion_png
+from wafer.predictions import Predictions
 from wafer.serve import ServingConfig
 from wafer.thresholds import OBJECTIVES, decide, floor_thresholds
 
@@ -98,36 +97,16 @@ def main(
     y, rows = d["test_y"], d["test_rows"]
     decision = served.decide(d["test_logits"])
     names = np.array(CLASS_NAMES)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["actual", "predicted"])
-    w.writerows(zip(names[y], names[decision.pred], strict=True))
-    write_text(confusion_csv, buf.getvalue())
+    write_csv(
+        confusion_csv, ["actual", "predicted"], zip(names[y], names[decision.pred], strict=True)
+    )
     confusion_png(
         confusion(y, decision.pred),
         CLASS_NAMES,
         confusion_image,
         f"Test, served predictions ({served.objective} point)",
     )
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        ["row", "actual", "predicted", "confidence", "defect", *[f"p_{c}" for c in CLASS_NAMES]]
-    )
-    for i in range(len(y)):
-        p = decision.probs[i]
-        w.writerow(
-            [
-                int(rows[i]),
-                names[y[i]],
-                names[decision.pred[i]],
-                f"{p[decision.pred[i]]:.6f}",
-                int(decision.defect[i]),
-                *[f"{v:.6f}" for v in p],
-            ]
-        )
-    write_text(predictions, buf.getvalue())
+    Predictions.save(predictions, rows, y, decision.pred, decision.probs, decision.defect)
     for split in ("val", "test"):
         for name in OBJECTIVES:
             r = report[split][name]

@@ -11,8 +11,6 @@ and the demo serve; `evaluate` reports both. Nothing here reads test data.
 Writes models/thresholds.json, metrics/thresholds.json, plots/sweep.csv and plots/sweep.png.
 """
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from wafer.calibration import softmax
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
 from wafer.evaluate import prior_from_list
-from wafer.io import read_json, sha256_file, write_json, write_text
+from wafer.io import read_json, sha256_file, write_csv, write_json
 from wafer.metrics import macro_f1, prevalence_weights
 from wafer.params import check_args
 from wafer.plotting import sweep_png
@@ -103,12 +101,7 @@ def main(
         | report,
     )
     rows = fits[objective]["sweep"]  # the same tau sweep (floor thresholds) for both points
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: round(float(v), 6) for k, v in r.items()})
-    write_text(curve, buf.getvalue())
+    write_csv(curve, list(rows[0]), ([round(float(v), 6) for v in r.values()] for r in rows))
     sweep_png(
         rows,
         {name: f["tau"] for name, f in fits.items()},

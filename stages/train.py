@@ -10,8 +10,6 @@ outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv
 README), it joins that process group instead and ``--nproc`` is not used.
 """
 
-import csv
-import io
 import os
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import typer
 
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
-from wafer.io import write_json, write_text, write_timing
+from wafer.io import write_csv, write_json, write_timing
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
 from wafer.params import check_args, rules
@@ -39,14 +37,14 @@ from wafer.train import (
 app = typer.Typer(add_completion=False)
 
 
-def _curves_csv(history: list[dict]) -> str:
-    buf = io.StringIO()
-    cols = ["epoch", "train_loss", "val_loss", "val_macro_f1", "lr"]
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+CURVE_COLUMNS = ["epoch", "train_loss", "val_loss", "val_macro_f1", "lr"]
+
+
+def _curve_rows(history: list[dict]) -> list[list]:
+    return [
+        [round(v, 6) if isinstance(v, float) else v for v in (row[c] for c in CURVE_COLUMNS)]
+        for row in history
+    ]
 
 
 @app.command()
@@ -112,7 +110,7 @@ def main(
 
     def on_epoch(row: dict) -> None:  # live curves: rewritten after every epoch
         history.append(row)
-        write_text(curves, _curves_csv(history))
+        write_csv(curves, CURVE_COLUMNS, _curve_rows(history))
 
     result = fit(model, criterion, train.x, train.y, val.x, val.y, tcfg, on_epoch=on_epoch)
     finish_distributed()

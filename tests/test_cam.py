@@ -34,6 +34,7 @@ from wafer.gradcam_report import (
 )
 from wafer.io import WaferInputError
 from wafer.model import ModelConfig, build_model, one_hot, save_checkpoint
+from wafer.predictions import Predictions
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "gradcam.py"
 
@@ -195,12 +196,11 @@ def test_energy_share_pointing_and_chance() -> None:
 
 def test_select_examples_rule_and_ties() -> None:
     c0, c1 = CLASS_NAMES[0], CLASS_NAMES[1]
-    pred = pd.DataFrame(
-        {
-            "actual": [c0, c0, c0, c0, c0, c1],
-            "predicted": [c0, c0, c0, c1, c1, c1],
-            "confidence": [0.9, 0.5, 0.9, 0.8, 0.8, 0.7],
-        }
+    pred = Predictions(
+        row=np.arange(6),
+        actual=np.array([c0, c0, c0, c0, c0, c1], dtype=object),
+        predicted=np.array([c0, c0, c0, c1, c1, c1], dtype=object),
+        confidence=np.array([0.9, 0.5, 0.9, 0.8, 0.8, 0.7]),
     )
     picks = select_examples(pred)
     # ties go to the earlier test map: 0 (not 2) is the most confident, 3 (not 4) the mistake

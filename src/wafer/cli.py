@@ -11,7 +11,6 @@ thresholds, operating point), loaded from the pipeline's outputs by explicit pat
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import check_device, check_output_dir, check_output_file, one_line_errors
-from wafer.io import atomic_path, json_text, write_failure
+from wafer.io import atomic_path, csv_writer, json_text, write_failure
 from wafer.readers import MAX_SIDE
 
 app = typer.Typer(
@@ -88,7 +87,7 @@ class RowWriter:
         if self.json:
             fh.write("[")
         else:
-            self.csv = csv.writer(fh, lineterminator="\n")
+            self.csv = csv_writer(fh)
             self.csv.writerow(CSV_COLUMNS)
 
     def write(self, row: dict) -> None:

@@ -9,9 +9,9 @@ the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It
   calibration, temperature, tau) are read at start from metrics/evaluate.json and
   metrics/calibrate.json; a mismatch between those and the served calibration/thresholds files
   (stale metrics) is shown as a warning.
-* Examples: one test map per class (from data/predictions.csv + data/ingested.npz): the most
-  confident correct prediction of the class (ties: the earlier test map), else the first test
-  map of that class; classes without a test map are left out. Click one to run it.
+* Examples: one test map per class (from data/predictions.csv + data/ingested.npz): its
+  ``confident_correct`` example (:meth:`wafer.predictions.Predictions.examples`), else the
+  first test map of that class; classes without a test map are left out. Click one to run it.
 * Upload: a PNG (8-bit grey, 0 outside / 128 pass / 255 fail, one pixel per die; see
   :mod:`wafer.predict`) or a .npy die map (``allow_pickle=False``; a 3-D stack shows its first
   map). An image that does not look like a wafer map is still predicted, with a visible warning.
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from wafer.classes import CLASS_NAMES
 from wafer.io import UsageError, WaferInputError, read_json
 from wafer.predict import Predictor, read_maps
+from wafer.predictions import Predictions
 from wafer.process_modes import CAVEAT, PROCESS_MODES, interpretation_markdown
 from wafer.readers import MAX_SIDE
 
@@ -149,23 +149,17 @@ def load_examples(
     from wafer.ingest import Ingested
 
     path = _need(predictions_csv)
-    pred = pd.read_csv(path)
-    missing = [c for c in ("row", "actual", "predicted", "confidence") if c not in pred.columns]
-    if missing:
-        raise WaferInputError(path, f"missing column(s) {', '.join(missing)}")
+    pred = Predictions.load(path)
     ing = Ingested.load(_need(ingested_npz))
     n_rows = len(ing.labels)
-    actual = pred["actual"].to_numpy(dtype=object)
-    predicted = pred["predicted"].to_numpy(dtype=object)
-    conf = pred["confidence"].to_numpy(dtype=np.float64)
-    rows = pred["row"].to_numpy(dtype=np.int64)
+    actual, predicted, conf, rows = pred.actual, pred.predicted, pred.confidence, pred.row
     out = []
     for cls in CLASS_NAMES:
         mine = np.flatnonzero(actual == cls)
         if not len(mine):
             continue
-        correct = mine[predicted[mine] == cls]
-        pos = int(correct[np.argmax(conf[correct])]) if len(correct) else int(mine[0])
+        best = dict(pred.examples(cls)).get("confident_correct")
+        pos = best if best is not None else int(mine[0])
         row = int(rows[pos])
         if not 0 <= row < n_rows:
             raise WaferInputError(path, f"row {row} is not in {ingested_npz}", row=pos)

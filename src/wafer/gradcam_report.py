@@ -2,13 +2,9 @@
 CAMs localise the defect, the PNG of one example and the self-contained HTML page (PNGs embedded
 as base64). The CAM math itself is :mod:`wafer.cam`; the stage is ``stages/gradcam.py``.
 
-Examples (per class, from data/predictions.csv of the evaluate stage; ties go to the earlier
-test map; a slot with no candidate is left out)
-    confident_correct   the correct prediction of this class with the highest confidence,
-    unsure_correct      the correct prediction of this class with the lowest confidence (needs a
-                        second correct map),
-    confident_mistake   among the maps whose TRUE class is this one but that the model got wrong,
-                        the one whose wrong prediction has the highest confidence.
+Examples (per class, from data/predictions.csv of the evaluate stage)
+    confident_correct, unsure_correct and confident_mistake, chosen by the rule of
+    :meth:`wafer.predictions.Predictions.examples` (the demo's examples use the same rule).
     The CAM of an example is that of the PREDICTED class: it shows what the model based its
     answer on. Confidence is the calibrated probability from predictions.csv.
 
@@ -36,7 +32,6 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -52,8 +47,8 @@ from wafer.cam import (
 from wafer.classes import CLASS_INDEX, CLASS_NAMES
 from wafer.data import Shard
 from wafer.ingest import Ingested
-from wafer.io import WaferInputError
 from wafer.model import one_hot
+from wafer.predictions import Predictions
 
 SLOTS = {
     "confident_correct": "most confident correct",
@@ -92,52 +87,14 @@ class Example:
 # --------------------------------------------------------------------------- inputs, selection
 
 
-def read_predictions(path: Path, rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+def read_predictions(path: Path, rows: np.ndarray, y: np.ndarray) -> Predictions:
     """predictions.csv, checked against the test shard (same maps, same order, same truth)."""
-    if not path.is_file():
-        raise WaferInputError(path, "no such file")
-    pred = pd.read_csv(path)
-    missing = [c for c in ("row", "actual", "predicted", "confidence") if c not in pred.columns]
-    if missing:
-        raise WaferInputError(path, f"missing column(s) {', '.join(missing)}")
-    if len(pred) != len(rows):
-        raise WaferInputError(path, f"{len(pred)} predictions for {len(rows)} test maps")
-    bad = np.flatnonzero(pred["row"].to_numpy() != rows)
-    if len(bad):
-        raise WaferInputError(path, "row differs from the test shard's test_rows.npy", row=bad[0])
-    for col in ("actual", "predicted"):
-        unknown = ~pred[col].isin(CLASS_NAMES)
-        if unknown.any():
-            i = int(np.argmax(unknown.to_numpy()))
-            raise WaferInputError(path, f"unknown class {pred[col].iloc[i]!r} in '{col}'", row=i)
-    truth = np.array(CLASS_NAMES, dtype=object)[y]
-    bad = np.flatnonzero(pred["actual"].to_numpy(dtype=object) != truth)
-    if len(bad):
-        raise WaferInputError(path, "'actual' differs from the test shard's test_y.npy", row=bad[0])
-    return pred
+    return Predictions.load(path).check(path, rows, y)
 
 
-def select_examples(pred: pd.DataFrame) -> dict[str, list[tuple[str, int]]]:
-    """Per class, [(slot, test position)] by the rule in the module docstring."""
-    actual = pred["actual"].to_numpy(dtype=object)
-    predicted = pred["predicted"].to_numpy(dtype=object)
-    conf = pred["confidence"].to_numpy(dtype=np.float64)
-    out: dict[str, list[tuple[str, int]]] = {}
-    for cls in CLASS_NAMES:
-        picks: list[tuple[str, int]] = []
-        correct = np.flatnonzero((actual == cls) & (predicted == cls))
-        if len(correct):
-            order = correct[np.argsort(-conf[correct], kind="stable")]
-            picks.append(("confident_correct", int(order[0])))
-            if len(correct) > 1:
-                low = correct[np.argsort(conf[correct], kind="stable")]
-                picks.append(("unsure_correct", int(low[0])))
-        wrong = np.flatnonzero((actual == cls) & (predicted != cls))
-        if len(wrong):
-            order = wrong[np.argsort(-conf[wrong], kind="stable")]
-            picks.append(("confident_mistake", int(order[0])))
-        out[cls] = picks
-    return out
+def select_examples(pred: Predictions) -> dict[str, list[tuple[str, int]]]:
+    """Per class, [(slot, test position)] by the rule of :meth:`Predictions.examples`."""
+    return {cls: pred.examples(cls) for cls in CLASS_NAMES}
 
 
 def localisation_positions(
@@ -298,7 +255,7 @@ def render_examples(
     spec: CamSpec,
     ing: Ingested,
     test: Shard,
-    pred: pd.DataFrame,
+    pred: Predictions,
     per_class: int,
 ) -> list[Example]:
     """The first ``per_class`` slots of :func:`select_examples` per class, rendered with the CAM
@@ -307,7 +264,7 @@ def render_examples(
     picks = {c: p[:per_class] for c, p in select_examples(pred).items()}
     flat = [(c, slot, pos) for c, p in picks.items() for slot, pos in p]
     positions = np.array([pos for _, _, pos in flat], dtype=np.int64)
-    predicted = pred["predicted"].to_numpy(dtype=object)
+    predicted = pred.predicted
     targets = np.array([CLASS_INDEX[predicted[p]] for p in positions], dtype=np.int64)
     cams = batched_cams(model, spec, test.x, positions, targets)
     ref_name = "pattern mask" if use_masks else "failing dies"
@@ -316,7 +273,7 @@ def render_examples(
         row = int(test.rows[pos])
         m, region = region_of(ing, row, use_masks)
         grid = upsample_to_grid(cam, m.shape)
-        p_cls, conf = predicted[pos], float(pred["confidence"].iloc[pos])
+        p_cls, conf = predicted[pos], float(pred.confidence[pos])
         title = f"predicted {p_cls} ({conf:.2f}) | true {cls} | row {row}"
         inside = m > 0
         if (region & inside).any():

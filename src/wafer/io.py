@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,22 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def csv_writer(fh) -> Any:
+    """The one CSV dialect of the project's files: ``csv.writer`` with ``\\n`` line ends."""
+    return csv.writer(fh, lineterminator="\n")
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Write a CSV file (header, then ``rows``) atomically; values are written with ``str``,
+    so format floats before (e.g. ``f"{v:.6f}"`` or ``round(v, 6)``)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv_writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -23,4 +23,3 @@ def get(flat: np.ndarray, shapes: np.ndarray, offsets: np.ndarray, i: int) -> np
     """The i-th map as a 2-D view of the flat buffer."""
     h, w = (int(v) for v in shapes[i])
     return flat[offsets[i] : offsets[i + 1]].reshape(h, w)
-
