@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import importlib
 import io
 import lzma
@@ -44,6 +43,8 @@ import pandas as pd
 from wafer import ragged
 from wafer.classes import CLASS_INDEX, CLASS_NAMES
 from wafer.io import WaferInputError, save_npz
+from wafer.io import sha256_file as io_sha256
+from wafer.maprules import REASONS, MapProblem, as_candidate, value_problems
 
 # Old module path prefix -> current prefix.
 _MODULE_RENAMES: tuple[tuple[str, str], ...] = (
@@ -55,15 +56,7 @@ _MODULE_RENAMES: tuple[tuple[str, str], ...] = (
     ("numpy.core.", "numpy._core."),
 )
 
-DROP_REASONS = (
-    "unlabeled",
-    "unknown_label",
-    "not_an_array",
-    "not_2d",
-    "empty",
-    "bad_values",
-    "no_dies",
-)
+DROP_REASONS = ("unlabeled", "unknown_label", *REASONS)  # counted in metrics/ingest.json
 
 
 class LegacyUnpickler(pickle.Unpickler):
@@ -241,48 +234,18 @@ def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str = "drop")
             reject(i, "unknown_label", f"unknown label {label!r} (expected one of {CLASS_NAMES})")
             continue
         labels[i] = CLASS_INDEX[label]
-        m = maps[i]
-        if not isinstance(m, np.ndarray):
-            try:
-                m = np.asarray(m)
-            except Exception:  # noqa: BLE001 - anything unconvertible is invalid input
-                reject(i, "not_an_array", f"waferMap is a {type(maps[i]).__name__}")
-                continue
-        if m.ndim != 2:
-            reject(i, "not_2d", f"waferMap has {m.ndim} dimension(s), shape {m.shape}")
+        try:
+            candidates.append(as_candidate(maps[i], "waferMap"))
+        except MapProblem as exc:
+            reject(i, exc.key, exc.detail)
             continue
-        if m.size == 0:
-            reject(i, "empty", f"waferMap is empty, shape {m.shape}")
-            continue
-        if m.dtype.kind not in "iufb":
-            reject(i, "bad_values", f"waferMap has non-numeric dtype {m.dtype}")
-            continue
-        candidates.append(m)
         cand_rows.append(i)
 
-    # Vectorised value checks over one concatenated float buffer.
-    if candidates:
-        sizes = np.fromiter((m.size for m in candidates), dtype=np.int64, count=len(candidates))
-        starts = np.zeros(len(candidates), dtype=np.int64)
-        np.cumsum(sizes[:-1], out=starts[1:])
-        allv = np.concatenate([m.ravel() for m in candidates])  # common dtype, uint8 for LSWMD
-        bad = allv > 2
-        if allv.dtype.kind in "if":
-            bad |= allv < 0
-        if allv.dtype.kind == "f":
-            bad |= allv != np.floor(allv)
-        n_bad = np.add.reduceat(bad.astype(np.int64), starts)
-        n_dies = np.add.reduceat((allv > 0).astype(np.int64), starts)
-    else:
-        n_bad = n_dies = np.zeros(0, dtype=np.int64)
+    # the value rules, vectorised over one concatenated buffer
     keep_idx: list[int] = []
-    for j, i in enumerate(cand_rows):
-        if n_bad[j]:
-            m = candidates[j]
-            odd = m.ravel()[~np.isin(m.ravel(), (0, 1, 2))][:3]
-            reject(i, "bad_values", f"waferMap has values outside {{0, 1, 2}}: {odd.tolist()}")
-        elif n_dies[j] == 0:
-            reject(i, "no_dies", "waferMap has no die (all cells are 0)")
+    for j, problem in enumerate(value_problems(candidates, "waferMap")):
+        if problem is not None:
+            reject(cand_rows[j], problem.key, problem.detail)
         else:
             keep_idx.append(j)
 
@@ -328,14 +291,11 @@ def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str = "drop")
     )
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path) -> str:
+    """:func:`wafer.io.sha256_file`, with a one-line error for a missing file."""
     if not Path(path).is_file():
         raise WaferInputError(path, "no such file")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return io_sha256(path)
 
 
 # --------------------------------------------------------------------------- ragged-maps .npz

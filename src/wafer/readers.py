@@ -56,6 +56,7 @@ from typing import IO, NamedTuple
 import numpy as np
 
 from wafer.io import WaferInputError
+from wafer.maprules import MapProblem, as_candidate, value_problems
 
 # --------------------------------------------------------------------------- PNG encoding
 
@@ -100,32 +101,17 @@ def check_map(
     max_side: int | None = MAX_SIDE,
 ) -> np.ndarray:
     """The map as uint8 {0, 1, 2}, or :class:`WaferInputError` naming ``source`` (and ``row``):
-    2-D, non-empty, at most ``max_side`` dies a side, numeric, integer values in {0, 1, 2}, at
-    least one die."""
-    if not isinstance(m, np.ndarray):
-        try:
-            m = np.asarray(m)
-        except Exception:  # noqa: BLE001 - anything unconvertible is invalid input
-            raise WaferInputError(source, f"map is a {type(m).__name__}", row) from None
-    if m.dtype.hasobject:
-        raise WaferInputError(source, "map is an object array, not numbers", row)
-    if m.ndim != 2:
-        raise WaferInputError(source, f"map has {m.ndim} dimension(s), shape {m.shape}", row)
-    if m.size == 0:
-        raise WaferInputError(source, f"map is empty, shape {m.shape}", row)
-    check_side(m.shape, source, row, max_side)
-    if m.dtype.kind not in "iufb":
-        raise WaferInputError(source, f"map has non-numeric dtype {m.dtype}", row)
-    ok = np.isin(m, (0, 1, 2))
-    if not ok.all():
-        odd = np.unique(m[~ok])[:3]
-        raise WaferInputError(
-            source, f"map has values outside {{0, 1, 2}}: {odd.tolist()}", row
-        ) from None
-    m = m.astype(np.uint8)
-    if not (m > 0).any():
-        raise WaferInputError(source, "map has no die (all cells are 0)", row)
-    return m
+    the rules of :mod:`wafer.maprules` (the ones ``ingest`` applies) and the map-size cap of
+    ``max_side`` dies a side."""
+    try:
+        m = as_candidate(m)
+        check_side(m.shape, source, row, max_side)
+        problem = value_problems([m])[0]
+    except MapProblem as exc:
+        raise WaferInputError(source, exc.detail, row) from None
+    if problem is not None:
+        raise WaferInputError(source, problem.detail, row)
+    return m.astype(np.uint8)
 
 
 def encode_png(m: np.ndarray) -> bytes:
