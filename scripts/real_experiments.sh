@@ -42,17 +42,12 @@ declare -A runs=(
   [res96-4ep]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
   [res96-4ep-seed0]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=0"
   [res96-4ep-seed1]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=1"
-  # single levers at training seed 2, each one step from the previous run: bf16 training,
-  # then 8 epochs, then (cpu-headline-seed2) the EMA of the weights
-  [res96-4ep-bf16]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2 -S train.precision=bf16"
-  [res96-8ep-bf16]="${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2 -S train.precision=bf16 -S train.epochs=8 -S train.patience=8"
   [cpu-headline]="$(recipe cpu-headline)"
   [cpu-headline-seed1]="$(recipe cpu-headline) -S train.seed=1"
   [cpu-headline-seed2]="$(recipe cpu-headline) -S train.seed=2"
 )
 # the current generation: both candidate headline recipes at three training seeds each
-order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2
-       res96-4ep-bf16 res96-8ep-bf16)
+order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)
 [ $# -gt 0 ] && order=("$@")
 
 save() {  # copy what the run wrote: metrics, params, command, figures (no real wafer maps)
