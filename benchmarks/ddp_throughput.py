@@ -27,16 +27,10 @@ import torch
 import typer
 
 from wafer.io import write_json
+from wafer.run_stages import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
-
-
-def processor() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def write_shards(d: Path, size: int, n_train: int, n_val: int, seed: int = 0) -> None:
@@ -111,7 +105,7 @@ def main(
                 )
     base = statistics.median(runs[nproc[0]])
     summary = {
-        "processor": processor(),
+        "processor": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "command": "python benchmarks/ddp_throughput.py " + " ".join(sys.argv[1:]),
         "size": size,

@@ -27,6 +27,7 @@ import torch
 import typer
 
 from wafer.io import save_npz, write_json
+from wafer.run_stages import cpu_model
 
 app = typer.Typer(add_completion=False)
 
@@ -46,19 +47,6 @@ def ragged_maps(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         m[inside & (rng.random((h, w)) < 0.03)] = 2
         flat[offsets[i] : offsets[i + 1]] = m.ravel()
     return {"flat": flat, "shapes": shapes.astype(np.int64), "offsets": offsets}
-
-
-def processor() -> str:
-    """The processor's model name (lscpu's "Model name"), to write next to every timing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def run_predict(src: Path, out: Path, models: Path, batch_size: int) -> dict:
@@ -121,7 +109,7 @@ def main(
             )
     base, big = results[0], results[-1]
     summary = {
-        "processor": processor(),
+        "processor": cpu_model(),
         "command": "python benchmarks/predict_memory.py " + " ".join(sys.argv[1:]),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
