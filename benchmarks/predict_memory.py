@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def ragged_maps(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"flat": flat, "shapes": shapes.astype(np.int64), "offsets": offsets}
 
 
+def _sample_rss(pid: int, t0: float, out: list, every: float = 0.5) -> None:
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out.append((time.perf_counter() - t0, int(line.split()[1]) / 1024))
+        except OSError:
+            return
+        if not status.exists():
+            return
+        time.sleep(every)
+
+
 def run_predict(src: Path, out: Path, models: Path, batch_size: int) -> dict:
     cmd = [
         sys.executable,
@@ -72,8 +87,12 @@ def run_predict(src: Path, out: Path, models: Path, batch_size: int) -> dict:
     ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    samples: list[tuple[float, float]] = []  # (seconds, RSS MiB), to see whether RSS plateaus
+    sampler = threading.Thread(target=_sample_rss, args=(proc.pid, t0, samples), daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
+    sampler.join()
     stdout, stderr = proc.stdout.read().decode(), proc.stderr.read().decode()
     if status != 0:
         raise SystemExit(f"wafer predict failed:\n{stdout}\n{stderr}")
@@ -85,6 +104,13 @@ def run_predict(src: Path, out: Path, models: Path, batch_size: int) -> dict:
         "seconds": seconds,
         "maps_per_s": rows / seconds,
         "peak_rss_mib": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        # RSS at 10, 25, 50, 75 and 100 % of the run's samples: flat when memory is bounded
+        "rss_mib_through_the_run": [
+            round(samples[min(len(samples) - 1, int(q * len(samples)))][1], 1)
+            for q in (0.1, 0.25, 0.5, 0.75, 1.0)
+        ]
+        if samples
+        else [],
     }
 
 
@@ -104,7 +130,8 @@ def main(
             results.append(r)
             print(
                 f"{n:>8} maps: {r['input_mib']:.0f} MiB in, peak RSS {r['peak_rss_mib']:.0f} MiB, "
-                f"{r['maps_per_s']:.0f} maps/s, {r['output_mib']:.0f} MiB CSV",
+                f"{r['maps_per_s']:.0f} maps/s, {r['output_mib']:.0f} MiB CSV, RSS through the "
+                f"run {r['rss_mib_through_the_run']} MiB",
                 flush=True,
             )
     base, big = results[0], results[-1]

@@ -354,16 +354,10 @@ def render(runs: dict[str, Run]) -> str:
         t_f1, t_cost = head.test("macro_f1"), head.test("cost")
         group = next(g for g in recipe_groups(current) if head in g)
         if len(group) >= 2:
-            pcs = [r.test("macro_f1")["prevalence_corrected"]["macro_f1"] for r in group]
-            lines += [
-                f"**Headline recipe (chosen on validation: best mean validation figure over its "
-                f"training seeds, {statistics.mean(map(val_score, group)):.3f}): "
-                f"{_recipe_text(head)}**, {len(group)} training seeds: test prevalence-corrected "
-                f"macro-F1 at the `macro_f1` point **{_ms(pcs)}** (mean ± sd; seed table below).",
-                "",
-            ]
+            lines += _recipe_summary(group) + [""]
         lines += [
-            f"**Headline (chosen on validation): {head.name}** ({_recipe_text(head)}, trained in "
+            f"**Headline run (the recipe's best run on validation): {head.name}** "
+            f"({_recipe_text(head)}, trained in "
             f"{_minutes(head)} on this 2-core CPU). Validation prevalence-corrected "
             f"macro-F1 {val_score(head):.3f}; on test, prevalence-corrected macro-F1 "
             f"**{t_f1['prevalence_corrected']['macro_f1']:.3f} "
@@ -610,6 +604,38 @@ def _resolution(runs: dict[str, Run], chosen: dict[str, str]) -> list[str]:
         ]
     out += ["", "![validation macro-F1 against training time](../results/resolution.png)"]
     return out
+
+
+def _recipe_summary(group: list[Run]) -> list[str]:
+    """The chosen recipe over its training seeds: mean ± sd of what a user who re-runs it can
+    expect (validation and test, both operating points, escapes and false alarms, ECE, minutes)."""
+    head = group[0]
+    cells = []
+    for point in ("macro_f1", "cost"):
+        val = [r.val(point)["prevalence_corrected"]["macro_f1"] for r in group]
+        test = [r.test(point) for r in group]
+        cells.append(
+            f"`{point}` point: validation {_ms(val)}, test "
+            f"**{_ms([e['prevalence_corrected']['macro_f1'] for e in test])}** "
+            f"({_ms([e['escapes'] for e in test], 1)} escapes, "
+            f"{_ms([e['false_alarms'] for e in test], 1)} false alarms)"
+        )
+    minutes = [r.train_minutes for r in group if not math.isnan(r.train_minutes)]
+    ece = [r.m["calibrate"]["test"]["after"]["ece"] for r in group]
+    return [
+        f"**Headline recipe (chosen on validation: best mean validation figure over its "
+        f"training seeds, {statistics.mean(map(val_score, group)):.3f}): {_recipe_text(head)}**, "
+        f"{len(group)} training seeds ({', '.join(r.name for r in group)}), mean ± sd of the "
+        f"prevalence-corrected macro-F1: " + "; ".join(cells) + f". ECE after temperature "
+        f"{_ms(ece, 4)}. Training time "
+        + (
+            f"{min(minutes):.1f} to {max(minutes):.1f} min per run as recorded"
+            if minutes
+            else "not recorded"
+        )
+        + " (see the runs table for what else shared the CPU). This is what a re-run of the "
+        "recipe can expect; one run's figure carries its seed's luck (seed table below).",
+    ]
 
 
 def _ms(values: list[float], digits: int = 3) -> str:
