@@ -3,8 +3,9 @@ validation macro-F1 with the best weights kept; plus batched inference with opti
 
 Precision: training may run its forward pass under bf16 autocast (``precision="bf16"``: 1.48x
 the maps/s at 96 px on a CPU with AVX-512 BF16, docs/TRAINING.md; the usual choice on a GPU);
-inference (:func:`predict_logits`: validation during training, the `infer` stage, `wafer predict`, the demo)
-always runs in fp32, on every device, so the logits that are evaluated are the logits served.
+inference (:func:`predict_logits`: validation during training, the `infer` stage, `wafer
+predict`, the demo) always runs in fp32, on every device, so the logits that are evaluated are
+the logits served.
 
 EMA: with ``ema_decay > 0`` an exponential moving average of the weights (and BatchNorm buffers)
 is updated after every step (``torch.optim.swa_utils.AveragedModel``); validation, early
