@@ -217,10 +217,12 @@ def predict(
             pending: list = []
 
             def flush() -> None:
-                nonlocal n_good, n_cam
+                nonlocal n_good, n_cam, n_seen
                 good = [it for it in pending if it.error is None]
                 preds = iter(
-                    predictor.predict([it.map for it in good], [it.source for it in good])
+                    predictor.predict(
+                        [it.map for it in good], [it.source for it in good], batch_size
+                    )
                     if good
                     else []
                 )
@@ -240,6 +242,7 @@ def predict(
                             raise write_failure(target, exc) from None
                         n_cam += 1
                 n_good += len(good)
+                n_seen += len(pending)
                 bar.update(len(pending))
                 pending.clear()
 
@@ -255,9 +258,7 @@ def predict(
                     print(f"warning: {item.source}: {item.warning}", file=sys.stderr)
                 pending.append(item)
                 if len(pending) >= chunk:
-                    n = len(pending)
                     flush()
-                    n_seen += n
             flush()
             writer.close()
             if n_good == 0:  # nothing predicted: the temporary file is discarded
