@@ -3,7 +3,8 @@
 `split.seed` is independent of `train.seed`. Maps identical up to a rotation or flip, and (with
 `--group_lots`) wafers of one lot, always share a split (wafer.split). With `--use-original`,
 WM-811K's own trianTestLabel split is used (val carved from Training; a Training map with a twin
-in Test moves to test).
+in Test moves to test). With `--holdout CLASS` (repeatable) every map of that class goes to
+test, for measuring novelty detection on a class the model never saw (wafer.split.hold_out).
 """
 
 from pathlib import Path
@@ -14,7 +15,13 @@ from wafer.cli_util import one_line_errors
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, write_json
 from wafer.params import check_args
-from wafer.split import group_ids, original_split, split_report, stratified_group_split
+from wafer.split import (
+    group_ids,
+    hold_out,
+    original_split,
+    split_report,
+    stratified_group_split,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -31,6 +38,9 @@ def main(
     group_lots: bool = typer.Option(
         True, "--group_lots/--no-group_lots", help="keep the wafers of one lot together"
     ),
+    holdout: list[str] = typer.Option(
+        [], "--holdout", help="class left out of train and val (all its maps go to test)"
+    ),
     ingested: Path = typer.Option(Path("data/ingested.npz")),
     out: Path = typer.Option(Path("data/split.npz")),
     metrics: Path = typer.Option(Path("metrics/split.json")),
@@ -46,6 +56,9 @@ def main(
         stats |= moved
     else:
         split = stratified_group_split(ing.labels, groups, (1 - val - test, val, test), seed)
+    if holdout:
+        split, held = hold_out(split, ing.labels, groups, holdout)
+        stats |= held
     save_npz(out, split=split, groups=groups)
     report = split_report(split, ing.labels, groups)
     write_json(

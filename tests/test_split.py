@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from wafer import ragged
 from wafer.classes import CLASS_NAMES
@@ -8,6 +9,7 @@ from wafer.split import (
     VAL,
     duplicate_groups,
     group_ids,
+    hold_out,
     original_split,
     split_report,
     stratified_group_split,
@@ -53,6 +55,24 @@ def test_split_is_disjoint_stratified_and_keeps_duplicates_together():
     report = split_report(split, labels, groups)
     assert report["groups_spanning_splits"] == 0
     assert sum(report[s]["total"] for s in ("train", "val", "test")) == len(labels)
+
+
+def test_held_out_class_goes_to_test_whole_groups_and_known_maps_stay_put():
+    (flat, shapes, offsets), labels = _dataset()
+    groups = duplicate_groups(flat, shapes, offsets)
+    groups[labels == 0] = groups[np.flatnonzero(labels == 7)[0]]  # a group mixing Center/Scratch
+    split = stratified_group_split(labels, groups, (0.7, 0.1, 0.2), seed=3)
+    held, stats = hold_out(split, labels, groups, ["Scratch"])
+    mixed = np.isin(groups, groups[labels == 7])
+    assert np.all(held[labels == 7] == TEST) and np.all(held[mixed] == TEST)
+    assert np.array_equal(held[~mixed], split[~mixed])  # every other map keeps its split
+    assert stats == {
+        "holdout": ["Scratch"],
+        "holdout_moved_to_test": int(np.sum(mixed & (split != TEST))),
+    }
+    assert stats["holdout_moved_to_test"] > 0
+    with pytest.raises(ValueError, match="no class Foo"):
+        hold_out(split, labels, groups, ["Foo"])
 
 
 def test_split_depends_only_on_its_seed():

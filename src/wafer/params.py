@@ -92,6 +92,10 @@ class Rule:
         return self.check(v) if self.check is not None else None
 
 
+def _distinct(v: list) -> str | None:
+    return None if len(set(v)) == len(v) else "names a value twice"
+
+
 def _positive_total(v: list) -> str | None:
     return None if sum(v) > 0 else "all values are 0 (needs a positive total)"
 
@@ -137,6 +141,12 @@ def rules() -> dict[str, dict[str, Rule]]:
             "test": Rule(float, lo=0.0, hi=1.0, hi_open=True),
             "use_original": Rule(bool),
             "group_lots": Rule(bool),
+            "holdout": Rule(
+                list,
+                lengths=tuple(range(len(CLASS_NAMES) - 1)),
+                item=Rule(str, choices=tuple(CLASS_NAMES)),
+                check=_distinct,
+            ),
         },
         "shard": {"size": Rule(int, lo=8, hi=1024)},
         "train": {

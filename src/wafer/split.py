@@ -12,6 +12,11 @@ no test map has a twin in training:
 Groups are the connected components of these relations (:func:`group_ids`). They are stratified
 by their label (the group's most common label): within each class, groups are shuffled with
 ``split.seed`` and dealt out until each split reaches its share of that class's maps.
+
+**Held-out classes** (``split.holdout``, for measuring novelty detection): every group holding
+a map of a held-out class is moved to test after the split (:func:`hold_out`), so the model,
+its temperature and its thresholds never see the class, while the known-class test maps stay
+exactly those of the split without holdout.
 """
 
 from __future__ import annotations
@@ -157,6 +162,22 @@ def stratified_group_split(
                 if fractions[s] > 0 and not np.any(gsplit[members] == s):
                     gsplit[members[k]] = s
     return gsplit[groups]
+
+
+def hold_out(
+    split: np.ndarray, labels: np.ndarray, groups: np.ndarray, classes: list[str]
+) -> tuple[np.ndarray, dict]:
+    """Move every group that holds a map of one of ``classes`` (names) to TEST; returns the new
+    split and ``{"holdout": names, "holdout_moved_to_test": n}`` (maps moved from train/val)."""
+    unknown = [c for c in classes if c not in CLASS_NAMES]
+    if unknown:
+        raise ValueError(f"holdout: no class {', '.join(unknown)}")
+    ids = [CLASS_NAMES.index(c) for c in classes]
+    held = np.isin(groups, np.unique(groups[np.isin(labels, ids)]))
+    out = split.copy()
+    moved = int(np.sum(held & (out != TEST)))
+    out[held] = TEST
+    return out, {"holdout": list(classes), "holdout_moved_to_test": moved}
 
 
 def original_split(

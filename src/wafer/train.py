@@ -219,6 +219,8 @@ def fit(
         device = torch.device("cuda", d.local_rank)
     model = _prepare(model, device)
     criterion = criterion.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its kernels
     # under torchrun: gradients averaged over the processes (rank 0's weights broadcast first)
     stepped = (
         model
@@ -250,7 +252,9 @@ def fit(
         lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=gen)
         t0 = time.perf_counter()
-        total_loss = 0.0
+        # summed where the loss is (float64, the same sums as Python floats): reading it back
+        # every step would make the CPU wait for the GPU each batch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=_sum_device(device))
         bar = tqdm(
             total=n,
             desc=f"epoch {epoch}/{cfg.epochs}",
@@ -278,12 +282,13 @@ def fit(
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
-            total_loss += float(loss.detach()) * len(idx)
+            loss_sum += loss.detach().to(loss_sum.device, torch.float64) * len(idx)
             bar.update(len(idx))
         bar.close()
         sched.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
+        total_loss = float(loss_sum)
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         seen += n
@@ -332,6 +337,11 @@ def fit(
     best.train_seconds = train_time
     best.train_maps_per_s = seen / train_time if train_time > 0 else 0.0
     return best
+
+
+def _sum_device(device: torch.device) -> torch.device:
+    """Where the epoch's loss is summed: the training device (MPS has no float64: the CPU)."""
+    return torch.device("cpu") if device.type == "mps" else device
 
 
 def _sum_over_ranks(value: float, device: torch.device) -> float:
