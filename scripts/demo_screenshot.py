@@ -3,10 +3,14 @@
 
     python scripts/demo_screenshot.py                      # after `dvc repro`
     python scripts/demo_screenshot.py --example Scratch --out /tmp/demo.png
+    python scripts/demo_screenshot.py --example novel      # the first example flagged as novel
+    python scripts/demo_screenshot.py --row 12345          # upload ingested row 12345's map
+    python scripts/demo_screenshot.py --upload map.npy     # upload a .npy / .png die map
 
 Starts the demo (wafer.demo) on 127.0.0.1 and a free port in this process, drives Debian's
 headless Chromium through Selenium with Debian's chromedriver (no driver download), clicks one
-example, waits for its prediction and saves the page. Before that it checks that the demo
+example (or uploads a map), waits for its prediction (and, with the novelty index, its novelty
+verdict and nearest training maps) and saves the page. Before that it checks that the demo
 serves exactly the evaluated pipeline: for every example it re-predicts the die map from
 data/ingested.npz and compares class and confidence with the evaluate stage's
 data/predictions.csv (exit 3 on a mismatch).
@@ -22,6 +26,8 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -55,16 +61,40 @@ def verify_examples(assets, atol: float = 1e-4) -> list[str]:
                 f"predictions.csv {ex.predicted} {ex.confidence:.6f}"
             )
         else:
+            novelty = (
+                f" (novelty {row['novelty_score']:.4g}{', flagged' if row['novel'] else ''})"
+                if "novelty_score" in row
+                else ""
+            )
             print(
                 f"  {ex.cls:9s} row {ex.row:6d}: {row['predicted']} {row['confidence']:.6f} = csv"
+                f"{novelty}"
             )
     return bad
+
+
+def novel_examples(assets) -> list[str]:
+    """Classes of the examples the demo flags as unlike every known pattern."""
+    if assets.predictor.novelty is None:
+        return []
+    return [
+        ex.cls
+        for ex in assets.examples
+        if assets.predictor.predict([ex.map], [f"row {ex.row}"])[0]["novel"]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/demo.png"))
-    p.add_argument("--example", default="Center", help="class of the example to click")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--example",
+        default="Center",
+        help="class of the example to click, or 'novel': the first example flagged as novel",
+    )
+    what.add_argument("--upload", type=Path, help="upload this .npy or .png die map instead")
+    what.add_argument("--row", type=int, help="upload the map of this row of --ingested instead")
     p.add_argument("--model", default="models/model.pt")
     p.add_argument("--calibration", default="models/calibration.json")
     p.add_argument("--thresholds", default="models/thresholds.json")
@@ -72,7 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrate-metrics", default="metrics/calibrate.json")
     p.add_argument("--predictions", default="data/predictions.csv")
     p.add_argument("--ingested", default="data/ingested.npz")
+    p.add_argument("--index", help="default: models/index.npz when present (as the demo)")
+    p.add_argument("--novelty", help="default: models/novelty.json (with the index)")
+    p.add_argument("--neighbours", type=int, default=6, help="nearest training maps shown")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the check against predictions.csv (only for test fixtures: not for docs/)",
+    )
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     p.add_argument("--width", type=int, default=1400)
@@ -97,23 +136,54 @@ def main(argv: list[str] | None = None) -> int:
         args.predictions,
         args.ingested,
         args.device,
+        index=args.index,
+        novelty=args.novelty,
+        neighbours=args.neighbours,
     )
     for note in assets.notes:
         print(f"warning: stale metrics: {note}", file=sys.stderr)
-    print("examples, re-predicted by the demo vs data/predictions.csv:")
-    bad = verify_examples(assets)
+    if assets.novelty_note:
+        print(f"warning: {assets.novelty_note}", file=sys.stderr)
+    if args.verify:
+        print("examples, re-predicted by the demo vs data/predictions.csv:")
+        bad = verify_examples(assets)
+    else:
+        print("warning: --no-verify: examples not checked against predictions.csv", file=sys.stderr)
+        bad = []
     for line in bad:
         print(f"error: mismatch: {line}", file=sys.stderr)
     if bad:
         return 3
     classes = [ex.cls for ex in assets.examples]
-    if args.example not in classes:
-        print(f"error: no example of class {args.example!r} (have {classes})", file=sys.stderr)
+    example = args.example
+    if args.upload is None and args.row is None:
+        if example == "novel":
+            novel = novel_examples(assets)
+            if not novel:
+                print(
+                    "error: no example is flagged as novel: try --row or --upload", file=sys.stderr
+                )
+                return 2
+            example = novel[0]
+            print(f"clicking {example}: the first example flagged as novel")
+        if example not in classes:
+            print(f"error: no example of class {example!r} (have {classes})", file=sys.stderr)
+            return 2
+
+    upload = args.upload
+    if args.row is not None and not 0 <= args.row < len(assets.ingested.labels):
+        print(f"error: --row {args.row}: not a row of {args.ingested}", file=sys.stderr)
+        return 2
+    if upload is not None and not upload.is_file():
+        print(f"error: --upload {upload}: no such file", file=sys.stderr)
         return 2
 
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    if args.row is not None:  # the map as a .npy upload, named after its row in the page
+        upload = Path(tempfile.mkdtemp(prefix="demo-upload-", dir=profile)) / f"row{args.row}.npy"
+        np.save(upload, assets.ingested.map(args.row))
     app = build_app(assets)
     port = free_port()
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = args.chromium
     for flag in [
@@ -131,9 +201,32 @@ def main(argv: list[str] | None = None) -> int:
         thumbs = wait.until(
             EC.presence_of_all_elements_located((By.CSS_SELECTOR, "#examples .thumbnail-item"))
         )
-        thumbs[classes.index(args.example)].click()
-        wait.until(EC.text_to_be_present_in_element((By.ID, "prediction"), "Predicted:"))
+        if upload is None:
+            thumbs[classes.index(example)].click()
+            wait.until(EC.text_to_be_present_in_element((By.ID, "prediction"), "Predicted:"))
+        else:
+            upload = upload.resolve()
+            driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(upload))
+            wait.until(
+                lambda d: (
+                    f"Source: {upload.name}" in d.find_element(By.ID, "prediction").text
+                    or upload.name in d.find_element(By.ID, "warning").text
+                )
+            )
+            if "Predicted:" not in driver.find_element(By.ID, "prediction").text:
+                print(f"error: {driver.find_element(By.ID, 'warning').text}", file=sys.stderr)
+                return 2
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#cam img")))
+        if assets.predictor.novelty is not None:
+            wait.until(lambda d: d.find_element(By.ID, "novelty").text.strip())
+            if args.neighbours:
+                wait.until(
+                    lambda d: (
+                        len(d.find_elements(By.CSS_SELECTOR, "#neighbours .thumbnail-item img"))
+                        == min(args.neighbours, len(assets.predictor.novelty.index))
+                    )
+                )
+            print(driver.find_element(By.ID, "novelty").text)
         driver.execute_script("window.scrollTo(0, 0)")
         print(driver.find_element(By.ID, "prediction").text)
         args.out.parent.mkdir(parents=True, exist_ok=True)

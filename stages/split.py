@@ -9,6 +9,7 @@ test, for measuring novelty detection on a class the model never saw (wafer.spli
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from wafer.cli_util import one_line_errors
@@ -56,10 +57,12 @@ def main(
         stats |= moved
     else:
         split = stratified_group_split(ing.labels, groups, (1 - val - test, val, test), seed)
-    if holdout:
+    extra = {}
+    if holdout:  # recorded in the split file too: the index stage scores them as unknown
         split, held = hold_out(split, ing.labels, groups, holdout)
         stats |= held
-    save_npz(out, split=split, groups=groups)
+        extra["holdout"] = np.array(holdout)
+    save_npz(out, split=split, groups=groups, **extra)
     report = split_report(split, ing.labels, groups)
     write_json(
         metrics,

@@ -103,8 +103,9 @@ def load_stage():
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
-    """The three served files of an untrained compact ResNet-18 at 16 px (the pipeline's
-    outputs, in miniature): model.pt, calibration.json (T = 1.3, TTA on), thresholds.json."""
+    """The served files of an untrained compact ResNet-18 at 16 px (the pipeline's outputs, in
+    miniature): model.pt, calibration.json (T = 1.3, TTA on), thresholds.json, index.npz and
+    novelty.json (knn, k = 3)."""
     import json
 
     import torch
@@ -137,10 +138,35 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
             }
         )
     )
+    # the index stage's two files: features of 45 random "training" maps, 5 per class
+    import numpy as np
+
+    from wafer.model import load_checkpoint
+    from wafer.novelty import METHODS, FeatureIndex, Novelty
+    from wafer.train import predict_outputs
+
+    net, _ = load_checkpoint(d / "model.pt")
+    x = np.random.default_rng(0).integers(0, 3, (45, 16, 16), dtype=np.uint8)
+    feats = predict_outputs(net, x, 64, "cpu", features="first").features
+    labels = np.arange(45) % len(CLASS_NAMES)
+    FeatureIndex.build(feats, np.arange(45) + 1000, labels, False, model_sha).save(d / "index.npz")
+    Novelty(
+        method="knn",
+        threshold=0.05,
+        thresholds={m: 0.05 for m in METHODS},
+        k=3,
+        false_flag_rate=0.05,
+        temperature=1.3,
+        tta=False,
+        model_sha256=model_sha,
+        index_sha256=sha256_file(d / "index.npz"),
+    ).save(d / "novelty.json")
     return {
         "model": d / "model.pt",
         "calibration": d / "calibration.json",
         "thresholds": d / "thresholds.json",
+        "index": d / "index.npz",
+        "novelty": d / "novelty.json",
     }
 
 
@@ -161,6 +187,7 @@ def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:
         str(p["calibration"]),
         "--thresholds",
         str(p["thresholds"]),
+        *(["--index", str(p["index"]), "--novelty", str(p["novelty"])] if "index" in p else []),
         "--device",
         "cpu",
         "--no-progress",

@@ -1,5 +1,6 @@
 """Tests of the Gradio demo (wafer.demo): example choice, figures from the metrics files,
-uploads, the process-mode text against docs/process_modes.md, and the app in headless Chromium.
+uploads, the novelty flag and the nearest training maps, the process-mode text against
+docs/process_modes.md, and the app in headless Chromium.
 
 The browser test needs gradio and selenium (pip: the `demo` extra and selenium) and Debian's
 chromium + chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver); it skips without them.
@@ -17,6 +18,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ import pytest
 from wafer import ragged
 from wafer.classes import CLASS_NAMES
 from wafer.ingest import Ingested
-from wafer.io import WaferInputError, save_npz, write_json
+from wafer.io import WaferInputError, save_npz, sha256_file, write_json
 from wafer.predict import Predictor, encode_png
 from wafer.process_modes import CAVEAT, PROCESS_MODES
 
@@ -50,17 +52,71 @@ TEST_ROWS = [
     ("none", "none", 0.99),
 ]
 ROW_OFFSET = 3  # ingested rows 0..2 are train/val maps, not in predictions.csv
+N_TRAIN = 18  # training maps after the test rows, 2 per class: with rows 0..2 the index
+K = 6  # neighbours shown by the demo (its default)
+
+
+def _random_wafer(rng: np.random.Generator, i: int) -> np.ndarray:
+    m = wafer(16 + i % 7, 18 + i % 5, None)
+    fails = (rng.random(m.shape) < 0.05 + 0.03 * (i % 9)) & (m == 1)
+    m[fails] = 2
+    return m
+
+
+def _write_index(files: dict, ing: Ingested, rows: np.ndarray, out: Path) -> tuple[Path, Path]:
+    """models/index.npz of the ingested ``rows`` (labels from ``ing``) and models/novelty.json
+    (knn, k = 3), the threshold halfway between the 4th and 5th lowest score of the 8 example
+    maps: about half of the examples are flagged, half are not."""
+    from wafer.demo import load_examples
+    from wafer.model import load_checkpoint
+    from wafer.novelty import METHODS, FeatureIndex, Novelty, knn_score
+    from wafer.train import predict_outputs
+
+    p = Predictor.load(files["model"], files["calibration"], files["thresholds"], "cpu")
+    net, _ = load_checkpoint(files["model"])
+
+    def feats(maps):
+        return predict_outputs(net, p.prepare(maps), 64, "cpu", features="first").features
+
+    sha = sha256_file(files["model"])
+    idx = FeatureIndex.build(
+        feats([ing.map(r) for r in rows]), rows, ing.labels[rows], tta=False, model_sha256=sha
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    idx.save(out / "index.npz")
+    examples = load_examples(files["predictions_csv"], files["ingested_npz"])
+    s = np.sort(knn_score(idx, feats([e.map for e in examples]), 3))
+    assert s[3] < s[4], s
+    threshold = float((s[3] + s[4]) / 2)
+    Novelty(
+        method="knn",
+        threshold=threshold,
+        thresholds={m: threshold for m in METHODS},
+        k=3,
+        false_flag_rate=0.05,
+        temperature=p.serving.temperature,
+        tta=False,
+        model_sha256=sha,
+        index_sha256=sha256_file(out / "index.npz"),
+    ).save(out / "novelty.json")
+    return out / "index.npz", out / "novelty.json"
 
 
 @pytest.fixture
 def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
     """A miniature of the pipeline outputs the demo reads: data/predictions.csv,
-    data/ingested.npz, metrics/evaluate.json, metrics/calibrate.json (+ the tiny model)."""
-    n = ROW_OFFSET + len(TEST_ROWS)
-    maps = [wafer(18 + i % 5, 20, (2 + i % 12, 9)) for i in range(n)]
+    data/ingested.npz (rows 0..2 train/val maps, the test maps, then N_TRAIN training maps),
+    metrics/evaluate.json, metrics/calibrate.json, models/index.npz and models/novelty.json of
+    the train/val + training rows (+ the tiny model)."""
+    n_test = ROW_OFFSET + len(TEST_ROWS)
+    n = n_test + N_TRAIN
+    rng = np.random.default_rng(7)
+    maps = [wafer(18 + i % 5, 20, (2 + i % 12, 9)) for i in range(n_test)]
+    maps += [_random_wafer(rng, i) for i in range(N_TRAIN)]
     labels = np.zeros(n, dtype=np.int8)
     for i, (cls, _, _) in enumerate(TEST_ROWS):
         labels[ROW_OFFSET + i] = CLASS_NAMES.index(cls)
+    labels[n_test:] = np.arange(N_TRAIN) % len(CLASS_NAMES)
     flat, shapes, offsets = ragged.pack(maps)
     ing = Ingested(
         flat=flat,
@@ -105,7 +161,7 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
             "test": {"before": {"ece": 0.1111}, "after": {"ece": 0.0345}},
         },
     )
-    return {
+    files = {
         **tiny_pipeline,
         "evaluate_json": tmp_path / "metrics" / "evaluate.json",
         "calibrate_json": tmp_path / "metrics" / "calibrate.json",
@@ -113,6 +169,9 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
         "ingested_npz": tmp_path / "data" / "ingested.npz",
         "maps": maps,
     }
+    index_rows = np.r_[np.arange(ROW_OFFSET), np.arange(n_test, n)]
+    files["index"], files["novelty"] = _write_index(files, ing, index_rows, tmp_path / "models")
+    return files
 
 
 def assets_of(files: dict):
@@ -120,7 +179,16 @@ def assets_of(files: dict):
 
     keys = ("model", "calibration", "thresholds", "evaluate_json", "calibrate_json")
     keys += ("predictions_csv", "ingested_npz")
-    return load_assets(*(files[k] for k in keys), device="cpu")
+    return load_assets(
+        *(files[k] for k in keys), device="cpu", index=files["index"], novelty=files["novelty"]
+    )
+
+
+def flagged(assets) -> tuple[int, int]:
+    """Positions in assets.examples of a map the demo flags as novel and of one it does not."""
+    novel = [assets.predictor.predict([ex.map], ["x"])[0]["novel"] for ex in assets.examples]
+    assert True in novel and False in novel, novel
+    return novel.index(True), novel.index(False)
 
 
 # --------------------------------------------------------------------------- without a browser
@@ -214,6 +282,108 @@ def test_analyse_uploads(demo_files, tmp_path):
     assert a.row is None and "upload a .png or a .npy" in a.warning_md
 
 
+def test_novelty_flag_and_nearest_maps(demo_files, tmp_path):
+    from wafer.demo import analyse_in, handle_upload, header_markdown
+    from wafer.model import load_checkpoint
+    from wafer.novelty import normalise
+    from wafer.train import predict_outputs
+
+    assets = assets_of(demo_files)
+    nov = assets.predictor.novelty
+    assert nov is not None and assets.neighbours == K and assets.novelty_note == ""
+    t = nov.config.threshold
+    md = header_markdown(assets)
+    assert f"**Novelty check:** knn, k = 3 score; a map above {t:.4g} is flagged" in md
+    assert "index of 21 training maps" in md
+
+    labels = Ingested.load(demo_files["ingested_npz"]).labels
+    net, _ = load_checkpoint(demo_files["model"])
+    seen = set()
+    for ex in assets.examples:
+        a = analyse_in(assets, ex.map, "x", example=ex, cam=False)
+        score = a.row["novelty_score"]
+        # independently: cosine distances of the served (first-view) features to the index
+        x = assets.predictor.prepare([ex.map])
+        f = predict_outputs(net, x, 64, "cpu", features="first").features
+        d = np.linalg.norm(nov.index.features - normalise(f), axis=1)
+        order = np.argsort(d)
+        assert score == pytest.approx(d[order[2]], abs=1e-5)  # knn: the 3rd nearest
+        assert a.novel is a.row["novel"] is (score > t)
+        seen.add(a.novel)
+        if a.novel:
+            assert a.novelty_md.startswith("### ⚠ Unlike every known pattern — review\n")
+            assert f"Novelty score {score:.4g} > threshold {t:.4g} (knn, k = 3)" in a.novelty_md
+        else:
+            assert a.novelty_md == (
+                f"Known pattern: novelty score {score:.4g} ≤ threshold {t:.4g} (knn, k = 3)"
+            )
+        # the gallery: the K nearest training maps, their ingested maps and labels
+        rows = nov.index.rows[order[:K]]
+        assert [n["row"] for n in a.row["neighbours"]] == rows.tolist()
+        assert len(a.neighbours) == K
+        for (m, caption), r, dist in zip(a.neighbours, rows, d[order[:K]], strict=True):
+            assert caption == f"{CLASS_NAMES[labels[r]]} · row {r} · d={dist:.3f}"
+            np.testing.assert_array_equal(m, demo_files["maps"][r])
+        assert {c.split(" · ")[0] for _, c in a.neighbours} <= set(CLASS_NAMES)
+    assert seen == {True, False}  # the fixture's threshold flags some examples, not all
+
+    np.save(tmp_path / "up.npy", assets.examples[0].map)
+    a = handle_upload(assets, str(tmp_path / "up.npy"))
+    assert len(a.neighbours) == K and "novelty score" in a.novelty_md.lower()
+    assert a.cam_png.startswith(b"\x89PNG")
+
+
+def test_novelty_index_default_explicit_and_mismatched(
+    demo_files, tiny_pipeline, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from wafer.demo import DEFAULT_INDEX, analyse_in, header_markdown, load_assets
+    from wafer.novelty import FeatureIndex, Novelty
+
+    keys = ("model", "calibration", "thresholds", "evaluate_json", "calibrate_json")
+    args = [demo_files[k] for k in (*keys, "predictions_csv", "ingested_npz")]
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)  # no models/index.npz here: the demo runs without novelty
+    assets = load_assets(*args, device="cpu")
+    assert assets.predictor.novelty is None
+    assert assets.novelty_note.startswith(f"no {DEFAULT_INDEX} (index stage)")
+    assert f"*No novelty check: no {DEFAULT_INDEX}" in header_markdown(assets)
+    a = analyse_in(assets, assets.examples[0].map, "x", cam=False)
+    assert a.novelty_md == "" and a.novel is None and a.neighbours == ()
+    assert "novelty_score" not in a.row
+
+    with pytest.raises(WaferInputError, match="missing.npz: no such file"):
+        load_assets(*args, device="cpu", index=here / "missing.npz", novelty=demo_files["novelty"])
+    (here / "models").mkdir()
+    shutil.copy(demo_files["index"], here / DEFAULT_INDEX)  # default index, no novelty.json
+    with pytest.raises(WaferInputError, match="novelty.json: no such file"):
+        load_assets(*args, device="cpu")
+    shutil.copy(demo_files["novelty"], here / "models" / "novelty.json")
+    assert load_assets(*args, device="cpu").predictor.novelty is not None  # the defaults
+
+    # an index of other ingested rows / labels: files from different runs
+    with pytest.raises(WaferInputError, match="row 1000 is not in .*ingested.npz"):
+        load_assets(
+            *args, device="cpu", index=tiny_pipeline["index"], novelty=tiny_pipeline["novelty"]
+        )
+    idx = FeatureIndex.load(demo_files["index"])
+    idx.labels[0] = (idx.labels[0] + 1) % len(CLASS_NAMES)
+    idx.save(tmp_path / "relabelled.npz")
+    cfg = replace(
+        Novelty.load(demo_files["novelty"]), index_sha256=sha256_file(tmp_path / "relabelled.npz")
+    )
+    cfg.save(tmp_path / "relabelled.json")
+    with pytest.raises(WaferInputError, match="files from different runs"):
+        load_assets(
+            *args,
+            device="cpu",
+            index=tmp_path / "relabelled.npz",
+            novelty=tmp_path / "relabelled.json",
+        )
+
+
 def test_process_modes_match_the_doc():
     doc = re.sub(r"\s+", " ", (ROOT / "docs" / "process_modes.md").read_text())
     assert "not verified root causes" in doc
@@ -253,7 +423,8 @@ def free_port() -> int:
     return _screenshot_script().free_port()
 
 
-def _browser():
+def _need_browser() -> None:
+    """Skip unless gradio, selenium, Chromium and its driver are all there."""
     for mod in ("gradio", "selenium"):
         try:
             importlib.import_module(mod)
@@ -262,6 +433,10 @@ def _browser():
     for exe in (CHROMIUM, CHROMEDRIVER):
         if not Path(exe).is_file():
             pytest.skip(f"{exe} missing (apt-get install chromium chromium-driver)")
+
+
+def _browser():
+    _need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -287,11 +462,26 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from wafer.demo import analyse, build_app, launch
+    from wafer.demo import analyse, analyse_in, build_app, launch, read_upload
 
     assets = assets_of(demo_files)
+    i_novel, i_known = flagged(assets)
     app = build_app(assets)
     port = free_port()
+
+    def neighbour_captions(ex) -> list[str]:
+        return [c for _, c in analyse_in(assets, ex.map, "x", cam=False).neighbours]
+
+    def gallery_shows(captions: list[str]):
+        """Wait condition: the neighbour gallery shows exactly these K captions, in order."""
+
+        def check(drv):
+            items = drv.find_elements(By.CSS_SELECTOR, "#neighbours .thumbnail-item")
+            got = [" ".join(it.text.split()) for it in items]
+            return got == captions and all(it.find_elements(By.TAG_NAME, "img") for it in items)
+
+        return check
+
     try:
         launch(app, "127.0.0.1", port, block=False, quiet=True)
         driver.get(f"http://127.0.0.1:{port}/")
@@ -305,11 +495,33 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
         flat = " ".join(header.split())  # code spans render on lines of their own
         assert "Serving the cost operating point" in flat  # which point is served
 
-        thumbs[0].click()  # Center, ingested row ROW_OFFSET + 1
+        assert "Novelty check: knn, k = 3 score" in header
+        assert not driver.find_elements(By.CSS_SELECTOR, "#neighbours .thumbnail-item")
+
+        thumbs[i_novel].click()  # an example the fixture's threshold flags
         wait.until(EC.text_to_be_present_in_element((By.ID, "prediction"), "Predicted:"))
         text = driver.find_element(By.ID, "prediction").text
-        ex = assets.examples[0]
+        ex = assets.examples[i_novel]
         want = analyse(assets.predictor, ex.map, "x", cam=False).row
+        # the flag, prominently: the first block of the result, styled as a warning
+        wait.until(
+            EC.text_to_be_present_in_element(
+                (By.ID, "novelty"), "Unlike every known pattern — review"
+            )
+        )
+        flag = driver.find_element(By.CSS_SELECTOR, "#novelty.novel")
+        assert f"Novelty score {want['novelty_score']:.4g} > threshold" in flag.text
+        assert "(knn, k = 3)" in flag.text
+        assert flag.value_of_css_property("border-top-color") == "rgba(185, 28, 28, 1)"
+        assert flag.location["y"] < driver.find_element(By.ID, "prediction").location["y"]
+        # the K nearest training maps, with their labels
+        want_captions = neighbour_captions(ex)
+        assert len(want_captions) == K
+        wait.until(gallery_shows(want_captions))
+        idx = assets.predictor.novelty.index
+        rows = [int(c.split(" · ")[1].removeprefix("row ")) for c in want_captions]
+        labels = {int(r): CLASS_NAMES[lab] for r, lab in zip(idx.rows, idx.labels, strict=True)}
+        assert [c.split(" · ")[0] for c in want_captions] == [labels[r] for r in rows]
         assert f"Predicted: {want['predicted']} — calibrated confidence" in text
         assert f"{want['confidence']:.3f}" in text
         assert "at the cost operating point" in " ".join(text.split())
@@ -318,6 +530,15 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
         mode = driver.find_element(By.ID, "process-mode").text
         assert PROCESS_MODES[want["predicted"]]["signature"] in mode
         driver.save_screenshot(str(tmp_path / "demo.png"))
+
+        thumbs[i_known].click()  # an example the threshold does not flag: a quiet line
+        ex = assets.examples[i_known]
+        wait.until(EC.text_to_be_present_in_element((By.ID, "novelty"), "Known pattern"))
+        assert not driver.find_elements(By.CSS_SELECTOR, "#novelty.novel")
+        known = driver.find_element(By.CSS_SELECTOR, "#novelty.known").text
+        score = analyse(assets.predictor, ex.map, "x", cam=False).row["novelty_score"]
+        assert f"Known pattern: novelty score {score:.4g} ≤ threshold" in known
+        wait.until(gallery_shows(neighbour_captions(ex)))
 
         photo = np.random.default_rng(2).integers(0, 256, (40, 40)).astype(np.uint8)
         from PIL import Image
@@ -328,8 +549,51 @@ def test_demo_in_headless_chromium(demo_files, tmp_path):
         )
         wait.until(EC.text_to_be_present_in_element((By.ID, "warning"), "does not look like"))
         assert "photo.png" in driver.find_element(By.ID, "warning").text
+        # an upload gets the novelty verdict and its neighbours too
+        photo_map = read_upload(tmp_path / "photo.png")[0]
+        verdict = analyse(assets.predictor, photo_map, "x", cam=False).row
+        text = driver.find_element(By.ID, "novelty").text
+        assert f"ovelty score {verdict['novelty_score']:.4g}" in text
+        wait.until(gallery_shows(neighbour_captions(SimpleNamespace(map=photo_map))))
         assert (tmp_path / "demo.png").stat().st_size > 10_000
     finally:
         driver.quit()
         app.close()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.browser
+@pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'", "ignore:The copy keyword")
+def test_screenshot_script_shows_a_flagged_map(demo_files, tmp_path, capsys):
+    """scripts/demo_screenshot.py on the fixture: the first flagged example, and an upload of
+    an ingested row, each with its novelty verdict and neighbours in the page."""
+    _need_browser()
+    files = [
+        *("--model", demo_files["model"], "--calibration", demo_files["calibration"]),
+        *("--thresholds", demo_files["thresholds"], "--ingested", demo_files["ingested_npz"]),
+        *("--evaluate-metrics", demo_files["evaluate_json"]),
+        *("--calibrate-metrics", demo_files["calibrate_json"]),
+        *("--predictions", demo_files["predictions_csv"], "--index", demo_files["index"]),
+        *("--novelty", demo_files["novelty"], "--chromium", CHROMIUM),
+        *("--chromedriver", CHROMEDRIVER, "--timeout", "60"),
+    ]
+    script = _screenshot_script()
+    # the fixture's predictions.csv is made up: the check against it must fail...
+    assert script.main([*map(str, files), "--out", str(tmp_path / "x.png")]) == 3
+    assert "error: mismatch" in capsys.readouterr().err
+    # ...and is skipped here
+    out = tmp_path / "novel.png"
+    assert (
+        script.main([*map(str, files), "--no-verify", "--example", "novel", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "the first example flagged as novel" in printed
+    assert "Unlike every known pattern — review" in printed
+    assert out.stat().st_size > 10_000
+    row = ROW_OFFSET + 4  # a Donut test map, uploaded as row7.npy
+    out = tmp_path / "row.png"
+    args = [*map(str, files), "--no-verify", "--row", str(row), "--out", str(out)]
+    assert script.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ovelty score" in printed and f"Source: row{row}.npy" in printed
+    assert out.stat().st_size > 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -147,13 +148,17 @@ def test_remote_push_then_pull_into_a_fresh_clone(repo, tmp_path):
     status = _run([sys.executable, "-m", "dvc", "status"], clone, env)
     assert status.strip().endswith("Data and pipelines are up to date."), status
     assert _run(["git", "status", "--porcelain"], clone, env).strip() == ""
-    for f in ("models/model.pt", "models/calibration.json", "models/thresholds.json"):
+    served = ("model.pt", "calibration.json", "thresholds.json", "index.npz", "novelty.json")
+    for f in (f"models/{name}" for name in served):
         assert (clone / f).read_bytes() == (dst / f).read_bytes(), f
 
     np.save(tmp_path / "m.npy", np.pad(np.ones((20, 20), np.uint8), 2))
     wafer_cli = Path(sys.executable).parent / "wafer"
     _run([str(wafer_cli), "predict", str(tmp_path / "m.npy"), "-o", "p.csv"], clone, env)
     assert (clone / "p.csv").read_text().count("\n") == 2
+    with open(clone / "p.csv", newline="") as fh:  # the pulled index serves the novelty flag
+        (row,) = list(csv.DictReader(fh))
+    assert row["novel"] in ("0", "1") and np.isfinite(float(row["novelty_score"]))
     (clone / "p.csv").unlink()
 
     # a version of the model artifact is a git tag (GTO's format, which DVC reads)

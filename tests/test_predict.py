@@ -525,3 +525,79 @@ def test_readers_are_lazy_and_read_stored_arrays_in_place(tmp_path):
     fa = FileArray(tmp_path / "s.npy", offset, stack.shape, stack.dtype)
     np.testing.assert_array_equal(fa[4], stack[4])
     np.testing.assert_array_equal(fa[1:3], stack[1:3])
+
+
+def test_every_row_gets_novelty_and_the_nearest_training_maps(tmp_path, tiny_pipeline):
+    from wafer.novelty import FeatureIndex
+
+    maps = good_maps()
+    np.save(tmp_path / "stack.npy", np.stack([resize_map(m, 16) for m in maps]))
+    res = run(
+        ["predict", str(tmp_path / "stack.npy"), "-o", str(tmp_path / "p.json")]
+        + pipeline_args(tiny_pipeline)
+        + ["--neighbours", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "p.json").read_text())
+    index = FeatureIndex.load(tiny_pipeline["index"])
+    for r in rows:
+        near = r["neighbours"]
+        assert len(near) == 3 and r["novelty_method"] == "knn"
+        assert [n["distance"] for n in near] == sorted(n["distance"] for n in near)
+        for n in near:
+            pos = int(np.flatnonzero(index.rows == n["row"])[0])
+            assert n["label"] == CLASS_NAMES[index.labels[pos]]
+        # knn with k = 3: the score is the distance to the third neighbour
+        assert r["novelty_score"] == pytest.approx(near[2]["distance"], rel=1e-5)
+        assert r["novel"] == (r["novelty_score"] > 0.05)
+    # the same through the library, and the CSV carries the same columns
+    p = Predictor.load(
+        *(tiny_pipeline[k] for k in ("model", "calibration", "thresholds")),
+        "cpu",
+        index=tiny_pipeline["index"],
+        novelty=tiny_pipeline["novelty"],
+    )
+    lib = p.predict([resize_map(m, 16) for m in maps], batch_size=BATCH, neighbours=3)
+    for a, b in zip(lib, rows, strict=True):
+        assert a["novelty_score"] == pytest.approx(b["novelty_score"], rel=1e-6)
+    res = run(
+        ["predict", str(tmp_path / "stack.npy"), "-o", str(tmp_path / "p.csv")]
+        + pipeline_args(tiny_pipeline)
+        + ["--neighbours", "2"]
+    )
+    with open(tmp_path / "p.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert all(r["novel"] in ("0", "1") and float(r["novelty_score"]) > 0 for r in table)
+    assert all(len(r["neighbours"].split()) == 2 for r in table)
+
+
+def test_novelty_files_of_another_model_or_index_are_refused(tmp_path, tiny_pipeline):
+    files = _served_copy(tiny_pipeline, tmp_path / "other")
+    nov = json.loads(files["novelty"].read_text())
+    files["novelty"].write_text(json.dumps(nov | {"model_sha256": "2" * 64}))
+    res = _predict_with(tmp_path, files)
+    msg = res.stderr.strip()
+    assert res.exit_code == 2 and msg.count("\n") == 0 and "another model" in msg
+    files["novelty"].write_text(json.dumps(nov | {"index_sha256": "3" * 64}))
+    res = _predict_with(tmp_path, files)
+    msg = res.stderr.strip()
+    assert res.exit_code == 2 and "another index" in msg and str(files["index"]) in msg
+    files["novelty"].write_text(json.dumps(nov | {"method": "oracle"}))
+    res = _predict_with(tmp_path, files)
+    assert res.exit_code == 2 and "field 'method'" in res.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_without_the_index_rows_have_no_novelty_and_neighbours_are_refused(
+    tmp_path, tiny_pipeline, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no models/index.npz here
+    np.save(tmp_path / "m.npy", wafer())
+    three = {k: tiny_pipeline[k] for k in ("model", "calibration", "thresholds")}
+    res = run(["predict", "m.npy", "-o", "p.csv", *pipeline_args(three)])
+    assert res.exit_code == 0 and "no novelty score" in res.stderr
+    with open(tmp_path / "p.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["novelty_score"] == row["novel"] == row["neighbours"] == ""
+    res = run(["predict", "m.npy", "-o", "q.csv", *pipeline_args(three), "--neighbours", "2"])
+    assert res.exit_code == 2 and "--neighbours needs the index" in res.output

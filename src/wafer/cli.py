@@ -38,9 +38,13 @@ CSV_COLUMNS = [
     "operating_point",
     "top3",
     *[f"p_{c}" for c in CLASS_NAMES],
+    "novelty_score",
+    "novel",
+    "neighbours",
     "error",
     "warning",
 ]
+DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
 
 
 @app.callback()
@@ -63,6 +67,9 @@ def _csv_row(r: dict) -> list[str]:
         r["operating_point"],
         format_top3(r["top3"]),
         *[f"{r['probabilities'][c]:.6f}" for c in CLASS_NAMES],
+        f"{r['novelty_score']:.6g}" if "novelty_score" in r else "",
+        int(r["novel"]) if "novel" in r else "",
+        " ".join(f"{n['row']}:{n['label']}:{n['distance']:.4f}" for n in r.get("neighbours", [])),
         "",
         r.get("warning") or "",
     ]
@@ -161,13 +168,34 @@ def predict(
         "on stderr, list it in the output with an error, go on with the rest)",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar"),
+    index: Path | None = typer.Option(
+        None,
+        help=f"embedding index of the training maps (index stage) [default: {DEFAULT_INDEX}, "
+        "when present]",
+        show_default=False,
+    ),
+    novelty: Path | None = typer.Option(
+        None,
+        help=f"novelty method + threshold (index stage) [default: {DEFAULT_NOVELTY}, when present]",
+        show_default=False,
+    ),
+    neighbours: int = typer.Option(
+        0,
+        "--neighbours",
+        "--neighbors",
+        min=0,
+        help="add the K nearest training maps of each map (ingested row id, label, distance)",
+    ),
 ) -> None:
     """Predict the defect class of every wafer map in INPUT... with the evaluated pipeline.
 
     Columns: source, predicted, confidence (calibrated probability of the predicted class),
-    defect (1 if P(defect) = 1 - p_none >= tau), tau, top3, p_<class> (calibrated), error
-    (not predicted), warning (predicted, but it does not look like a wafer map). The exit
-    status is 2 when no map at all could be predicted (the output file is then not written).
+    defect (1 if P(defect) = 1 - p_none >= tau), tau, top3, p_<class> (calibrated),
+    novelty_score and novel (1: unlike every known pattern at the threshold set on validation;
+    blank without the index), neighbours (with --neighbours K: row:label:distance, nearest
+    first), error (not predicted), warning (predicted, but it does not look like a wafer map).
+    The exit status is 2 when no map at all could be predicted (the output file is then not
+    written).
     """
     from wafer.cam import METHODS
     from wafer.predict import Predictor, read_maps, safe_name
@@ -182,7 +210,19 @@ def predict(
     if cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)
-    predictor = Predictor.load(model, calibration, thresholds, device, cam_layer, cam_method)
+    if index is None and novelty is None and not DEFAULT_INDEX.exists():
+        if neighbours:
+            raise typer.BadParameter(f"--neighbours needs the index: no {DEFAULT_INDEX}")
+        print(
+            f"warning: no {DEFAULT_INDEX} (index stage): rows get no novelty score; "
+            "`dvc repro` builds it",
+            file=sys.stderr,
+        )
+    else:
+        index, novelty = index or DEFAULT_INDEX, novelty or DEFAULT_NOVELTY
+    predictor = Predictor.load(
+        model, calibration, thresholds, device, cam_layer, cam_method, index, novelty
+    )
     if cam_dir is not None:
         from wafer.cam import resolve_layer_name, target_layer
 
@@ -221,7 +261,7 @@ def predict(
                 good = [it for it in pending if it.error is None]
                 preds = iter(
                     predictor.predict(
-                        [it.map for it in good], [it.source for it in good], batch_size
+                        [it.map for it in good], [it.source for it in good], batch_size, neighbours
                     )
                     if good
                     else []

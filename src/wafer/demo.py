@@ -21,6 +21,15 @@ the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It
 * Output: predicted class, calibrated confidence, top 3, the defect decision at the operating
   point, an illustrative process-mode reading (:mod:`wafer.process_modes`) and the Grad-CAM
   (map | CAM | overlay) of the predicted class on the unrotated map.
+* Novelty (with the `index` stage's models/index.npz + models/novelty.json, defaults as for
+  ``wafer predict``; without the default index the demo runs without it and says so in the
+  header): at the top of the result, a map whose novelty score is above the threshold set on
+  validation is flagged in a warning block ("Unlike every known pattern — review", with score,
+  threshold and method); otherwise a quiet "Known pattern" line.
+* Nearest historical maps: a gallery of the ``--neighbours`` (6) nearest training maps of the
+  index, drawn from data/ingested.npz by row id, captioned "label · row · distance". At start
+  every index row must be in data/ingested.npz with the index's label (else the files are
+  from different runs and the demo refuses to start).
 
 The module imports without gradio; :func:`build_app` imports it.
 """
@@ -37,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from wafer.classes import CLASS_NAMES
+from wafer.ingest import Ingested
 from wafer.io import UsageError, WaferInputError, read_json
 from wafer.predict import Predictor, read_maps
 from wafer.predictions import Predictions
@@ -50,6 +60,7 @@ __all__ = [
     "Analysis",
     "analyse",
     "analyse_file",
+    "analyse_in",
     "handle_upload",
     "read_upload",
     "build_app",
@@ -61,7 +72,17 @@ __all__ = [
 
 GRADIO_MISSING = "the demo needs gradio: pip install -e '.[demo]' (or pip install 'gradio>=4.44')"
 MAP_RGB = np.array([[242, 242, 242], [166, 189, 219], [215, 48, 31]], dtype=np.uint8)
-CSS = "#prediction h3{margin-top:0} #warning p{color:#b45309;font-weight:600}"
+CSS = (
+    "#prediction h3{margin-top:0} #warning p{color:#b45309;font-weight:600} "
+    "#novelty.novel{border:3px solid #b91c1c;background:#fef2f2;border-radius:8px;"
+    "padding:10px 14px} #novelty.novel h3{color:#b91c1c;margin:0 0 4px} "
+    "#novelty.novel p{color:#7f1d1d} #novelty.known p{color:#4b5563} "
+    "#neighbours .caption-label{white-space:normal;max-width:100%;opacity:.85}"
+)
+# as for `wafer predict`: the index stage's outputs, used when present
+DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
+NEIGHBOURS = 6  # nearest training maps shown per analysed map
+NEIGHBOUR_COLUMNS = 3
 
 
 # --------------------------------------------------------------------------- data
@@ -85,6 +106,9 @@ class DemoAssets:
     notes: list[str] = field(default_factory=list)  # e.g. stale metrics
     lock: threading.Lock = field(default_factory=threading.Lock)
     max_side: int = MAX_SIDE  # uploads larger than this many dies a side are refused
+    ingested: Ingested | None = None  # data/ingested.npz: examples' and neighbours' maps
+    neighbours: int = NEIGHBOURS  # nearest training maps shown (with the novelty index)
+    novelty_note: str = ""  # why there is no novelty check, when there is none
 
 
 def _need(path: str | os.PathLike) -> Path:
@@ -143,14 +167,15 @@ def stale_notes(figures: dict, predictor: Predictor) -> list[str]:
 
 
 def load_examples(
-    predictions_csv: str | os.PathLike, ingested_npz: str | os.PathLike
+    predictions_csv: str | os.PathLike,
+    ingested_npz: str | os.PathLike,
+    ingested: Ingested | None = None,
 ) -> list[DemoExample]:
-    """One test map per class (rule in the module docstring), in CLASS_NAMES order."""
-    from wafer.ingest import Ingested
-
+    """One test map per class (rule in the module docstring), in CLASS_NAMES order; the maps
+    from ``ingested`` when given (already loaded from ``ingested_npz``)."""
     path = _need(predictions_csv)
     pred = Predictions.load(path)
-    ing = Ingested.load(_need(ingested_npz))
+    ing = ingested if ingested is not None else Ingested.load(_need(ingested_npz))
     n_rows = len(ing.labels)
     actual, predicted, conf, rows = pred.actual, pred.predicted, pred.confidence, pred.row
     out = []
@@ -176,6 +201,46 @@ def load_examples(
     return out
 
 
+def novelty_paths(
+    index: str | os.PathLike | None, novelty: str | os.PathLike | None
+) -> tuple[Path | None, Path | None, str]:
+    """(index, novelty.json, note) as ``wafer predict`` resolves them: None for both means the
+    defaults, and when the default index is absent the demo runs without novelty (paths None,
+    the note says why); explicit paths, or the defaults once the index exists, must exist."""
+    if index is None and novelty is None and not DEFAULT_INDEX.exists():
+        note = (
+            f"no {DEFAULT_INDEX} (index stage): no novelty check and no similar historical "
+            "maps; `dvc repro` builds it"
+        )
+        return None, None, note
+    return _need(index or DEFAULT_INDEX), _need(novelty or DEFAULT_NOVELTY), ""
+
+
+def check_index_rows(predictor: Predictor, ing: Ingested, ingested_npz: str | os.PathLike):
+    """Every row of the novelty index must be a row of data/ingested.npz with the same label:
+    else the neighbour maps shown would be other maps (files from different runs)."""
+    if predictor.novelty is None:
+        return
+    idx, where = predictor.novelty.index, predictor.paths.get("index", "index")
+    rows, n = idx.rows, len(ing.labels)
+    outside = (rows < 0) | (rows >= n)
+    if outside.any():
+        raise WaferInputError(
+            where,
+            f"row {int(rows[outside][0])} is not in {ingested_npz} ({n} rows): re-run `dvc repro`",
+        )
+    differ = np.flatnonzero(ing.labels[rows] != idx.labels)
+    if len(differ):
+        i = int(differ[0])
+        theirs = int(ing.labels[rows[i]])
+        theirs_name = CLASS_NAMES[theirs] if 0 <= theirs < len(CLASS_NAMES) else "unlabelled"
+        raise WaferInputError(
+            where,
+            f"row {int(rows[i])} is {CLASS_NAMES[int(idx.labels[i])]} in the index but "
+            f"{theirs_name} in {ingested_npz}: files from different runs; re-run `dvc repro`",
+        )
+
+
 def load_assets(
     model: str | os.PathLike = "models/model.pt",
     calibration: str | os.PathLike = "models/calibration.json",
@@ -186,12 +251,29 @@ def load_assets(
     ingested_npz: str | os.PathLike = "data/ingested.npz",
     device: str = "auto",
     max_side: int = MAX_SIDE,
+    index: str | os.PathLike | None = None,
+    novelty: str | os.PathLike | None = None,
+    neighbours: int = NEIGHBOURS,
 ) -> DemoAssets:
-    predictor = Predictor.load(model, calibration, thresholds, device)
+    """Everything the demo serves, read once at start; ``index``/``novelty`` as resolved by
+    :func:`novelty_paths` (None: the defaults, when the default index exists)."""
+    index, novelty, novelty_note = novelty_paths(index, novelty)
+    predictor = Predictor.load(model, calibration, thresholds, device, index=index, novelty=novelty)
     figures = model_figures(evaluate_json, calibrate_json)
-    examples = load_examples(predictions_csv, ingested_npz)
+    ing = Ingested.load(_need(ingested_npz))
+    check_index_rows(predictor, ing, ingested_npz)
+    examples = load_examples(predictions_csv, ingested_npz, ing)
     notes = stale_notes(figures, predictor)
-    return DemoAssets(predictor, figures, examples, notes, max_side=max_side)
+    return DemoAssets(
+        predictor,
+        figures,
+        examples,
+        notes,
+        max_side=max_side,
+        ingested=ing,
+        neighbours=neighbours,
+        novelty_note=novelty_note,
+    )
 
 
 # --------------------------------------------------------------------------- analysis
@@ -207,6 +289,10 @@ class Analysis:
     cam_png: bytes | None
     warning_md: str  # "" when none
     row: dict | None  # the Predictor row
+    novelty_md: str = ""  # the novelty verdict ("" without the novelty index)
+    novel: bool | None = None  # flagged as unlike every known pattern (None: not scored)
+    # the nearest training maps: (die map from data/ingested.npz, "label · row · d=distance")
+    neighbours: tuple[tuple[np.ndarray, str], ...] = ()
 
 
 OPERATING_POINTS = {
@@ -243,9 +329,49 @@ def header_markdown(assets: DemoAssets) -> str:
         "<small>Figures read at start from metrics/evaluate.json and "
         "metrics/calibrate.json.</small>",
     ]
+    nov = p.novelty
+    if nov is not None:
+        c = nov.config
+        lines += [
+            "",
+            f"**Novelty check:** {_method(c.method, c.k)} score; a map above {_num(c.threshold)} "
+            f"is flagged as unlike every known pattern (threshold set on validation to flag "
+            f"about {c.false_flag_rate:.0%} of known maps; index of {len(nov.index)} training "
+            "maps).",
+        ]
+    elif assets.novelty_note:
+        lines.append(f"\n*No novelty check: {assets.novelty_note}.*")
     for note in assets.notes:
         lines.append(f"\n**⚠ Stale metrics:** {note}.")
     return "\n".join(lines)
+
+
+def _num(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _method(method: str, k: int) -> str:
+    return f"{method}, k = {k}" if method == "knn" else method
+
+
+def novelty_markdown(predictor: Predictor, row: dict) -> str:
+    """The novelty verdict of one Predictor row ("" when it was not scored)."""
+    if "novelty_score" not in row or predictor.novelty is None:
+        return ""
+    c = predictor.novelty.config
+    score, method = row["novelty_score"], _method(row["novelty_method"], c.k)
+    if row["novel"]:
+        return (
+            "### ⚠ Unlike every known pattern — review\n"
+            f"Novelty score {_num(score)} > threshold {_num(c.threshold)} ({method}): this map "
+            "is unlike the training maps of every class; the predicted class below is only the "
+            "nearest known one."
+        )
+    return f"Known pattern: novelty score {_num(score)} ≤ threshold {_num(c.threshold)} ({method})"
+
+
+def neighbour_caption(n: dict) -> str:
+    return f"{n['label']} · row {n['row']} · d={n['distance']:.3f}"
 
 
 def analyse(
@@ -255,9 +381,16 @@ def analyse(
     warning: str | None = None,
     example: DemoExample | None = None,
     cam: bool = True,
+    neighbours: int = 0,
+    ingested: Ingested | None = None,
 ) -> Analysis:
-    """Predict one valid die map and assemble the demo's outputs."""
-    row = predictor.predict([m], [source])[0]
+    """Predict one valid die map and assemble the demo's outputs; with the novelty index its
+    verdict and, with ``neighbours`` K, the K nearest training maps (their maps taken from
+    ``ingested``, data/ingested.npz)."""
+    k = neighbours if predictor.novelty is not None else 0
+    if k and ingested is None:
+        raise ValueError("the neighbour maps need data/ingested.npz (ingested)")
+    row = predictor.predict([m], [source], neighbours=k)[0]
     s = predictor.serving
     p_def = row["p_defect"]
     if row["defect"]:
@@ -294,6 +427,26 @@ def analyse(
         cam_png=png,
         warning_md=warning_md,
         row=row,
+        novelty_md=novelty_markdown(predictor, row),
+        novel=row.get("novel"),
+        neighbours=tuple(
+            (ingested.map(n["row"]), neighbour_caption(n)) for n in row.get("neighbours", [])
+        ),
+    )
+
+
+def analyse_in(
+    assets: DemoAssets,
+    m: np.ndarray,
+    source: str,
+    warning: str | None = None,
+    example: DemoExample | None = None,
+    cam: bool = True,
+) -> Analysis:
+    """:func:`analyse` as the app runs it: with the assets' neighbour count and ingested maps
+    (the caller holds the model lock)."""
+    return analyse(
+        assets.predictor, m, source, warning, example, cam, assets.neighbours, assets.ingested
     )
 
 
@@ -349,7 +502,7 @@ def handle_upload(assets: DemoAssets, path: object) -> Analysis:
         return got
     with assets.lock:
         try:
-            return analyse(assets.predictor, got[0], path.name, got[1])
+            return analyse_in(assets, got[0], path.name, got[1])
         except WaferInputError as exc:
             return error_analysis(str(exc).replace(str(path), path.name))
 
@@ -395,18 +548,28 @@ def build_app(assets: DemoAssets):
     gr = _import_gradio()
     from PIL import Image
 
-    predictor = assets.predictor
     examples = assets.examples
     blocks_kw, _ = _style(gr)
+    show_neighbours = assets.predictor.novelty is not None and assets.neighbours > 0
 
     def outputs_of(a: Analysis):
         cam = Image.open(io.BytesIO(a.cam_png)) if a.cam_png else None
-        return a.warning_md, a.result_md, a.top3 or None, a.mode_md, cam
+        verdict = {True: ["novel"], False: ["known"]}.get(a.novel, [])
+        near = [(map_thumbnail(m), caption) for m, caption in a.neighbours]
+        return (
+            gr.update(value=a.novelty_md, elem_classes=verdict),
+            a.warning_md,
+            a.result_md,
+            a.top3 or None,
+            a.mode_md,
+            cam,
+            near or None,
+        )
 
     def on_example(evt):
         ex = examples[int(evt.index)]
         with assets.lock:
-            a = analyse(predictor, ex.map, f"test example {ex.cls} (row {ex.row})", None, ex)
+            a = analyse_in(assets, ex.map, f"test example {ex.cls} (row {ex.row})", None, ex)
         return outputs_of(a)
 
     # gradio finds the event-data argument by its annotation; set it as a class, not as the
@@ -440,9 +603,22 @@ def build_app(assets: DemoAssets):
                     elem_id="upload",
                 )
             with gr.Column(scale=3):
+                novelty = gr.Markdown(elem_id="novelty")
                 warning = gr.Markdown(elem_id="warning")
                 result = gr.Markdown("*Click an example or upload a map.*", elem_id="prediction")
                 top3 = gr.Label(num_top_classes=3, label="Top 3 (calibrated)", elem_id="top3")
+                near = gr.Gallery(
+                    label=f"The {assets.neighbours} nearest historical (training) maps: "
+                    "label · ingested row · distance",
+                    columns=NEIGHBOUR_COLUMNS,
+                    height=None,
+                    allow_preview=False,
+                    interactive=False,
+                    format="png",
+                    object_fit="contain",
+                    visible=show_neighbours,
+                    elem_id="neighbours",
+                )
                 gr.Markdown(
                     "**Grad-CAM** of the predicted class (unrotated map): map | CAM | overlay"
                 )
@@ -454,7 +630,7 @@ def build_app(assets: DemoAssets):
                     elem_id="cam",
                 )
                 mode = gr.Markdown(f"*{CAVEAT}*", elem_id="process-mode")
-        outs = [warning, result, top3, mode, cam]
+        outs = [novelty, warning, result, top3, mode, cam, near]
         gallery.select(on_example, None, outs)
         upload.upload(on_upload, upload, outs)
     return app
@@ -491,15 +667,22 @@ def main(
     ingested: Path = Path("data/ingested.npz"),
     device: str = "auto",
     max_side: int = MAX_SIDE,
+    index: Path | None = None,
+    novelty: Path | None = None,
+    neighbours: int = NEIGHBOURS,
 ) -> None:
     """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so;
-    uploads larger than --max-side dies a side are refused)."""
+    uploads larger than --max-side dies a side are refused). --index/--novelty default to
+    models/index.npz and models/novelty.json, used when the index exists (novelty flag and
+    the --neighbours nearest training maps)."""
     from wafer.cli_util import check_device
 
     _import_gradio()  # fail fast, before loading anything
     device = check_device(device)
     if max_side < 1:
         raise UsageError(f"--max-side {max_side}: must be at least 1")
+    if neighbours < 0:
+        raise UsageError(f"--neighbours {neighbours}: must be at least 0")
     assets = load_assets(
         model,
         calibration,
@@ -510,9 +693,14 @@ def main(
         ingested,
         device,
         max_side,
+        index,
+        novelty,
+        neighbours,
     )
     for note in assets.notes:
         print(f"warning: stale metrics: {note}")
+    if assets.novelty_note:
+        print(f"warning: {assets.novelty_note}")
     print(f"demo: serving {model} on http://{host}:{port} (Ctrl-C to stop)")
     launch(build_app(assets), host, port, block=True)
 

@@ -124,6 +124,22 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                 np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every member of an ``.npz`` (``allow_pickle=False``: no code runs), read whole; a missing
+    or unreadable file, or a missing member, raises :class:`WaferInputError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise WaferInputError(path, "no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise WaferInputError(path, f"not a readable .npz: {exc}") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise WaferInputError(path, f"missing array(s) {', '.join(missing)}")
+    return arrays
+
+
 TIMING_DIR = Path("metrics/timing")
 
 

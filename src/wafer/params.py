@@ -100,6 +100,10 @@ def _positive_total(v: list) -> str | None:
     return None if sum(v) > 0 else "all values are 0 (needs a positive total)"
 
 
+# novelty scores (wafer.novelty implements them; defined here so that the stages that only
+# check params do not import it)
+NOVELTY_METHODS = ("msp", "energy", "knn", "mahalanobis")
+
 DEVICE = Rule(
     str,
     pattern=r"auto|cpu|cuda(:\d+)?|mps",
@@ -170,6 +174,15 @@ def rules() -> dict[str, dict[str, Rule]]:
         },
         "infer": {"tta": Rule(bool), "batch_size": Rule(int, lo=1), "device": DEVICE},
         "calibrate": {"n_bins": Rule(int, lo=1)},
+        "index": {
+            "tta": Rule(bool),
+            "k": Rule(int, lo=1),
+            "method": Rule(str, choices=("auto", *NOVELTY_METHODS)),
+            "false_flag_rate": Rule(float, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+            "batch_size": Rule(int, lo=1),
+            "device": DEVICE,
+            "baseline_size": Rule(int, lo=4, hi=256),
+        },
         "prior": {
             "target_prior": Rule(
                 list,

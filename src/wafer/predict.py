@@ -5,7 +5,10 @@ map to the checkpoint's input size (:func:`wafer.shard.resize_map`, as for the t
 -> logits, the mean over the 8 D4 views when ``tta`` (:func:`wafer.train.predict_logits`) ->
 temperature, per-class thresholds and operating point (:meth:`wafer.serve.ServingConfig.decide`).
 :class:`Predictor` runs exactly that, from the three files the pipeline writes, given by explicit
-path: ``models/model.pt``, ``models/calibration.json``, ``models/thresholds.json``.
+path: ``models/model.pt``, ``models/calibration.json``, ``models/thresholds.json``; with the
+`index` stage's ``models/index.npz`` and ``models/novelty.json`` every row also gets a novelty
+score and flag (:class:`wafer.novelty.NoveltyScorer`, computed from the same forward pass) and,
+when asked, its nearest training maps.
 
 The input formats, the map checks and the PNG encoding live in :mod:`wafer.readers` (re-exported
 here: :func:`read_maps`, :func:`check_map`, :func:`encode_png`, ...). Pickles are read only when
@@ -24,7 +27,8 @@ import torch
 from torch import nn
 
 from wafer.classes import CLASS_NAMES
-from wafer.io import WaferInputError
+from wafer.io import WaferInputError, sha256_file
+from wafer.novelty import NoveltyScorer
 from wafer.readers import (
     MAX_SIDE,
     Item,
@@ -38,7 +42,7 @@ from wafer.readers import (
 )
 from wafer.serve import ServingConfig
 from wafer.shard import resize_map
-from wafer.train import resolve_device
+from wafer.train import Outputs, resolve_device
 
 # --------------------------------------------------------------------------- the predictor
 
@@ -54,6 +58,7 @@ class Predictor:
     cam_layer: str = "auto"
     cam_method: str = "gradcam++"
     paths: dict[str, str] = field(default_factory=dict)
+    novelty: NoveltyScorer | None = None  # index + novelty.json: novelty score, neighbours
 
     @classmethod
     def load(
@@ -64,8 +69,11 @@ class Predictor:
         device: str | torch.device = "auto",
         cam_layer: str = "auto",
         cam_method: str = "gradcam++",
+        index: str | os.PathLike | None = None,
+        novelty: str | os.PathLike | None = None,
     ) -> Predictor:
-        """Load the three pipeline outputs, each by its explicit path; bad files raise
+        """Load the three pipeline outputs, each by its explicit path, and with ``index`` and
+        ``novelty`` the novelty scorer (stage `index`); bad files raise
         :class:`WaferInputError` (one line naming the file)."""
         from wafer.model import load_checkpoint
 
@@ -91,7 +99,15 @@ class Predictor:
             "calibration": str(calibration),
             "thresholds": str(thresholds),
         }
-        return cls(net, payload, serving, dev, cam_layer, cam_method, paths)
+        scorer = None
+        if (index is None) != (novelty is None):
+            raise ValueError("the novelty scorer needs both the index and novelty.json")
+        if index is not None:
+            scorer = NoveltyScorer.load(
+                index, novelty, sha256_file(model), serving.temperature, serving.tta
+            )
+            paths |= {"index": str(index), "novelty": str(novelty)}
+        return cls(net, payload, serving, dev, cam_layer, cam_method, paths, scorer)
 
     @property
     def input_size(self) -> int:
@@ -115,21 +131,46 @@ class Predictor:
             return np.zeros((0, len(CLASS_NAMES)), dtype=np.float32)
         return predict_logits(self.model, x, batch_size, self.device, tta=self.serving.tta)
 
+    def outputs(self, maps: list[np.ndarray], batch_size: int = 256) -> Outputs:
+        """Served logits and, with the novelty scorer, the features it was built on, from one
+        forward pass."""
+        from wafer.train import predict_outputs
+
+        x = self.prepare(maps)
+        mode = self.novelty.features_mode if self.novelty is not None else None
+        if len(x) == 0:
+            return Outputs(np.zeros((0, len(CLASS_NAMES)), dtype=np.float32), None)
+        return predict_outputs(
+            self.model, x, batch_size, self.device, tta=self.serving.tta, features=mode
+        )
+
     def predict(
         self,
         maps: list[np.ndarray],
         sources: list[str] | None = None,
         batch_size: int = 256,
+        neighbours: int = 0,
     ) -> list[dict]:
         """One row per map: source, predicted class (after the per-class thresholds and the
         operating point), confidence (its calibrated probability), defect decision (1 - p_none
         >= tau), p_defect, tau, the served operating point's name, top-3 [(class, p)] and all
-        calibrated probabilities."""
+        calibrated probabilities; with the novelty scorer its score, flag (``novel``) and
+        method, and with ``neighbours`` K the K nearest training maps (ingested row, label,
+        distance), nearest first."""
+        if neighbours and self.novelty is None:
+            raise ValueError("neighbours need the embedding index (models/index.npz)")
         checked = [
             check_map(m, sources[i] if sources else f"map {i}", max_side=None)
             for i, m in enumerate(maps)
         ]
-        d = self.serving.decide(self.logits(checked, batch_size))
+        out = self.outputs(checked, batch_size)
+        d = self.serving.decide(out.logits)
+        score = flag = near = None
+        if self.novelty is not None and len(checked):
+            score = self.novelty.score(out.logits, out.features)
+            flag = self.novelty.flag(score)
+            if neighbours:
+                near = self.novelty.index.neighbours(out.features, neighbours)
         rows = []
         for i in range(len(checked)):
             p = d.probs[i]
@@ -148,6 +189,22 @@ class Predictor:
                     "probabilities": {c: float(v) for c, v in zip(CLASS_NAMES, p, strict=True)},
                 }
             )
+            if score is not None:
+                rows[-1] |= {
+                    "novelty_score": float(score[i]),
+                    "novel": bool(flag[i]),
+                    "novelty_method": self.novelty.config.method,
+                }
+            if near is not None:
+                idx = self.novelty.index
+                rows[-1]["neighbours"] = [
+                    {
+                        "row": int(idx.rows[j]),
+                        "label": CLASS_NAMES[int(idx.labels[j])],
+                        "distance": float(dist),
+                    }
+                    for dist, j in zip(near[0][i], near[1][i], strict=True)
+                ]
         return rows
 
     def cam(self, m: np.ndarray, target: str | int) -> np.ndarray:

@@ -174,7 +174,6 @@ def _inputs(xb: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-@torch.no_grad()
 def predict_logits(
     model: nn.Module,
     x: np.ndarray,
@@ -185,20 +184,62 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``, in fp32; with ``tta`` the mean of the
     logits of the 8 dihedral views (batched together in one forward pass)."""
+    return predict_outputs(model, x, batch_size, device, tta, progress).logits
+
+
+@dataclass(frozen=True)
+class Outputs:
+    logits: np.ndarray  # (N, C) fp32
+    features: np.ndarray | None  # (N, D) fp32: the classifier head's input (penultimate layer)
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module,
+    x: np.ndarray,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    tta: bool = False,
+    progress: bool = False,
+    features: str | None = None,
+) -> Outputs:
+    """:func:`predict_logits`, and with ``features`` the penultimate-layer features (the input
+    of ``model.fc``) from the same forward pass: ``"mean"`` over the 8 views when ``tta`` (the
+    head maps the mean feature to the mean logits), ``"first"`` those of the map as given
+    (view 0, the same as a pass without TTA). Without ``tta`` both are the one view's."""
+    if features not in (None, "mean", "first"):
+        raise ValueError(f"features must be None, 'mean' or 'first', not {features!r}")
     device = torch.device(device)
     model = _prepare(model, device).eval()
     xt = torch.from_numpy(np.ascontiguousarray(x))
     step = max(1, batch_size // N_VIEWS) if tta else batch_size
-    out = []
-    for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
-        xb = xt[i : i + step].to(device)
-        if tta:
-            xb = all_views(xb)
-        logits = model(_inputs(xb, device)).float()  # fp32 on every device: what is served
-        if tta:
-            logits = logits.view(N_VIEWS, -1, logits.shape[-1]).mean(dim=0)
-        out.append(logits.cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+    out, feats, seen = [], [], []
+    hook = (
+        model.fc.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].float()))
+        if features
+        else None
+    )
+    try:
+        for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
+            xb = xt[i : i + step].to(device)
+            if tta:
+                xb = all_views(xb)
+            logits = model(_inputs(xb, device)).float()  # fp32 on every device: what is served
+            if tta:
+                logits = logits.view(N_VIEWS, -1, logits.shape[-1]).mean(dim=0)
+            out.append(logits.cpu())
+            if features:
+                f = seen.pop()
+                if tta:
+                    f = f.view(N_VIEWS, -1, f.shape[-1])
+                    f = f.mean(dim=0) if features == "mean" else f[0]
+                feats.append(f.cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
+    if not out:
+        return Outputs(np.zeros((0, 0), dtype=np.float32), None)
+    return Outputs(torch.cat(out).numpy(), torch.cat(feats).numpy() if features else None)
 
 
 def fit(

@@ -1,0 +1,91 @@
+"""Do TTA-averaged features make a better index? The `index` stage's figures with the features
+of the map as given (``index.tta: false``, the default) against the mean over its 8 D4 views,
+on a subset of a trained pipeline's maps, in one run.
+
+Measured for both: same-class retrieval (macro precision@5/@10 and mAP of test queries among
+the indexed training maps) and the feature scores' leave-one-class-out validation AUROC (knn,
+mahalanobis: the figure that chooses the novelty method), plus the seconds each took.
+
+    python benchmarks/index_tta.py --workdir /path/to/pipeline --train-maps 8000 \\
+        --queries 2000 --out docs/benchmarks/index_tta.json
+
+``--workdir`` holds a pipeline's outputs (models/model.pt, data/shards, data/logits.npz,
+models/calibration.json), e.g. a `dvc exp` workspace or a `wafer.run_stages --keep-workdir`
+folder.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from wafer.data import load_shard
+from wafer.io import load_npz, read_json, write_json
+from wafer.model import load_checkpoint
+from wafer.novelty import FeatureIndex, choose, retrieval_metrics
+from wafer.train import predict_outputs
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    workdir: Path = typer.Option(..., help="a pipeline's outputs"),
+    train_maps: int = typer.Option(8000, help="training maps indexed (random subset)"),
+    queries: int = typer.Option(2000, help="test and validation maps each (random subsets)"),
+    k: int = typer.Option(10),
+    batch_size: int = typer.Option(512),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(None, help="write the figures here (JSON)"),
+) -> None:
+    net, _ = load_checkpoint(workdir / "models" / "model.pt", "cpu")
+    temperature = float(read_json(workdir / "models" / "calibration.json")["temperature"])
+    lg = load_npz(workdir / "data" / "logits.npz")
+    rng = np.random.default_rng(seed)
+    pick = {}
+    shards = {}
+    for part, n in (("train", train_maps), ("val", queries), ("test", queries)):
+        sh = load_shard(workdir / "data" / "shards", part)
+        pick[part] = np.sort(rng.choice(len(sh.y), min(n, len(sh.y)), replace=False))
+        shards[part] = sh
+    result: dict = {
+        "workdir": str(workdir),
+        "train_maps": len(pick["train"]),
+        "queries": len(pick["test"]),
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    for tta in (False, True):
+        t0 = time.perf_counter()
+        feats = {
+            part: predict_outputs(
+                net,
+                np.asarray(shards[part].x[pick[part]]),
+                batch_size,
+                "cpu",
+                tta=tta,
+                features="mean",
+            ).features
+            for part in ("train", "val", "test")
+        }
+        seconds = time.perf_counter() - t0
+        y = {part: shards[part].y[pick[part]] for part in feats}
+        index = FeatureIndex.build(feats["train"], pick["train"], y["train"], tta, "")
+        c = choose(
+            lg["val_logits"][pick["val"]], feats["val"], y["val"], index, temperature, k, 0.05
+        )
+        r = retrieval_metrics(feats["test"], y["test"], feats["train"], y["train"])
+        result["tta" if tta else "plain"] = {
+            "feature_seconds": seconds,
+            "retrieval_macro": r["macro"],
+            "proxy_auroc": {m: c.proxy_auroc[m] for m in ("knn", "mahalanobis")},
+        }
+        print(f"tta={tta}: {result['tta' if tta else 'plain']}", flush=True)
+    if out is not None:
+        write_json(out, result)
+
+
+if __name__ == "__main__":
+    app()

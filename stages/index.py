@@ -1,0 +1,207 @@
+"""Stage `index`: the embedding index of the training maps, the novelty score and its threshold
+(fit and chosen on validation), and how well both work on test.
+
+Writes models/index.npz (L2-normalised penultimate features of the training maps with their
+ingested row ids and labels, the class means and shared precision for Mahalanobis: what `wafer
+predict` searches), models/novelty.json (the method, every method's threshold, k, the
+false-flag rate they were set for, bound to the model and the index by SHA-256) and
+metrics/index.json:
+
+* novelty: each method's leave-one-class-out validation AUROC (the choice) and its false-flag
+  rate on known test maps; with `split.holdout`, the AUROC and the detection rate at the chosen
+  threshold of the held-out class's test maps against the known ones, per method;
+* retrieval: precision@5/@10 and mean average precision of same-class retrieval of the test
+  maps among the training maps, per class, for the features and for the raw-pixel baseline
+  (fail dies block-max resized to `baseline_size` px);
+* the index's size, extrapolated to the full WM-811K (query time per map in
+  metrics/timing/index.json, machine-dependent).
+
+MSP and energy use the evaluated logits (data/logits.npz) at the served temperature, so the
+scores describe exactly what `wafer predict` serves. wafer.novelty has the methods.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from wafer.classes import CLASS_NAMES
+from wafer.cli_util import one_line_errors
+from wafer.data import load_shard
+from wafer.io import (
+    WaferInputError,
+    load_npz,
+    read_json,
+    sha256_file,
+    write_json,
+    write_timing,
+)
+from wafer.model import load_checkpoint
+from wafer.novelty import (
+    METHODS,
+    FeatureIndex,
+    Novelty,
+    auroc,
+    choose,
+    retrieval_metrics,
+    scores,
+    time_queries,
+)
+from wafer.params import check_args
+from wafer.shard import resize_stack
+from wafer.train import predict_outputs, resolve_device
+
+app = typer.Typer(add_completion=False)
+
+WM811K_LABELED, WM811K_ALL = 172_950, 811_457
+RETRIEVAL_KS = (5, 10)
+
+
+def pixels(x: np.ndarray, size: int) -> np.ndarray:
+    """The raw-pixel baseline's vectors: the fail-die mask block-max resized to size x size."""
+    return resize_stack((np.asarray(x) == 2).astype(np.uint8), size).reshape(len(x), -1)
+
+
+@app.command()
+@one_line_errors
+def main(
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="features: mean of the 8 D4 views"),
+    k: int = typer.Option(10, "--k", help="knn: distance to the k-th nearest training map"),
+    method: str = typer.Option("auto", "--method", help="auto (chosen on validation) or one"),
+    false_flag_rate: float = typer.Option(0.05, "--false_flag_rate", "--false-flag-rate"),
+    batch_size: int = typer.Option(512, "--batch_size", "--batch-size"),
+    device: str = typer.Option("auto", "--device"),
+    baseline_size: int = typer.Option(32, "--baseline_size", "--baseline-size"),
+    model: Path = typer.Option(Path("models/model.pt"), "--model"),
+    shards: Path = typer.Option(Path("data/shards"), "--shards"),
+    split: Path = typer.Option(Path("data/split.npz"), "--split", help="its held-out classes"),
+    logits: Path = typer.Option(Path("data/logits.npz"), "--logits"),
+    calibration: Path = typer.Option(Path("models/calibration.json"), "--calibration"),
+    out: Path = typer.Option(Path("models/index.npz"), "--out"),
+    novelty: Path = typer.Option(Path("models/novelty.json"), "--novelty"),
+    metrics: Path = typer.Option(Path("metrics/index.json"), "--metrics"),
+) -> None:
+    check_args("index", locals())
+    dev = resolve_device(device)
+    net, _ = load_checkpoint(model, dev)
+    model_sha = sha256_file(model)
+    cal = read_json(calibration)
+    lg = load_npz(logits, ("val_logits", "val_rows", "test_logits", "test_rows", "tta"))
+    for path, fit_for in ((calibration, cal.get("model_sha256")), (logits, lg.get("model_sha256"))):
+        if fit_for is None or str(fit_for) != model_sha:
+            raise WaferInputError(path, f"not made with {model} (model_sha256 differs)")
+    if tta and not bool(lg["tta"]):
+        raise typer.BadParameter("index.tta needs the served pipeline's TTA (infer.tta: true)")
+    temperature = float(cal["temperature"])
+    holdout = [str(c) for c in load_npz(split).get("holdout", [])]
+
+    feats, labels, rows, x = {}, {}, {}, {}
+    for part in ("train", "val", "test"):
+        sh = load_shard(shards, part)
+        if part != "train" and not np.array_equal(sh.rows, lg[f"{part}_rows"]):
+            raise WaferInputError(logits, f"{part} rows differ from {shards}'s")
+        out_s = predict_outputs(net, sh.x, batch_size, dev, tta=tta, progress=True, features="mean")
+        feats[part], labels[part], rows[part], x[part] = out_s.features, sh.y, sh.rows, sh.x
+    index = FeatureIndex.build(feats["train"], rows["train"], labels["train"], tta, model_sha)
+    index.save(out)
+
+    choice = choose(
+        lg["val_logits"],
+        feats["val"],
+        labels["val"],
+        index,
+        temperature,
+        k,
+        false_flag_rate,
+        method,
+    )
+    held = [CLASS_NAMES.index(c) for c in holdout]
+    unknown = np.isin(labels["test"], held)
+    test_scores = {
+        m: scores(m, lg["test_logits"], feats["test"], index, temperature, k) for m in METHODS
+    }
+    test: dict = {
+        "known_maps": int((~unknown).sum()),
+        "known_false_flag_rate": {
+            m: float(np.mean(s[~unknown] > choice.thresholds[m])) for m, s in test_scores.items()
+        },
+    }
+    if held:
+        test |= {
+            "holdout": list(holdout),
+            "unknown_maps": int(unknown.sum()),
+            "auroc": {m: auroc(s[~unknown], s[unknown]) for m, s in test_scores.items()},
+            "detection_rate": {
+                m: float(np.mean(s[unknown] > choice.thresholds[m])) for m, s in test_scores.items()
+            },
+        }
+
+    known = ~unknown  # retrieval: the test maps of classes the index holds
+    q_lab, b_lab = labels["test"][known], labels["train"]
+    retrieval = {
+        "queries": int(known.sum()),
+        "index_maps": int(len(b_lab)),
+        "embedding": retrieval_metrics(
+            feats["test"][known], q_lab, feats["train"], b_lab, RETRIEVAL_KS
+        ),
+        f"pixels_{baseline_size}px": retrieval_metrics(
+            pixels(x["test"][known], baseline_size),
+            q_lab,
+            pixels(x["train"], baseline_size),
+            b_lab,
+            RETRIEVAL_KS,
+        ),
+    }
+    per_map = index.nbytes() / len(index)
+    write_json(
+        metrics,
+        {
+            "index": {
+                "maps": len(index),
+                "dim": int(index.features.shape[1]),
+                "tta": tta,
+                "bytes": index.nbytes(),
+                "bytes_per_map": per_map,
+                f"bytes_at_{WM811K_LABELED}_maps": per_map * WM811K_LABELED,
+                f"bytes_at_{WM811K_ALL}_maps": per_map * WM811K_ALL,
+            },
+            "novelty": {
+                "method": choice.method,
+                "false_flag_rate": false_flag_rate,
+                "k": k,
+                "validation": {
+                    "proxy_auroc": choice.proxy_auroc,
+                    "proxy_auroc_per_class": choice.proxy_per_class,
+                    "thresholds": choice.thresholds,
+                },
+                "test": test,
+            },
+            "retrieval": retrieval,
+        },
+    )
+    Novelty(
+        method=choice.method,
+        threshold=choice.threshold,
+        thresholds=choice.thresholds,
+        k=k,
+        false_flag_rate=false_flag_rate,
+        temperature=temperature,
+        tta=tta,
+        model_sha256=model_sha,
+        index_sha256=sha256_file(out),
+    ).save(novelty)
+    timing = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
+    timing[f"ms_per_map_at_{WM811K_ALL}_maps"] = timing["ms_per_map"] * WM811K_ALL / len(index)
+    write_timing("index", timing)
+    print(
+        f"index: {len(index)} maps x {index.features.shape[1]} features "
+        f"({index.nbytes() / 2**20:.1f} MiB); novelty method {choice.method} (validation "
+        f"leave-one-class-out AUROC {choice.proxy_auroc[choice.method]:.3f}), threshold "
+        f"{choice.threshold:.4g}; retrieval mAP {retrieval['embedding']['macro']['map']:.3f} "
+        f"vs pixels {retrieval[f'pixels_{baseline_size}px']['macro']['map']:.3f}; "
+        f"{timing['ms_per_map']:.2f} ms per query"
+    )
+
+
+if __name__ == "__main__":
+    app()
