@@ -884,7 +884,10 @@ def _novelty(root: Path) -> list[str]:
                 "811,457 indexed maps."
             )
         out += ["", " ".join(extra), "", "</details>", ""]
-    out.append("Commands (each run's folder under `results/novelty/` has its commit):")
+    out.append(
+        "Commands (each run's folder under `results/novelty/` has its commit, and its "
+        "`provenance.txt` how the run was actually made; query times are this 2-core AMD EPYC's):"
+    )
     out.append("")
     for name, (_, _, command, commit) in runs.items():
         out.append(f"- {name} ({commit[:7]}): `{command}`")
