@@ -28,14 +28,7 @@ import typer
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
 from wafer.data import load_shard
-from wafer.io import (
-    WaferInputError,
-    load_npz,
-    read_json,
-    sha256_file,
-    write_json,
-    write_timing,
-)
+from wafer.io import WaferInputError, load_npz, sha256_file, write_json, write_timing
 from wafer.model import load_checkpoint
 from wafer.novelty import (
     METHODS,
@@ -48,6 +41,7 @@ from wafer.novelty import (
     time_queries,
 )
 from wafer.params import check_args
+from wafer.serve import checked_field, read_object
 from wafer.shard import resize_stack
 from wafer.train import predict_outputs, resolve_device
 
@@ -85,14 +79,20 @@ def main(
     dev = resolve_device(device)
     net, _ = load_checkpoint(model, dev)
     model_sha = sha256_file(model)
-    cal = read_json(calibration)
-    lg = load_npz(logits, ("val_logits", "val_rows", "test_logits", "test_rows", "tta"))
-    for path, fit_for in ((calibration, cal.get("model_sha256")), (logits, lg.get("model_sha256"))):
-        if fit_for is None or str(fit_for) != model_sha:
+    cal = read_object(calibration)
+    temperature = float(checked_field(cal, "temperature", calibration))
+    lg = load_npz(
+        logits, ("val_logits", "val_rows", "test_logits", "test_rows", "tta", "model_sha256")
+    )
+    made_with = (
+        (calibration, checked_field(cal, "model_sha256", calibration)),
+        (logits, str(lg["model_sha256"])),
+    )
+    for path, fit_for in made_with:
+        if fit_for != model_sha:
             raise WaferInputError(path, f"not made with {model} (model_sha256 differs)")
     if tta and not bool(lg["tta"]):
         raise typer.BadParameter("index.tta needs the served pipeline's TTA (infer.tta: true)")
-    temperature = float(cal["temperature"])
     holdout = [str(c) for c in load_npz(split).get("holdout", [])]
 
     feats, labels, rows, x = {}, {}, {}, {}

@@ -338,7 +338,8 @@ def test_novelty_index_default_explicit_and_mismatched(
 ):
     from dataclasses import replace
 
-    from wafer.demo import DEFAULT_INDEX, analyse_in, header_markdown, load_assets
+    from wafer.cli_util import DEFAULT_INDEX
+    from wafer.demo import analyse_in, header_markdown, load_assets
     from wafer.novelty import FeatureIndex, Novelty
 
     keys = ("model", "calibration", "thresholds", "evaluate_json", "calibrate_json")

@@ -19,7 +19,15 @@ import typer
 from tqdm import tqdm
 
 from wafer.classes import CLASS_NAMES
-from wafer.cli_util import check_device, check_output_dir, check_output_file, one_line_errors
+from wafer.cli_util import (
+    DEFAULT_INDEX,
+    DEFAULT_NOVELTY,
+    check_device,
+    check_output_dir,
+    check_output_file,
+    novelty_paths,
+    one_line_errors,
+)
 from wafer.io import atomic_path, csv_writer, json_text, write_failure
 from wafer.readers import MAX_SIDE
 
@@ -44,7 +52,6 @@ CSV_COLUMNS = [
     "error",
     "warning",
 ]
-DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
 
 
 @app.callback()
@@ -210,16 +217,11 @@ def predict(
     if cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)
-    if index is None and novelty is None and not DEFAULT_INDEX.exists():
+    index, novelty, why = novelty_paths(index, novelty)
+    if why:
         if neighbours:
-            raise typer.BadParameter(f"--neighbours needs the index: no {DEFAULT_INDEX}")
-        print(
-            f"warning: no {DEFAULT_INDEX} (index stage): rows get no novelty score; "
-            "`dvc repro` builds it",
-            file=sys.stderr,
-        )
-    else:
-        index, novelty = index or DEFAULT_INDEX, novelty or DEFAULT_NOVELTY
+            raise typer.BadParameter(f"--neighbours needs the index: {why}")
+        print(f"warning: {why}", file=sys.stderr)
     predictor = Predictor.load(
         model, calibration, thresholds, device, cam_layer, cam_method, index, novelty
     )

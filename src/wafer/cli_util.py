@@ -4,12 +4,31 @@ traceback, for bad input files, bad options / params and failed writes."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from wafer.io import UsageError, WaferInputError
+
+# the index stage's outputs, served when present
+DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
+
+
+def novelty_paths(
+    index: str | os.PathLike | None, novelty: str | os.PathLike | None
+) -> tuple[Path | None, Path | None, str]:
+    """``(index, novelty.json, note)`` to serve: the given paths, else the defaults; when
+    neither is given and the default index does not exist, ``(None, None, why)``: serve
+    without novelty (:meth:`wafer.predict.Predictor.load` refuses given files that are missing)."""
+    if index is None and novelty is None and not DEFAULT_INDEX.exists():
+        why = (
+            f"no {DEFAULT_INDEX} (index stage): no novelty score and no similar historical "
+            "maps; `dvc repro` builds it"
+        )
+        return None, None, why
+    return Path(index or DEFAULT_INDEX), Path(novelty or DEFAULT_NOVELTY), ""
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

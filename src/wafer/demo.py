@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from wafer.classes import CLASS_NAMES
+from wafer.cli_util import novelty_paths
 from wafer.ingest import Ingested
 from wafer.io import UsageError, WaferInputError, read_json
 from wafer.predict import Predictor, read_maps
@@ -79,8 +80,6 @@ CSS = (
     "#novelty.novel p{color:#7f1d1d} #novelty.known p{color:#4b5563} "
     "#neighbours .caption-label{white-space:normal;max-width:100%;opacity:.85}"
 )
-# as for `wafer predict`: the index stage's outputs, used when present
-DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
 NEIGHBOURS = 6  # nearest training maps shown per analysed map
 NEIGHBOUR_COLUMNS = 3
 
@@ -199,21 +198,6 @@ def load_examples(
             )
         )
     return out
-
-
-def novelty_paths(
-    index: str | os.PathLike | None, novelty: str | os.PathLike | None
-) -> tuple[Path | None, Path | None, str]:
-    """(index, novelty.json, note) as ``wafer predict`` resolves them: None for both means the
-    defaults, and when the default index is absent the demo runs without novelty (paths None,
-    the note says why); explicit paths, or the defaults once the index exists, must exist."""
-    if index is None and novelty is None and not DEFAULT_INDEX.exists():
-        note = (
-            f"no {DEFAULT_INDEX} (index stage): no novelty check and no similar historical "
-            "maps; `dvc repro` builds it"
-        )
-        return None, None, note
-    return _need(index or DEFAULT_INDEX), _need(novelty or DEFAULT_NOVELTY), ""
 
 
 def check_index_rows(predictor: Predictor, ing: Ingested, ingested_npz: str | os.PathLike):

@@ -364,40 +364,23 @@ class Novelty:
 
     @classmethod
     def load(cls, path: str | Path) -> Novelty:
-        from wafer.io import read_json
+        """Read and check ``models/novelty.json`` (every field by wafer.serve's rule table);
+        a bad file raises :class:`WaferInputError` naming it and the field."""
+        from wafer.serve import checked_field, read_object
 
-        try:
-            data = read_json(path)
-        except FileNotFoundError:
-            raise WaferInputError(path, "no such file") from None
-        except (OSError, ValueError) as exc:
-            raise WaferInputError(path, f"not readable JSON: {exc}") from None
-
-        def number(v: object) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
-
-        rules = {
-            "method": (lambda v: v in METHODS, f"one of {', '.join(METHODS)}"),
-            "threshold": (number, "a finite number"),
-            "thresholds": (
-                lambda v: isinstance(v, dict) and all(number(v.get(m)) for m in METHODS),
-                "a number per method",
-            ),
-            "k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "k >= 1"),
-            "false_flag_rate": (lambda v: number(v) and 0 < v < 1, "a number in (0, 1)"),
-            "temperature": (lambda v: number(v) and v > 0, "a number > 0"),
-            "tta": (lambda v: isinstance(v, bool), "true or false"),
-            "model_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a SHA-256"),
-            "index_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a SHA-256"),
+        data = read_object(path)
+        plain = ("method", "k", "false_flag_rate", "temperature", "tta")
+        kw = {key: checked_field(data, key, path) for key in plain}
+        kw["threshold"] = float(checked_field(data, "threshold", path, "score"))
+        per = data.get("thresholds")
+        if not isinstance(per, dict):
+            raise WaferInputError(path, "field 'thresholds' must map each method to a number")
+        kw["thresholds"] = {
+            m: float(checked_field(per, m, path, "score", "thresholds.")) for m in METHODS
         }
-        if not isinstance(data, dict):
-            raise WaferInputError(path, "not a JSON object")
-        for key, (ok, what) in rules.items():
-            if key not in data:
-                raise WaferInputError(path, f"missing field '{key}'")
-            if not ok(data[key]):
-                raise WaferInputError(path, f"field '{key}' must be {what}, got {data[key]!r}")
-        return cls(**{k: data[k] for k in rules})
+        for key in ("model_sha256", "index_sha256"):
+            kw[key] = checked_field(data, key, path)
+        return cls(**kw)
 
 
 @dataclass

@@ -31,6 +31,7 @@ import numpy as np
 from wafer.calibration import softmax
 from wafer.classes import CLASS_NAMES, NONE_INDEX
 from wafer.io import WaferInputError, sha256_file
+from wafer.params import NOVELTY_METHODS
 from wafer.thresholds import OBJECTIVES, decide
 
 
@@ -49,7 +50,7 @@ def _hex64(v: object) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
-# field -> (check, what it must be); one table for both served JSON files
+# field -> (check, what it must be); one table for the served JSON files
 FIELD_RULES = {
     "temperature": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "tta": (lambda v: isinstance(v, bool), "true or false"),
@@ -59,10 +60,18 @@ FIELD_RULES = {
     "objective": (lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
     "model_sha256": (_hex64, "a SHA-256 hex digest"),
     "logits_sha256": (_hex64, "a SHA-256 hex digest"),
+    # models/novelty.json (wafer.novelty.Novelty)
+    "method": (lambda v: v in NOVELTY_METHODS, f"one of {', '.join(NOVELTY_METHODS)}"),
+    "score": (_finite, "a finite number"),
+    "k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "false_flag_rate": (lambda v: _finite(v) and 0 < v < 1, "a number in (0, 1)"),
+    "index_sha256": (_hex64, "a SHA-256 hex digest"),
 }
 
 
-def _field(data: dict, key: str, path: str | Path, rule: str | None = None, where: str = ""):
+def checked_field(data: dict, key: str, path: str | Path, rule: str | None = None, where: str = ""):
+    """``data[key]``, checked by its rule in :data:`FIELD_RULES` (``rule``: another rule's
+    name); a missing or bad field raises :class:`WaferInputError` naming the file and field."""
     name = f"{where}{key}"
     if not isinstance(data, dict) or key not in data:
         raise WaferInputError(path, f"missing field '{name}'")
@@ -72,7 +81,8 @@ def _field(data: dict, key: str, path: str | Path, rule: str | None = None, wher
     return data[key]
 
 
-def _read(path: str | Path) -> dict:
+def read_object(path: str | Path) -> dict:
+    """A served JSON file's object; a missing or unreadable file raises WaferInputError."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -92,14 +102,15 @@ class OperatingPoint:
 
 def _point(data: dict, name: str, path: str | Path) -> OperatingPoint:
     where = f"operating_points.{name}."
-    tau = float(_field(data, "tau", path, where=where))
+    tau = float(checked_field(data, "tau", path, where=where))
     ct = data.get("class_thresholds")
     if not isinstance(ct, dict) or set(ct) != set(CLASS_NAMES):
         raise WaferInputError(
             path, f"field '{where}class_thresholds' must map each of the 9 class names to a value"
         )
     values = tuple(
-        float(_field(ct, c, path, "threshold", f"{where}class_thresholds.")) for c in CLASS_NAMES
+        float(checked_field(ct, c, path, "threshold", f"{where}class_thresholds."))
+        for c in CLASS_NAMES
     )
     return OperatingPoint(tau, values)
 
@@ -124,15 +135,15 @@ class ServingConfig:
     ) -> ServingConfig:
         """Read and check the served files; ``objective`` overrides the file's served point.
         With ``model``, also check that the three files belong together (module docstring)."""
-        cal = _read(calibration)
+        cal = read_object(calibration)
         kw: dict = {
-            "temperature": float(_field(cal, "temperature", calibration)),
-            "tta": _field(cal, "tta", calibration),
+            "temperature": float(checked_field(cal, "temperature", calibration)),
+            "tta": checked_field(cal, "tta", calibration),
         }
         if thresholds is None:
             return cls(**kw)
-        thr = _read(thresholds)
-        served = objective or _field(thr, "objective", thresholds)
+        thr = read_object(thresholds)
+        served = objective or checked_field(thr, "objective", thresholds)
         pts = thr.get("operating_points")
         if not isinstance(pts, dict) or served not in pts:
             raise WaferInputError(thresholds, f"missing field 'operating_points.{served}'")
@@ -141,7 +152,7 @@ class ServingConfig:
         kw |= {
             "tau": point.tau,
             "class_thresholds": point.class_thresholds,
-            "cost_ratio": float(_field(thr, "cost_ratio", thresholds)),
+            "cost_ratio": float(checked_field(thr, "cost_ratio", thresholds)),
             "objective": served,
             "points": points,
         }
@@ -170,7 +181,7 @@ def _check_binding(model, calibration, cal: dict, thresholds, thr: dict) -> None
     and the thresholds on this temperature; else one line naming the files that disagree."""
     digest = sha256_file(model)
     for path, data in ((calibration, cal), (thresholds, thr)):
-        fit_for = _field(data, "model_sha256", path)
+        fit_for = checked_field(data, "model_sha256", path)
         if fit_for != digest:
             raise WaferInputError(
                 path,
@@ -178,16 +189,16 @@ def _check_binding(model, calibration, cal: dict, thresholds, thr: dict) -> None
                 f"{digest[:12]}…): these files do not belong together; re-run `dvc repro` "
                 "or `dvc checkout` to get a matching set",
             )
-    a = _field(cal, "logits_sha256", calibration)
-    b = _field(thr, "logits_sha256", thresholds)
+    a = checked_field(cal, "logits_sha256", calibration)
+    b = checked_field(thr, "logits_sha256", thresholds)
     if a != b:
         raise WaferInputError(
             f"{calibration} / {thresholds}",
             f"fit on different logits (logits_sha256 {a[:12]}… vs {b[:12]}…): re-run "
             "`dvc repro` or `dvc checkout` to get a matching set",
         )
-    t_cal = float(_field(cal, "temperature", calibration))
-    t_thr = float(_field(thr, "temperature", thresholds))
+    t_cal = float(checked_field(cal, "temperature", calibration))
+    t_thr = float(checked_field(thr, "temperature", thresholds))
     if not math.isclose(t_cal, t_thr, rel_tol=1e-6, abs_tol=1e-9):
         raise WaferInputError(
             f"{calibration} / {thresholds}",
