@@ -2,8 +2,9 @@
 of the map as given (``index.tta: false``, the default) against the mean over its 8 D4 views,
 on a subset of a trained pipeline's maps, in one run.
 
-Measured for both: same-class retrieval (macro precision@5/@10 and mAP of test queries among
-the indexed training maps) and the feature scores' leave-one-class-out validation AUROC (knn,
+Measured for both, on validation maps only (the figures decide a default, so no test map is
+read): same-class retrieval (macro precision@5/@10 and mAP of validation queries among the
+indexed training maps) and the feature scores' leave-one-class-out validation AUROC (knn,
 mahalanobis: the figure that chooses the novelty method), plus the seconds each took.
 
     python benchmarks/index_tta.py --workdir /path/to/pipeline --train-maps 8000 \\
@@ -34,7 +35,7 @@ app = typer.Typer(add_completion=False)
 def main(
     workdir: Path = typer.Option(..., help="a pipeline's outputs"),
     train_maps: int = typer.Option(8000, help="training maps indexed (random subset)"),
-    queries: int = typer.Option(2000, help="test and validation maps each (random subsets)"),
+    queries: int = typer.Option(2000, help="validation maps (random subset)"),
     k: int = typer.Option(10),
     batch_size: int = typer.Option(512),
     seed: int = typer.Option(0),
@@ -46,14 +47,14 @@ def main(
     rng = np.random.default_rng(seed)
     pick = {}
     shards = {}
-    for part, n in (("train", train_maps), ("val", queries), ("test", queries)):
+    for part, n in (("train", train_maps), ("val", queries)):
         sh = load_shard(workdir / "data" / "shards", part)
         pick[part] = np.sort(rng.choice(len(sh.y), min(n, len(sh.y)), replace=False))
         shards[part] = sh
     result: dict = {
         "workdir": str(workdir),
         "train_maps": len(pick["train"]),
-        "queries": len(pick["test"]),
+        "queries": len(pick["val"]),
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
@@ -68,7 +69,7 @@ def main(
                 tta=tta,
                 features="mean",
             ).features
-            for part in ("train", "val", "test")
+            for part in ("train", "val")
         }
         seconds = time.perf_counter() - t0
         y = {part: shards[part].y[pick[part]] for part in feats}
@@ -76,7 +77,7 @@ def main(
         c = choose(
             lg["val_logits"][pick["val"]], feats["val"], y["val"], index, temperature, k, 0.05
         )
-        r = retrieval_metrics(feats["test"], y["test"], feats["train"], y["train"])
+        r = retrieval_metrics(feats["val"], y["val"], feats["train"], y["train"])
         result["tta" if tta else "plain"] = {
             "feature_seconds": seconds,
             "retrieval_macro": r["macro"],
