@@ -10,9 +10,9 @@ mahalanobis: the figure that chooses the novelty method), plus the seconds each 
     python benchmarks/index_tta.py --workdir /path/to/pipeline --train-maps 8000 \\
         --queries 2000 --out docs/benchmarks/index_tta.json
 
-``--workdir`` holds a pipeline's outputs (models/model.pt, data/shards, data/logits.npz,
-models/calibration.json), e.g. a `dvc exp` workspace or a `wafer.run_stages --keep-workdir`
-folder.
+``--workdir`` holds a pipeline's outputs (model, shards, logits and calibration at dvc.yaml's
+``paths``), e.g. a `dvc exp` workspace or a `wafer.run_stages --keep-workdir` folder; k, the
+batch size and the false-flag rate are its params.yaml's `index` values unless given.
 """
 
 import time
@@ -22,11 +22,13 @@ import numpy as np
 import torch
 import typer
 
-from wafer.data import load_shard
-from wafer.io import load_npz, read_json, write_json
+from wafer.data import Logits, load_shard
+from wafer.io import write_json
 from wafer.model import load_checkpoint
 from wafer.novelty import FeatureIndex, choose, retrieval_metrics
-from wafer.train import predict_outputs
+from wafer.params import load_section
+from wafer.pipeline import pipeline_paths
+from wafer.serve import Calibration, predict_outputs
 
 app = typer.Typer(add_completion=False)
 
@@ -36,19 +38,22 @@ def main(
     workdir: Path = typer.Option(..., help="a pipeline's outputs"),
     train_maps: int = typer.Option(8000, help="training maps indexed (random subset)"),
     queries: int = typer.Option(2000, help="validation maps (random subset)"),
-    k: int = typer.Option(10),
-    batch_size: int = typer.Option(512),
-    seed: int = typer.Option(0),
+    k: int = typer.Option(None, help="[default: index.k]"),
+    batch_size: int = typer.Option(None, help="[default: index.batch_size]"),
+    seed: int = typer.Option(0, help="draw of the subsets"),
     out: Path = typer.Option(None, help="write the figures here (JSON)"),
 ) -> None:
-    net, _ = load_checkpoint(workdir / "models" / "model.pt", "cpu")
-    temperature = float(read_json(workdir / "models" / "calibration.json")["temperature"])
-    lg = load_npz(workdir / "data" / "logits.npz")
+    paths = pipeline_paths(workdir)
+    params = load_section(workdir / "params.yaml", "index")
+    k, batch_size = k or params.k, batch_size or params.batch_size
+    net, _ = load_checkpoint(paths["model"], "cpu")
+    temperature = Calibration.load(paths["calibration"]).temperature
+    lg = Logits.load(paths["logits"])
     rng = np.random.default_rng(seed)
     pick = {}
     shards = {}
     for part, n in (("train", train_maps), ("val", queries)):
-        sh = load_shard(workdir / "data" / "shards", part)
+        sh = load_shard(paths["shards"], part)
         pick[part] = np.sort(rng.choice(len(sh.y), min(n, len(sh.y)), replace=False))
         shards[part] = sh
     result: dict = {
@@ -75,7 +80,14 @@ def main(
         y = {part: shards[part].y[pick[part]] for part in feats}
         index = FeatureIndex.build(feats["train"], pick["train"], y["train"], tta, "")
         c = choose(
-            lg["val_logits"][pick["val"]], feats["val"], y["val"], index, temperature, k, 0.05
+            lg.logits["val"][pick["val"]],
+            feats["val"],
+            y["val"],
+            index,
+            temperature,
+            k,
+            params.false_flag_rate,
+            "auto",
         )
         r = retrieval_metrics(feats["val"], y["val"], feats["train"], y["train"])
         result["tta" if tta else "plain"] = {

@@ -17,7 +17,8 @@ The ratio pipeline / model-only is the share of the model's speed that the full 
 
 ``--precision bf16`` runs the training loop's forward pass under bf16 autocast, as
 ``train.precision=bf16`` does (the model-only baseline stays fp32, so the ratio then shows what
-bf16 buys over fp32 on this processor).
+bf16 buys over fp32 on this processor). Every setting not given (and the loss, learning rate
+and weight decay) is params.yaml's `train` (and `shard.size`) value.
 """
 
 import statistics
@@ -31,13 +32,18 @@ import typer
 from wafer.io import write_json
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, one_hot
-from wafer.train import TrainConfig, fit, resolve_device
+from wafer.params import load_section
+from wafer.serve import resolve_device
+from wafer.train import TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = load_section(ROOT / "params.yaml", "train")
 
 app = typer.Typer(add_completion=False)
 
 
 def model_only(model, criterion, x, y, steps: int, device) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=TRAIN.lr, weight_decay=TRAIN.weight_decay)
     model.train()
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -52,28 +58,35 @@ def model_only(model, criterion, x, y, steps: int, device) -> float:
 
 @app.command()
 def main(
-    size: int = 32,
-    stem: str = "compact",
-    cbam: bool = True,
-    batch_size: int = 64,
+    size: int = typer.Option(None, help="[default: shard.size]"),
+    stem: str = typer.Option(None, help="[default: train.stem]"),
+    cbam: bool = typer.Option(None, "--cbam/--no-cbam", help="[default: train.cbam]"),
+    batch_size: int = typer.Option(None, help="[default: train.batch_size]"),
     maps: int = 1536,
     rounds: int = 3,
-    device: str = "auto",
-    precision: str = "fp32",
+    device: str = typer.Option(None, help="[default: train.device]"),
+    precision: str = typer.Option(None, help="[default: train.precision]"),
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ) -> None:
+    size = size or load_section(ROOT / "params.yaml", "shard").size
+    stem = stem or TRAIN.stem
+    cbam = TRAIN.cbam if cbam is None else cbam
+    batch_size = batch_size or TRAIN.batch_size
+    device = device or TRAIN.device
+    precision = precision or TRAIN.precision
     dev = resolve_device(device)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, (maps, size, size)).astype(np.uint8)
     y = rng.integers(0, 9, maps).astype(np.int64)
-    cfg = ModelConfig(stem=stem, cbam=cbam)
-    criterion, _ = make_loss("focal", y)
+    cfg = ModelConfig.from_params(TRAIN, stem=stem, cbam=cbam)
+    criterion, _ = make_loss(TRAIN.loss, y, TRAIN.focal_gamma)
     xb = one_hot(torch.from_numpy(x[:batch_size])).to(dev)
     yb = torch.from_numpy(y[:batch_size]).to(dev)
     steps = maps // batch_size
     pipe, bare = [], []
     for r in range(rounds):
-        tcfg = TrainConfig(
+        tcfg = TrainConfig.from_params(
+            TRAIN,
             epochs=1,
             batch_size=batch_size,
             seed=r,
@@ -81,6 +94,8 @@ def main(
             progress=False,
             patience=1,
             precision=precision,
+            augment=True,
+            ema_decay=0.0,
         )
         res = fit(build_model(cfg), criterion, x, y, x[:8], y[:8], tcfg)
         pipe.append(res.train_maps_per_s)

@@ -12,8 +12,8 @@ headless Chromium through Selenium with Debian's chromedriver (no driver downloa
 example (or uploads a map), waits for its prediction (and, with the novelty index, its novelty
 verdict and nearest training maps) and saves the page. Before that it checks that the demo
 serves exactly the evaluated pipeline: for every example it re-predicts the die map from
-data/ingested.npz and compares class and confidence with the evaluate stage's
-data/predictions.csv (exit 3 on a mismatch).
+the ingested maps and compares class and confidence with the evaluate stage's predictions
+file (exit 3 on a mismatch).
 
 Needs: pip install -e '.[demo]' selenium; apt-get install chromium chromium-driver.
 """
@@ -95,16 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     what.add_argument("--upload", type=Path, help="upload this .npy or .png die map instead")
     what.add_argument("--row", type=int, help="upload the map of this row of --ingested instead")
-    p.add_argument("--model", default="models/model.pt")
-    p.add_argument("--calibration", default="models/calibration.json")
-    p.add_argument("--thresholds", default="models/thresholds.json")
-    p.add_argument("--evaluate-metrics", default="metrics/evaluate.json")
-    p.add_argument("--calibrate-metrics", default="metrics/calibrate.json")
-    p.add_argument("--predictions", default="data/predictions.csv")
-    p.add_argument("--ingested", default="data/ingested.npz")
-    p.add_argument("--index", help="default: models/index.npz when present (as the demo)")
-    p.add_argument("--novelty", help="default: models/novelty.json (with the index)")
-    p.add_argument("--neighbours", type=int, default=6, help="nearest training maps shown")
+    # every file: default the pipeline's own (dvc.yaml's paths), as the demo's
+    for name in ("model", "calibration", "thresholds", "evaluate-metrics", "calibrate-metrics"):
+        p.add_argument(f"--{name}", help="default: the pipeline's (dvc.yaml's paths)")
+    p.add_argument("--predictions", help="default: the pipeline's (dvc.yaml's paths)")
+    p.add_argument("--ingested", help="default: the pipeline's (dvc.yaml's paths)")
+    p.add_argument("--index", help="default: the pipeline's index when present (as the demo)")
+    p.add_argument("--novelty", help="default: the pipeline's novelty.json (with the index)")
+    p.add_argument("--neighbours", type=int, help="nearest training maps shown (as the demo)")
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--no-verify",
@@ -138,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         args.device,
         index=args.index,
         novelty=args.novelty,
-        neighbours=args.neighbours,
+        **({} if args.neighbours is None else {"neighbours": args.neighbours}),
     )
     for note in assets.notes:
         print(f"warning: stale metrics: {note}", file=sys.stderr)
     if assets.novelty_note:
         print(f"warning: {assets.novelty_note}", file=sys.stderr)
     if args.verify:
-        print("examples, re-predicted by the demo vs data/predictions.csv:")
+        print("examples, re-predicted by the demo vs the evaluate stage's predictions:")
         bad = verify_examples(assets)
     else:
         print("warning: --no-verify: examples not checked against predictions.csv", file=sys.stderr)
@@ -172,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     upload = args.upload
     if args.row is not None and not 0 <= args.row < len(assets.ingested.labels):
-        print(f"error: --row {args.row}: not a row of {args.ingested}", file=sys.stderr)
+        print(f"error: --row {args.row}: not an ingested row", file=sys.stderr)
         return 2
     if upload is not None and not upload.is_file():
         print(f"error: --upload {upload}: no such file", file=sys.stderr)

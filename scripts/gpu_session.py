@@ -55,16 +55,22 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
 
     from wafer.losses import make_loss
     from wafer.model import ModelConfig, build_model
-    from wafer.train import TrainConfig, fit, predict_logits, resolve_device
+    from wafer.params import section_values
+    from wafer.recipes import apply_overrides, load_recipe, load_yaml
+    from wafer.serve import predict_outputs, resolve_device
+    from wafer.train import TrainConfig, fit
 
     device = resolve_device("auto")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, (maps, size, size), dtype=np.uint8)
     y = rng.integers(0, 9, maps)
-    model = build_model(ModelConfig(cbam=True, stem="standard"))
-    criterion, _ = make_loss("focal", y, 2.0, None)
-    cfg = TrainConfig(
-        epochs=2, batch_size=batch_size, patience=2, device=str(device), progress=False
+    # the seed-224 recipe's model and loss (recipes/seed-224.yaml over params.yaml)
+    params = apply_overrides(load_yaml((ROOT / "params.yaml").read_text()), load_recipe("seed-224"))
+    train = section_values(params, "train")
+    model = build_model(ModelConfig.from_params(train))
+    criterion, _ = make_loss(train.loss, y, train.focal_gamma, train.focal_alpha or None)
+    cfg = TrainConfig.from_params(
+        train, epochs=2, batch_size=batch_size, patience=2, device=str(device), progress=False
     )
     result = fit(model, criterion, x, y, x[: maps // 4], y[: maps // 4], cfg)
     out = {
@@ -76,11 +82,11 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
         "train_maps_per_s_first_epoch": result.history[0]["train_maps_per_s"],
     }
     for tta in (True, False):
-        predict_logits(model, x[:batch_size], 512, device, tta=tta)  # warm-up
+        predict_outputs(model, x[:batch_size], 512, device, tta=tta)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        predict_logits(model, x, 512, device, tta=tta)
+        predict_outputs(model, x, 512, device, tta=tta)
         if device.type == "cuda":
             torch.cuda.synchronize()
         out[f"infer_maps_per_s_{'tta' if tta else 'no_tta'}"] = maps / (time.perf_counter() - t0)

@@ -1,21 +1,22 @@
 """Stage `calibrate`: temperature scaling fit on the served validation logits (TTA-combined when
 infer.tta is on), reported before/after on validation and test.
 
-Writes models/calibration.json (what `wafer predict` applies), metrics/calibrate.json,
-plots/reliability/*.csv (DVC plot) and plots/reliability.png. calibration.json records the
-SHA-256 of the model (from the logits file) and of the logits it was fit on (wafer.serve).
+Writes the served calibration file (wafer.serve.Calibration: what `wafer predict` applies; it
+records the SHA-256 of the model, from the logits file, and of the logits it was fit on), the
+metrics, the reliability bins per curve as CSV (DVC plot) and a PNG.
 """
 
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from wafer.calibration import calibration_report, fit_temperature, reliability_bins, softmax
 from wafer.cli_util import one_line_errors
+from wafer.data import Logits
 from wafer.io import sha256_file, write_csv, write_json
-from wafer.params import check_args
+from wafer.params import load_section
 from wafer.plotting import reliability_png
+from wafer.serve import Calibration
 
 app = typer.Typer(add_completion=False)
 
@@ -30,23 +31,22 @@ def _bin_rows(bins: list[dict]) -> list[list[float]]:
 @app.command()
 @one_line_errors
 def main(
-    n_bins: int = typer.Option(15, "--n_bins", "--n-bins", help="equal-width confidence bins"),
-    logits: Path = typer.Option(Path("data/logits.npz"), "--logits"),
-    out: Path = typer.Option(Path("models/calibration.json"), "--out"),
-    metrics: Path = typer.Option(Path("metrics/calibrate.json"), "--metrics"),
-    plots_dir: Path = typer.Option(Path("plots/reliability"), "--plots-dir"),
-    png: Path = typer.Option(Path("plots/reliability.png"), "--png"),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section calibrate)"),
+    logits: Path = typer.Option(..., "--logits"),
+    out: Path = typer.Option(..., "--out"),
+    metrics: Path = typer.Option(..., "--metrics"),
+    plots_dir: Path = typer.Option(..., "--plots-dir"),
+    png: Path = typer.Option(..., "--png"),
 ) -> None:
-    check_args("calibrate", locals())
-    with np.load(logits) as z:
-        d = {k: z[k] for k in z.files}
-    tta = bool(d["tta"])
-    temperature = fit_temperature(d["val_logits"], d["val_y"])  # validation only
+    n_bins = load_section(params, "calibrate").n_bins  # equal-width confidence bins
+    lg = Logits.load(logits)
+    tta = lg.tta
+    temperature = fit_temperature(lg.logits["val"], lg.y["val"])  # validation only
     report: dict = {"temperature": temperature, "tta": tta, "n_bins": n_bins}
     curves = {}
     for split in ("val", "test"):
-        lg, y = d[f"{split}_logits"], d[f"{split}_y"]
-        before, after = softmax(lg), softmax(lg, temperature)
+        before, after = softmax(lg.logits[split]), softmax(lg.logits[split], temperature)
+        y = lg.y[split]
         report[split] = {
             "before": calibration_report(before, y, n_bins),
             "after": calibration_report(after, y, n_bins),
@@ -61,17 +61,13 @@ def main(
                     BIN_COLUMNS,
                     _bin_rows(reliability_bins(p, y, n_bins)),
                 )
-    write_json(
-        out,
-        {
-            "temperature": temperature,
-            "tta": tta,
-            "fit_on": "val",
-            "n_val": int(len(d["val_y"])),
-            "model_sha256": str(d["model_sha256"]),  # the served files belong to this model
-            "logits_sha256": sha256_file(logits),
-        },
-    )
+    Calibration(
+        temperature=temperature,
+        tta=tta,
+        n_val=int(len(lg.y["val"])),
+        model_sha256=lg.model_sha256,
+        logits_sha256=sha256_file(logits),
+    ).save(out)
     write_json(metrics, report)
     reliability_png(curves, png, "Reliability on test (T fit on validation)")
     t = report["test"]

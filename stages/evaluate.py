@@ -2,15 +2,15 @@
 (TTA logits -> temperature -> per-class thresholds -> operating point, via wafer.serve).
 
 Validation figures are what choices between runs, input sizes and recipes are made on; test
-figures are reported once. For each split, metrics/evaluate.json holds both operating points
+figures are reported once. For each split, the metrics file holds both operating points
 (`cost` and `macro_f1`, full report each) and, to show what each part of the rule buys, plain
 argmax and tau only (each point's tau, every threshold at the floor):
 
     {"objective": <served>, "val": {...}, "test": {"cost": {...}, "macro_f1": {...},
      "argmax": {...}}}
 
-Also writes, for the served point on test: plots/confusion.csv (DVC `confusion` template),
-plots/confusion.png and data/predictions.csv (per-map calibrated probabilities).
+Also writes, for the served point on test: the confusion CSV (DVC `confusion` template) and PNG,
+and the predictions file (per-map calibrated probabilities, wafer.predictions).
 """
 
 from pathlib import Path
@@ -20,14 +20,15 @@ import typer
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
+from wafer.data import Logits
 from wafer.evaluate import compact, evaluate, prior_from_list
 from wafer.io import write_csv, write_json
 from wafer.metrics import confusion, prevalence_weights
-from wafer.params import check_args
+from wafer.params import load_section
 from wafer.plotting import confusion_png
 from wafer.predictions import Predictions
-from wafer.serve import ServingConfig
-from wafer.thresholds import OBJECTIVES, decide, floor_thresholds
+from wafer.serve import OBJECTIVES, ServingConfig, decide
+from wafer.thresholds import floor_thresholds
 
 app = typer.Typer(add_completion=False)
 
@@ -58,30 +59,18 @@ def split_report(
 @app.command()
 @one_line_errors
 def main(
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for 95% CIs"),
-    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
-    target_prior: list[float] = typer.Option(
-        ...,
-        "--target_prior",
-        "--target-prior",
-        help="class counts or shares in CLASS_NAMES order (repeat 9 times)",
-    ),
-    logits: Path = typer.Option(Path("data/logits.npz"), "--logits"),
-    calibration: Path = typer.Option(Path("models/calibration.json"), "--calibration"),
-    thresholds: Path = typer.Option(Path("models/thresholds.json"), "--thresholds"),
-    metrics: Path = typer.Option(Path("metrics/evaluate.json"), "--metrics"),
-    confusion_csv: Path = typer.Option(Path("plots/confusion.csv"), "--confusion-csv"),
-    confusion_image: Path = typer.Option(Path("plots/confusion.png"), "--confusion-png"),
-    predictions: Path = typer.Option(Path("data/predictions.csv"), "--predictions"),
+    params: Path = typer.Option(..., "--params", help="params.yaml (sections evaluate, prior)"),
+    logits: Path = typer.Option(..., "--logits"),
+    calibration: Path = typer.Option(..., "--calibration"),
+    thresholds: Path = typer.Option(..., "--thresholds"),
+    metrics: Path = typer.Option(..., "--metrics"),
+    confusion_csv: Path = typer.Option(..., "--confusion-csv"),
+    confusion_image: Path = typer.Option(..., "--confusion-png"),
+    predictions: Path = typer.Option(..., "--predictions"),
 ) -> None:
-    check_args("evaluate", locals())
-    check_args("prior", locals())
-    try:
-        prior = prior_from_list(target_prior)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    with np.load(logits) as z:
-        d = {k: z[k] for k in z.files}
+    p = load_section(params, "evaluate")  # bootstrap resamples for 95% CIs, bootstrap seed
+    prior = prior_from_list(load_section(params, "prior").target_prior)
+    lg = Logits.load(logits)
     served = ServingConfig.load(calibration, thresholds)
     report: dict = {
         "objective": served.objective,
@@ -90,12 +79,12 @@ def main(
     }
     for split in ("val", "test"):
         report[split] = split_report(
-            d[f"{split}_logits"], d[f"{split}_y"], served, prior, bootstrap, seed
+            lg.logits[split], lg.y[split], served, prior, p.bootstrap, p.seed
         )
     write_json(metrics, report)
 
-    y, rows = d["test_y"], d["test_rows"]
-    decision = served.decide(d["test_logits"])
+    y, rows = lg.y["test"], lg.rows["test"]
+    decision = served.decide(lg.logits["test"])
     names = np.array(CLASS_NAMES)
     write_csv(
         confusion_csv, ["actual", "predicted"], zip(names[y], names[decision.pred], strict=True)

@@ -28,10 +28,10 @@ from wafer.gradcam_report import (
     render_examples,
 )
 from wafer.ingest import Ingested
-from wafer.io import WaferInputError, atomic_path, write_json, write_text, write_timing
+from wafer.io import UsageError, WaferInputError, atomic_path, write_json, write_text, write_timing
 from wafer.model import ModelConfig, build_model, load_checkpoint
-from wafer.params import check_args
-from wafer.train import resolve_device
+from wafer.params import load_section
+from wafer.serve import resolve_device
 
 app = typer.Typer(add_completion=False)
 
@@ -39,33 +39,17 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    model: Path = typer.Option(Path("models/model.pt"), help="checkpoint of the train stage"),
-    shards: Path = typer.Option(
-        Path("data/shards"), help="dir with test_x.npy, test_y.npy, test_rows.npy"
-    ),
-    ingested: Path = typer.Option(Path("data/ingested.npz"), help="die-resolution maps (+ masks)"),
-    predictions: Path = typer.Option(
-        Path("data/predictions.csv"), help="evaluate stage's per-map predictions (test order)"
-    ),
-    layer: str = typer.Option(
-        "auto", help="target module (dotted; 'layer4.stage': pre-CBAM) or 'auto' (deepest >= 7x7)"
-    ),
-    method: str = typer.Option("gradcam++", help="'gradcam++' or 'gradcam'"),
-    per_class: int = typer.Option(
-        3, "--per_class", "--per-class", help="example slots per class (0-3, documented order)"
-    ),
-    max_maps: int = typer.Option(
-        200, "--max_maps", "--max-maps", help="test maps per class for the localisation metrics"
-    ),
-    batch_size: int = typer.Option(64, "--batch_size", "--batch-size"),
-    seed: int = typer.Option(0, help="draw of the localisation maps; untrained model's init"),
-    device: str = typer.Option("auto", help="'auto' (cuda if available), 'cpu', 'cuda'"),
-    out_dir: Path = typer.Option(Path("reports/gradcam"), help="index.html and png/*.png"),
-    metrics: Path = typer.Option(Path("metrics/gradcam.json")),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section gradcam)"),
+    model: Path = typer.Option(..., help="checkpoint of the train stage"),
+    shards: Path = typer.Option(..., help="dir with test_x.npy, test_y.npy, test_rows.npy"),
+    ingested: Path = typer.Option(..., help="die-resolution maps (+ masks)"),
+    predictions: Path = typer.Option(..., help="evaluate stage's per-map predictions (test order)"),
+    out_dir: Path = typer.Option(..., help="index.html and png/*.png"),
+    metrics: Path = typer.Option(...),
 ) -> None:
-    check_args("gradcam", locals())
+    p = load_section(params, "gradcam")
     t0 = time.perf_counter()
-    dev = resolve_device(device)
+    dev = resolve_device(p.device)
     for name in ("test_x.npy", "test_y.npy", "test_rows.npy"):
         if not (shards / name).is_file():
             raise WaferInputError(shards / name, "no such file")
@@ -77,24 +61,24 @@ def main(
         raise WaferInputError(ingested, f"has {len(ing.labels)} rows, test_rows needs more")
     pred = read_predictions(predictions, test.rows, test.y)
     trained, payload = load_checkpoint(model, device=dev)
-    layer = resolve_layer_name(layer, payload["model_config"], payload["input_size"])
+    layer = resolve_layer_name(p.layer, payload["model_config"], payload["input_size"])
     if payload["input_size"] != test.size:
         print(f"warning: model trained at {payload['input_size']} px, shards are {test.size}")
     try:
         target_layer(trained, layer)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    spec = CamSpec(layer=layer, method=method, batch_size=batch_size, device=dev)
+        raise UsageError(f"gradcam.layer: {exc}") from None
+    spec = CamSpec(layer=layer, method=p.method, batch_size=p.batch_size, device=dev)
 
-    positions, counts = localisation_positions(test.y, max_maps, seed)
-    torch.manual_seed(seed)
+    positions, counts = localisation_positions(test.y, p.max_maps, p.seed)
+    torch.manual_seed(p.seed)  # the untrained model's init
     untrained = build_model(ModelConfig(**payload["model_config"])).to(dev).eval()
     nets = {"trained": trained, "untrained": untrained}
     result = localisation_report(nets, spec, ing, test, positions)
     if result["cam_size"] and np.prod(result["cam_size"]) == 1:
         print(f"warning: layer {layer} gives a 1x1 CAM at {test.size} px: it cannot localise")
 
-    examples = render_examples(trained, spec, ing, test, pred, per_class)
+    examples = render_examples(trained, spec, ing, test, pred, p.per_class)
     png_dir = out_dir / "png"
     png_dir.mkdir(parents=True, exist_ok=True)
     for stale in png_dir.glob("*.png"):
@@ -102,7 +86,7 @@ def main(
     for ex in examples:
         with atomic_path(png_dir / ex.filename) as tmp:
             tmp.write_bytes(ex.png)
-    page = build_html(result, examples, model, len(test.y), counts, max_maps)
+    page = build_html(result, examples, model, len(test.y), counts, p.max_maps)
     write_text(out_dir / "index.html", page)
     seconds = time.perf_counter() - t0
     write_json(metrics, result)

@@ -1,11 +1,12 @@
 """Stage `index`: the embedding index of the training maps, the novelty score and its threshold
 (fit and chosen on validation), and how well both work on test.
 
-Writes models/index.npz (L2-normalised penultimate features of the training maps with their
-ingested row ids and labels, the class means and shared precision for Mahalanobis: what `wafer
-predict` searches), models/novelty.json (the method, every method's threshold, k, the
-false-flag rate they were set for, bound to the model and the index by SHA-256) and
-metrics/index.json:
+Writes the index (wafer.novelty.FeatureIndex: L2-normalised penultimate features of the
+training maps with their ingested row ids and labels, the class means and shared precision for
+Mahalanobis: what `wafer predict` searches), novelty.json (wafer.novelty.Novelty: the method,
+every method's threshold, k, the false-flag rate they were set for, bound to the model and the
+index by SHA-256) and the
+metrics:
 
 * novelty: each method's leave-one-class-out validation AUROC (the choice) and its false-flag
   rate on known test maps; with `split.holdout`, the AUROC and the detection rate at the chosen
@@ -16,7 +17,7 @@ metrics/index.json:
 * the index's size, extrapolated to the full WM-811K (query time per map in
   metrics/timing/index.json, machine-dependent).
 
-MSP and energy use the evaluated logits (data/logits.npz) at the served temperature, so the
+MSP and energy use the evaluated logits (the infer stage's) at the served temperature, so the
 scores describe exactly what `wafer predict` serves. wafer.novelty has the methods.
 """
 
@@ -27,8 +28,8 @@ import typer
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import one_line_errors
-from wafer.data import load_shard
-from wafer.io import WaferInputError, load_npz, sha256_file, write_json, write_timing
+from wafer.data import Logits, SplitFile, load_shard
+from wafer.io import WaferInputError, sha256_file, write_json, write_timing
 from wafer.model import load_checkpoint
 from wafer.novelty import (
     METHODS,
@@ -40,10 +41,9 @@ from wafer.novelty import (
     scores,
     time_queries,
 )
-from wafer.params import check_args
-from wafer.serve import checked_field, read_object
+from wafer.params import load_section
+from wafer.serve import Calibration, predict_outputs, resolve_device
 from wafer.shard import resize_stack
-from wafer.train import predict_outputs, resolve_device
 
 app = typer.Typer(add_completion=False)
 
@@ -59,66 +59,57 @@ def pixels(x: np.ndarray, size: int) -> np.ndarray:
 @app.command()
 @one_line_errors
 def main(
-    tta: bool = typer.Option(False, "--tta/--no-tta", help="features: mean of the 8 D4 views"),
-    k: int = typer.Option(10, "--k", help="knn: distance to the k-th nearest training map"),
-    method: str = typer.Option("auto", "--method", help="auto (chosen on validation) or one"),
-    false_flag_rate: float = typer.Option(0.05, "--false_flag_rate", "--false-flag-rate"),
-    batch_size: int = typer.Option(512, "--batch_size", "--batch-size"),
-    device: str = typer.Option("auto", "--device"),
-    baseline_size: int = typer.Option(32, "--baseline_size", "--baseline-size"),
-    model: Path = typer.Option(Path("models/model.pt"), "--model"),
-    shards: Path = typer.Option(Path("data/shards"), "--shards"),
-    split: Path = typer.Option(Path("data/split.npz"), "--split", help="its held-out classes"),
-    logits: Path = typer.Option(Path("data/logits.npz"), "--logits"),
-    calibration: Path = typer.Option(Path("models/calibration.json"), "--calibration"),
-    out: Path = typer.Option(Path("models/index.npz"), "--out"),
-    novelty: Path = typer.Option(Path("models/novelty.json"), "--novelty"),
-    metrics: Path = typer.Option(Path("metrics/index.json"), "--metrics"),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section index)"),
+    model: Path = typer.Option(..., "--model"),
+    shards: Path = typer.Option(..., "--shards"),
+    split: Path = typer.Option(..., "--split", help="its held-out classes"),
+    logits: Path = typer.Option(..., "--logits"),
+    calibration: Path = typer.Option(..., "--calibration"),
+    out: Path = typer.Option(..., "--out"),
+    novelty: Path = typer.Option(..., "--novelty"),
+    metrics: Path = typer.Option(..., "--metrics"),
 ) -> None:
-    check_args("index", locals())
-    dev = resolve_device(device)
+    p = load_section(params, "index")
+    tta, k, baseline_size = p.tta, p.k, p.baseline_size
+    dev = resolve_device(p.device)
     net, _ = load_checkpoint(model, dev)
     model_sha = sha256_file(model)
-    cal = read_object(calibration)
-    temperature = float(checked_field(cal, "temperature", calibration))
-    lg = load_npz(
-        logits, ("val_logits", "val_rows", "test_logits", "test_rows", "tta", "model_sha256")
-    )
-    made_with = (
-        (calibration, checked_field(cal, "model_sha256", calibration)),
-        (logits, str(lg["model_sha256"])),
-    )
-    for path, fit_for in made_with:
+    cal = Calibration.load(calibration)
+    temperature = cal.temperature
+    lg = Logits.load(logits)
+    for path, fit_for in ((calibration, cal.model_sha256), (logits, lg.model_sha256)):
         if fit_for != model_sha:
             raise WaferInputError(path, f"not made with {model} (model_sha256 differs)")
-    if tta and not bool(lg["tta"]):
-        raise typer.BadParameter("index.tta needs the served pipeline's TTA (infer.tta: true)")
-    holdout = [str(c) for c in load_npz(split).get("holdout", [])]
+    if tta and not lg.tta:
+        raise WaferInputError(logits, "index.tta needs the served pipeline's TTA (infer.tta: true)")
+    holdout = list(SplitFile.load(split).holdout)
 
     feats, labels, rows, x = {}, {}, {}, {}
     for part in ("train", "val", "test"):
         sh = load_shard(shards, part)
-        if part != "train" and not np.array_equal(sh.rows, lg[f"{part}_rows"]):
+        if part != "train" and not np.array_equal(sh.rows, lg.rows[part]):
             raise WaferInputError(logits, f"{part} rows differ from {shards}'s")
-        out_s = predict_outputs(net, sh.x, batch_size, dev, tta=tta, progress=True, features="mean")
+        out_s = predict_outputs(
+            net, sh.x, p.batch_size, dev, tta=tta, progress=True, features="mean"
+        )
         feats[part], labels[part], rows[part], x[part] = out_s.features, sh.y, sh.rows, sh.x
     index = FeatureIndex.build(feats["train"], rows["train"], labels["train"], tta, model_sha)
     index.save(out)
 
     choice = choose(
-        lg["val_logits"],
+        lg.logits["val"],
         feats["val"],
         labels["val"],
         index,
         temperature,
         k,
-        false_flag_rate,
-        method,
+        p.false_flag_rate,
+        p.method,
     )
     held = [CLASS_NAMES.index(c) for c in holdout]
     unknown = np.isin(labels["test"], held)
     test_scores = {
-        m: scores(m, lg["test_logits"], feats["test"], index, temperature, k) for m in METHODS
+        m: scores(m, lg.logits["test"], feats["test"], index, temperature, k) for m in METHODS
     }
     test: dict = {
         "known_maps": int((~unknown).sum()),
@@ -167,7 +158,7 @@ def main(
             },
             "novelty": {
                 "method": choice.method,
-                "false_flag_rate": false_flag_rate,
+                "false_flag_rate": p.false_flag_rate,
                 "k": k,
                 "validation": {
                     "proxy_auroc": choice.proxy_auroc,
@@ -184,7 +175,7 @@ def main(
         threshold=choice.threshold,
         thresholds=choice.thresholds,
         k=k,
-        false_flag_rate=false_flag_rate,
+        false_flag_rate=p.false_flag_rate,
         temperature=temperature,
         tta=tta,
         model_sha256=model_sha,

@@ -1,5 +1,5 @@
 """Stage `ingest`: LSWMD-format pickle or ragged-maps .npz -> validated, compact intermediate
-(data/ingested.npz).
+(dvc.yaml's paths.ingested).
 
 Reads Kaggle's legacy LSWMD.pkl, the real subset (.pkl.xz), the synthetic pickle, or the
 ragged-maps .npz that `wafer convert` makes of any of them; keeps the labeled rows; validates
@@ -16,7 +16,7 @@ import typer
 from wafer.cli_util import one_line_errors
 from wafer.ingest import ingest_file, sha256_file
 from wafer.io import save_npz, write_json, write_timing
-from wafer.params import check_args
+from wafer.params import load_section
 
 app = typer.Typer(add_completion=False)
 
@@ -24,19 +24,15 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    input: Path = typer.Option(
-        Path("data/raw/synthetic.pkl"), help="LSWMD-format pickle (trusted) or ragged-maps .npz"
-    ),
-    on_invalid: str = typer.Option(
-        "drop", "--on_invalid", "--on-invalid", help="invalid rows: 'drop' (counted) or 'fail'"
-    ),
-    out: Path = typer.Option(Path("data/ingested.npz"), help="compact intermediate"),
-    metrics: Path = typer.Option(Path("metrics/ingest.json")),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section ingest)"),
+    out: Path = typer.Option(..., help="compact intermediate"),
+    metrics: Path = typer.Option(...),
 ) -> None:
-    check_args("ingest", locals())
+    p = load_section(params, "ingest")
+    input = Path(p.input)  # LSWMD-format pickle (trusted) or ragged-maps .npz
     t0 = time.perf_counter()
     digest = sha256_file(input)
-    ing = ingest_file(input, on_invalid=on_invalid)
+    ing = ingest_file(input, on_invalid=p.on_invalid)
     save_npz(out, **ing.arrays())
     seconds = time.perf_counter() - t0
     for reason, row in ing.first_dropped.items():

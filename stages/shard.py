@@ -1,5 +1,5 @@
 """Stage `shard`: resize every map to `shard.size` (block-max rule, see wafer.shard) and write
-per-split uint8 arrays that can be memory-mapped: data/shards/{train,val,test}_{x,y,rows}.npy.
+per-split uint8 arrays that can be memory-mapped: {train,val,test}_{x,y,rows}.npy (wafer.data).
 
 One-hot encoding into 3 channels happens later, on the training device.
 """
@@ -12,9 +12,10 @@ import typer
 from tqdm import tqdm
 
 from wafer.cli_util import one_line_errors
+from wafer.data import Shard, SplitFile
 from wafer.ingest import Ingested
-from wafer.io import atomic_path, write_json, write_timing
-from wafer.params import check_args
+from wafer.io import write_json, write_timing
+from wafer.params import load_section
 from wafer.shard import resize_ragged
 from wafer.split import SPLITS
 
@@ -24,17 +25,16 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    size: int = typer.Option(32, help="output side in pixels (the seed used 224)"),
-    ingested: Path = typer.Option(Path("data/ingested.npz")),
-    split: Path = typer.Option(Path("data/split.npz")),
-    out_dir: Path = typer.Option(Path("data/shards")),
-    metrics: Path = typer.Option(Path("metrics/shard.json")),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section shard)"),
+    ingested: Path = typer.Option(...),
+    split: Path = typer.Option(...),
+    out_dir: Path = typer.Option(...),
+    metrics: Path = typer.Option(...),
 ) -> None:
-    check_args("shard", locals())
+    size = load_section(params, "shard").size  # output side in pixels (the seed used 224)
     t0 = time.perf_counter()
     ing = Ingested.load(ingested)
-    with np.load(split) as z:
-        assignment = z["split"]
+    assignment = SplitFile.load(split).split
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     with tqdm(total=len(assignment), desc=f"shard {size}px", unit="map") as bar:
@@ -45,9 +45,7 @@ def main(
             for pos, resized in resize_ragged(ing.flat, ing.shapes, ing.offsets, rows, size):
                 x[pos] = resized
                 bar.update(len(pos))
-            for suffix, arr in (("x", x), ("y", ing.labels[rows].astype(np.int64)), ("rows", rows)):
-                with atomic_path(out_dir / f"{name}_{suffix}.npy") as tmp:
-                    np.save(tmp, arr)
+            Shard(x, ing.labels[rows].astype(np.int64), rows).save(out_dir, name)
     seconds = time.perf_counter() - t0
     n = len(assignment)
     write_json(metrics, {"size": size, "maps": n, "per_split": counts})

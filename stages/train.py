@@ -1,13 +1,13 @@
 """Stage `train`: ResNet-18 (+ optional CBAM) with class-weighted CE or focal loss.
 
-Reads data/shards (train + val), trains with AdamW + cosine schedule and D4 augmentation, stops
-early on validation macro-F1, and writes the best weights to models/model.pt (atomic), the
-per-epoch curves to plots/train_curves.csv and a summary to metrics/train.json.
+Reads the shards (train + val), trains with AdamW + cosine schedule and D4 augmentation, stops
+early on validation macro-F1, and writes the best weights to the checkpoint (atomic; it keeps
+the whole `train` section), the per-epoch curves and a summary (paths from dvc.yaml).
 
-With ``--nproc N`` (``train.nproc``) the stage re-launches itself under ``torchrun`` as N
+With ``train.nproc: N`` (N > 1) the stage re-launches itself under ``torchrun`` as N
 data-parallel processes on this machine (gloo on CPU, NCCL on CUDA); rank 0 alone writes the
 outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv-endpoint``, see
-README), it joins that process group instead and ``--nproc`` is not used.
+README), it joins that process group instead and ``train.nproc`` is not used.
 """
 
 import os
@@ -23,7 +23,7 @@ from wafer.data import load_shard
 from wafer.io import write_csv, write_json, write_timing
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.params import check_args, rules
+from wafer.params import as_dict, load_section
 from wafer.train import (
     TrainConfig,
     finish_distributed,
@@ -50,62 +50,24 @@ def _curve_rows(history: list[dict]) -> list[list]:
 @app.command()
 @one_line_errors
 def main(
-    loss: str = typer.Option("focal", "--loss", help="'ce' (class-weighted) or 'focal'"),
-    focal_gamma: float = typer.Option(2.0, "--focal_gamma", "--focal-gamma"),
-    focal_alpha: list[float] = typer.Option(
-        [], "--focal_alpha", "--focal-alpha", help="optional per-class alpha (repeat 9 times)"
-    ),
-    cbam: bool = typer.Option(True, "--cbam/--no-cbam", help="CBAM after each ResNet stage"),
-    cbam_reduction: int = typer.Option(16, "--cbam_reduction", "--cbam-reduction"),
-    stem: str = typer.Option("compact", "--stem", help="standard | compact | cifar"),
-    epochs: int = typer.Option(8, "--epochs"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    weight_decay: float = typer.Option(1e-4, "--weight_decay", "--weight-decay"),
-    batch_size: int = typer.Option(64, "--batch_size", "--batch-size"),
-    patience: int = typer.Option(3, "--patience", help="epochs without val macro-F1 gain"),
-    seed: int = typer.Option(0, "--seed", help="init + data order (not the split seed)"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="random D4 views"),
-    precision: str = typer.Option(
-        "fp32", "--precision", help="training forward pass: fp32 | bf16 (inference is fp32)"
-    ),
-    ema_decay: float = typer.Option(
-        0.0, "--ema_decay", "--ema-decay", help="EMA of the weights per step (0 = off)"
-    ),
-    nproc: int = typer.Option(
-        1, "--nproc", help="data-parallel processes on this machine (>1: launched by torchrun)"
-    ),
-    shards: Path = typer.Option(Path("data/shards"), "--shards"),
-    model_out: Path = typer.Option(Path("models/model.pt"), "--model-out"),
-    curves: Path = typer.Option(Path("plots/train_curves.csv"), "--curves"),
-    metrics: Path = typer.Option(Path("metrics/train.json"), "--metrics"),
+    params: Path = typer.Option(..., "--params", help="params.yaml (section train)"),
+    shards: Path = typer.Option(..., "--shards"),
+    model_out: Path = typer.Option(..., "--model-out"),
+    curves: Path = typer.Option(..., "--curves"),
+    metrics: Path = typer.Option(..., "--metrics"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    check_args("train", locals())
-    # every training option, kept in the checkpoint (the params section as this run saw it)
-    options = {k: v for k, v in locals().items() if k in rules()["train"]}
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
-        cmd, env = torchrun_command(nproc, [str(Path(__file__)), *sys.argv[1:]])
+    p = load_section(params, "train")
+    if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
+        cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
-    d = init_distributed(device)
+    d = init_distributed(p.device)
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
-    cfg = ModelConfig(stem=stem, cbam=cbam, cbam_reduction=cbam_reduction)
-    seed_everything(seed)  # train.seed drives the initial weights too
+    cfg = ModelConfig.from_params(p)
+    seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
-    tcfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-        seed=seed,
-        device=device,
-        augment=augment,
-        precision=precision,
-        ema_decay=ema_decay,
-        progress=progress,
-    )
-    criterion, loss_weights = make_loss(loss, train.y, focal_gamma, focal_alpha or None)
+    tcfg = TrainConfig.from_params(p, progress=progress)
+    criterion, loss_weights = make_loss(p.loss, train.y, p.focal_gamma, p.focal_alpha or None)
     history: list[dict] = []
 
     def on_epoch(row: dict) -> None:  # live curves: rewritten after every epoch
@@ -123,7 +85,7 @@ def main(
         cfg,
         train.size,
         extra={
-            "train": options,
+            "train": as_dict(p),  # every training option, as this run read it
             "loss_weights": loss_weights,
             "best_epoch": result.best_epoch,
         },
@@ -145,7 +107,7 @@ def main(
             "train_seconds": result.train_seconds,
             "train_maps_per_s": result.train_maps_per_s,
             "epochs_run": result.epochs_run,
-            "device": str(resolve_device(device)),
+            "device": str(resolve_device(p.device)),
             "threads": torch.get_num_threads(),
             "processes": d.world,
         },

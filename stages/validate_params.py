@@ -22,8 +22,8 @@ app = typer.Typer(add_completion=False)
 @app.command()
 @one_line_errors
 def main(
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="the params file"),
-    out: Path = typer.Option(Path("data/params.ok"), "--out", help="marker written when valid"),
+    params: Path = typer.Option(..., "--params", help="the params file"),
+    out: Path = typer.Option(..., "--out", help="marker written when valid"),
 ) -> None:
     validate_all(load_params(params))
     write_text(out, "ok\n")

@@ -116,7 +116,7 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
 
     d = tmp_path_factory.mktemp("tiny_pipeline")
     torch.manual_seed(0)
-    cfg = ModelConfig(stem="compact", cbam=False)
+    cfg = ModelConfig(stem="compact", cbam=False, cbam_reduction=16)
     save_checkpoint(d / "model.pt", build_model(cfg), cfg, 16, {"note": "untrained, for tests"})
     model_sha, logits_sha = sha256_file(d / "model.pt"), "0" * 64
     (d / "calibration.json").write_text(
@@ -143,7 +143,7 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
 
     from wafer.model import load_checkpoint
     from wafer.novelty import METHODS, FeatureIndex, Novelty
-    from wafer.train import predict_outputs
+    from wafer.serve import predict_outputs
 
     net, _ = load_checkpoint(d / "model.pt")
     x = np.random.default_rng(0).integers(0, 3, (45, 16, 16), dtype=np.uint8)
@@ -176,6 +176,20 @@ def pytest_configure(config) -> None:
         "browser: drives the Gradio demo in headless Chromium (needs gradio, selenium, chromium, "
         "chromium-driver; skips without them)",
     )
+
+
+def params_file(d: Path, changes: dict | None = None) -> Path:
+    """The checkout's params.yaml with ``changes`` (``{"section.key": value}``) applied, written
+    as ``d/params.yaml`` (what a stage script reads with --params)."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in (changes or {}).items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    path = Path(d) / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
 
 
 def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:

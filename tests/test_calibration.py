@@ -44,14 +44,14 @@ def test_bin_edges_lower_open_upper_closed():
 def test_ece_perfect_is_zero():
     labels = np.arange(NUM_CLASSES).repeat(3)
     probs = np.eye(NUM_CLASSES)[labels]
-    assert ece(probs, labels) == 0.0
-    np.testing.assert_array_equal(classwise_ece(probs, labels), np.zeros(NUM_CLASSES))
+    assert ece(probs, labels, 15) == 0.0
+    np.testing.assert_array_equal(classwise_ece(probs, labels, 15), np.zeros(NUM_CLASSES))
 
 
 def test_ece_confident_and_wrong_is_one():
     labels = np.arange(NUM_CLASSES).repeat(2)
     probs = np.eye(NUM_CLASSES)[(labels + 1) % NUM_CLASSES]
-    assert ece(probs, labels) == pytest.approx(1.0)
+    assert ece(probs, labels, 15) == pytest.approx(1.0)
 
 
 def test_ece_hand_computed():
@@ -65,7 +65,7 @@ def test_ece_hand_computed():
     )
     labels = np.array([0, 1, 1, 3])
     expected = 0.5 * abs(0.5 - 0.9) + 0.25 * abs(1 - 0.7) + 0.25 * abs(0 - 0.45)  # 0.3875
-    assert ece(probs, labels) == pytest.approx(expected)
+    assert ece(probs, labels, 15) == pytest.approx(expected)
     # one bin: |accuracy - mean confidence| = |0.5 - 0.7375|
     assert ece(probs, labels, n_bins=1) == pytest.approx(abs(0.5 - 0.7375))
 
@@ -76,8 +76,8 @@ def test_defect_ece_conditions_on_prediction():
     probs[1, 0], probs[1, NONE_INDEX] = 0.8, 0.2  # predicted Center, true Center
     probs[2, 1], probs[2, NONE_INDEX] = 0.8, 0.2  # predicted Donut, true none
     labels = np.array([NONE_INDEX, 0, NONE_INDEX])
-    assert defect_ece(probs, labels) == pytest.approx(abs(0.5 - 0.8))
-    assert math.isnan(defect_ece(probs[:1], labels[:1]))
+    assert defect_ece(probs, labels, n_bins=15) == pytest.approx(abs(0.5 - 0.8))
+    assert math.isnan(defect_ece(probs[:1], labels[:1], n_bins=15))
 
 
 def test_temperature_scaling_recovers_known_T():
@@ -105,7 +105,7 @@ def test_nll_and_brier_hand_example():
 
 def test_reliability_bins_counts_sum_to_n():
     probs, labels = _random_probs(200)
-    rows = reliability_bins(probs, labels)
+    rows = reliability_bins(probs, labels, 15)
     assert sum(r["count"] for r in rows) == 200
     for r in rows:
         assert r["count"] > 0
@@ -113,12 +113,12 @@ def test_reliability_bins_counts_sum_to_n():
         assert 0.0 <= r["accuracy"] <= 1.0
     # the count-weighted bin gaps reproduce the ECE
     gap = sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / 200
-    assert gap == pytest.approx(ece(probs, labels))
+    assert gap == pytest.approx(ece(probs, labels, 15))
 
 
 def test_calibration_report_keys():
     probs, labels = _random_probs(100)
-    rep = calibration_report(probs, labels)
+    rep = calibration_report(probs, labels, 15)
     assert set(rep) == {
         "ece",
         "defect_ece",

@@ -36,6 +36,8 @@ from wafer.io import WaferInputError
 from wafer.model import ModelConfig, build_model, one_hot, save_checkpoint
 from wafer.predictions import Predictions
 
+from conftest import params_file
+
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "gradcam.py"
 
 
@@ -121,7 +123,7 @@ def test_compute_cam_by_hand() -> None:
 
 def test_resnet_layer4_gradcam_is_cam_and_hooks_survive_inplace() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(stem="compact", cbam=True)).train()
+    model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16)).train()
     x = one_hot(torch.randint(0, 3, (2, 32, 32), dtype=torch.uint8))
     targets = torch.tensor([3, 8])
     cams = compute_cam(model, x, targets, target_layer(model, "layer4"), "gradcam")
@@ -155,8 +157,8 @@ def test_resnet_layer4_gradcam_is_cam_and_hooks_survive_inplace() -> None:
 
 
 def test_target_layer_names() -> None:
-    model = build_model(ModelConfig(stem="compact", cbam=True))
-    assert type(target_layer(model)).__name__ == "StageWithCBAM"
+    model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16))
+    assert type(target_layer(model, "layer4")).__name__ == "StageWithCBAM"
     assert target_layer(model, "layer4.stage") is model.layer4.stage
     with pytest.raises(ValueError, match="layer9"):
         target_layer(model, "layer9")
@@ -256,10 +258,10 @@ def _setup(tmp_path: Path, masks: bool, cbam: bool, size: int = 16) -> dict[str,
     from wafer.shard import resize_rows
     from wafer.synth import class_mix, generate
 
-    df, mk = generate(60, class_mix(), seed=0)
+    df, mk = generate(60, class_mix(0.03), seed=0)
     if masks:
         df["patternMask"] = mk
-    ing = validate_frame(df, "synthetic")
+    ing = validate_frame(df, "synthetic", "drop")
     ingested = tmp_path / "ingested.npz"
     save_npz(ingested, **ing.arrays())
     shards = tmp_path / "shards"
@@ -270,7 +272,7 @@ def _setup(tmp_path: Path, masks: bool, cbam: bool, size: int = 16) -> dict[str,
     for name, arr in (("x", x), ("y", y), ("rows", rows)):
         np.save(shards / f"test_{name}.npy", arr)
     torch.manual_seed(1)
-    cfg = ModelConfig(stem="compact", cbam=cbam)
+    cfg = ModelConfig(stem="compact", cbam=cbam, cbam_reduction=16)
     model_path = tmp_path / "model.pt"
     save_checkpoint(model_path, build_model(cfg), cfg, size, extra={})
     rng = np.random.default_rng(0)
@@ -299,12 +301,17 @@ def _stage():
     return module, CliRunner()
 
 
-def _args(p: dict[str, Path], out: Path, metrics: Path) -> list[str]:
+def _args(p: dict[str, Path], out: Path, metrics: Path, **changes) -> list[str]:
+    params = params_file(
+        p["model"].parent,
+        {"gradcam.device": "cpu", "gradcam.max_maps": 4, "gradcam.batch_size": 16}
+        | {f"gradcam.{k}": v for k, v in changes.items()},
+    )
     return [
+        "--params", str(params),
         "--model", str(p["model"]), "--shards", str(p["shards"]),
         "--ingested", str(p["ingested"]), "--predictions", str(p["pred"]),
-        "--out-dir", str(out), "--metrics", str(metrics), "--device", "cpu",
-        "--max-maps", "4", "--batch-size", "16",
+        "--out-dir", str(out), "--metrics", str(metrics),
     ]  # fmt: skip
 
 
@@ -338,8 +345,8 @@ def test_stage_real_data_layout_cbam_and_bad_input(tmp_path: Path) -> None:
     module, runner = _stage()
     p = _setup(tmp_path, masks=False, cbam=True)
     out, metrics = tmp_path / "out", tmp_path / "gradcam.json"
-    args = [*_args(p, out, metrics), "--layer", "layer4.stage", "--method", "gradcam"]
-    result = runner.invoke(module.app, [*args, "--per-class", "1"])
+    args = _args(p, out, metrics, layer="layer4.stage", method="gradcam", per_class=1)
+    result = runner.invoke(module.app, args)
     assert result.exit_code == 0, result.output
     m = json.loads(metrics.read_text())
     assert m["reference"] == "failing_dies" and m["layer"] == "layer4.stage"
@@ -349,7 +356,7 @@ def test_stage_real_data_layout_cbam_and_bad_input(tmp_path: Path) -> None:
     bad.to_csv(p["pred"], index=False)
     result = runner.invoke(module.app, args)
     assert result.exit_code == 2 and "predictions" in result.output
-    result = runner.invoke(module.app, [*args, "--layer", "layer9"])
+    result = runner.invoke(module.app, _args(p, out, metrics, layer="layer9"))
     assert result.exit_code != 0
 
 

@@ -27,8 +27,9 @@ from wafer import ragged
 from wafer.classes import CLASS_NAMES
 from wafer.ingest import Ingested
 from wafer.io import WaferInputError, save_npz, sha256_file, write_json
-from wafer.predict import Predictor, encode_png
 from wafer.process_modes import CAVEAT, PROCESS_MODES
+from wafer.readers import encode_png
+from wafer.serve import Predictor
 
 from conftest import ROOT, wafer
 
@@ -70,7 +71,7 @@ def _write_index(files: dict, ing: Ingested, rows: np.ndarray, out: Path) -> tup
     from wafer.demo import load_examples
     from wafer.model import load_checkpoint
     from wafer.novelty import METHODS, FeatureIndex, Novelty, knn_score
-    from wafer.train import predict_outputs
+    from wafer.serve import predict_outputs
 
     p = Predictor.load(files["model"], files["calibration"], files["thresholds"], "cpu")
     net, _ = load_checkpoint(files["model"])
@@ -247,7 +248,12 @@ def test_analyse_uploads(demo_files, tmp_path):
     from wafer.demo import analyse, analyse_file
 
     p = Predictor.load(
-        demo_files["model"], demo_files["calibration"], demo_files["thresholds"], "cpu"
+        demo_files["model"],
+        demo_files["calibration"],
+        demo_files["thresholds"],
+        "cpu",
+        cam_layer="auto",
+        cam_method="gradcam++",
     )
     m = wafer(22, 22, (7, 8))
     row = p.predict([m], ["x"])[0]
@@ -286,7 +292,7 @@ def test_novelty_flag_and_nearest_maps(demo_files, tmp_path):
     from wafer.demo import analyse_in, handle_upload, header_markdown
     from wafer.model import load_checkpoint
     from wafer.novelty import normalise
-    from wafer.train import predict_outputs
+    from wafer.serve import predict_outputs
 
     assets = assets_of(demo_files)
     nov = assets.predictor.novelty
@@ -338,30 +344,32 @@ def test_novelty_index_default_explicit_and_mismatched(
 ):
     from dataclasses import replace
 
-    from wafer.cli_util import DEFAULT_INDEX
     from wafer.demo import analyse_in, header_markdown, load_assets
     from wafer.novelty import FeatureIndex, Novelty
+    from wafer.pipeline import pipeline_paths
 
     keys = ("model", "calibration", "thresholds", "evaluate_json", "calibrate_json")
     args = [demo_files[k] for k in (*keys, "predictions_csv", "ingested_npz")]
     here = tmp_path / "cwd"
     here.mkdir()
-    monkeypatch.chdir(here)  # no models/index.npz here: the demo runs without novelty
+    shutil.copy(ROOT / "dvc.yaml", here)  # the pipeline's paths, but no index here yet
+    monkeypatch.chdir(here)  # no index here: the demo runs without novelty
+    default_index = pipeline_paths()["index"]
     assets = load_assets(*args, device="cpu")
     assert assets.predictor.novelty is None
-    assert assets.novelty_note.startswith(f"no {DEFAULT_INDEX} (index stage)")
-    assert f"*No novelty check: no {DEFAULT_INDEX}" in header_markdown(assets)
+    assert assets.novelty_note.startswith(f"no {default_index} (index stage)")
+    assert f"*No novelty check: no {default_index}" in header_markdown(assets)
     a = analyse_in(assets, assets.examples[0].map, "x", cam=False)
     assert a.novelty_md == "" and a.novel is None and a.neighbours == ()
     assert "novelty_score" not in a.row
 
     with pytest.raises(WaferInputError, match="missing.npz: no such file"):
         load_assets(*args, device="cpu", index=here / "missing.npz", novelty=demo_files["novelty"])
-    (here / "models").mkdir()
-    shutil.copy(demo_files["index"], here / DEFAULT_INDEX)  # default index, no novelty.json
+    default_index.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(demo_files["index"], default_index)  # default index, no novelty.json
     with pytest.raises(WaferInputError, match="novelty.json: no such file"):
         load_assets(*args, device="cpu")
-    shutil.copy(demo_files["novelty"], here / "models" / "novelty.json")
+    shutil.copy(demo_files["novelty"], pipeline_paths()["novelty"])
     assert load_assets(*args, device="cpu").predictor.novelty is not None  # the defaults
 
     # an index of other ingested rows / labels: files from different runs

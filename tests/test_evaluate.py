@@ -17,6 +17,8 @@ from wafer.metrics import (
     prevalence_weights,
 )
 
+from conftest import params_file  # noqa: E402
+
 C = CLASS_NAMES.index("Center")
 N = NONE_INDEX
 
@@ -59,7 +61,7 @@ def test_evaluate_report_is_complete():
     probs /= probs.sum(axis=1, keepdims=True)
     pred = probs.argmax(axis=1)
     prior = prior_from_list([4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431])
-    rep = evaluate(y, pred, probs, 10.0, prior, n_boot=50)
+    rep = evaluate(y, pred, probs, 10.0, prior, n_boot=50, seed=0)
     assert rep["n"] == 300 and set(rep["per_class"]) == set(CLASS_NAMES)
     assert rep["macro_f1_ci95"]["low"] <= rep["macro_f1"] <= rep["macro_f1_ci95"]["high"]
     pc = rep["prevalence_corrected"]
@@ -93,10 +95,6 @@ def _logits(tmp_path, test_y_seed: int):
 PRIOR = [str(v) for v in (4294, 555, 5189, 9680, 3593, 149, 866, 1193, 147431)]
 
 
-def _prior_args() -> list[str]:
-    return [a for v in PRIOR for a in ("--target_prior", v)]
-
-
 def test_prior_bootstrap_recomputes_the_weights_per_resample():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 9, 300)
@@ -118,9 +116,12 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
         d = tmp_path / str(seed)
         d.mkdir()
         logits = _logits(d, seed)
+        params = str(params_file(d, {"evaluate.bootstrap": 20}))
         r = CliRunner().invoke(
             load_stage("calibrate").app,
             [
+                "--params",
+                params,
                 "--logits",
                 str(logits),
                 "--out",
@@ -137,6 +138,8 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
         r = CliRunner().invoke(
             load_stage("thresholds").app,
             [
+                "--params",
+                params,
                 "--logits",
                 str(logits),
                 "--calibration",
@@ -149,16 +152,14 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
                 str(d / "sweep.csv"),
                 "--png",
                 str(d / "sweep.png"),
-                *_prior_args(),
             ],
         )
         assert r.exit_code == 0, r.output
         r = CliRunner().invoke(
             load_stage("evaluate").app,
             [
-                "--bootstrap",
-                "20",
-                *_prior_args(),
+                "--params",
+                params,
                 "--logits",
                 str(logits),
                 "--calibration",

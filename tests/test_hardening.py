@@ -33,9 +33,17 @@ from typer.testing import CliRunner
 
 from wafer.cli import app
 from wafer.params import ParamError, load_params, rules, validate_all
-from wafer.predict import encode_png, read_maps
+from wafer.readers import encode_png, read_maps
 
-from conftest import ROOT, copy_checkout, lswmd_frame, pipeline_args, wafer, write_legacy_pickle
+from conftest import (
+    ROOT,
+    copy_checkout,
+    lswmd_frame,
+    params_file,
+    pipeline_args,
+    wafer,
+    write_legacy_pickle,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -139,31 +147,39 @@ def test_unreadable_params_file(tmp_path):
 
 
 def test_stage_scripts_check_their_section_with_the_same_table(load_stage, tmp_path):
-    """A stage run by hand with a bad value stops with the table's one-line message, before
-    reading or writing anything."""
+    """A stage run by hand on a params file with a bad value stops with the table's one-line
+    message, before reading or writing anything (its other options name missing files)."""
     cases = [
-        ("train", ["--loss", "foo"], "train.loss: 'foo' is not one of ce, focal"),
+        ("train", {"train.loss": "foo"}, "train.loss: 'foo' is not one of ce, focal"),
+        ("thresholds", {"thresholds.cost_ratio": -2}, "thresholds.cost_ratio: -2 is not above 0"),
         (
             "thresholds",
-            ["--cost_ratio", "-2", *["--target_prior", "1"] * 9],
-            "thresholds.cost_ratio: -2.0 is not above 0",
-        ),
-        (
-            "thresholds",
-            ["--objective", "accuracy", *["--target_prior", "1"] * 9],
+            {"thresholds.objective": "accuracy"},
             "thresholds.objective: 'accuracy' is not one of cost, macro_f1",
         ),
-        ("thresholds", ["--target_prior", "0"] * 9, "prior.target_prior: all values are 0"),
-        ("train", ["--precision", "fp8"], "train.precision: 'fp8' is not one of fp32, bf16"),
-        ("calibrate", ["--n_bins", "0"], "calibrate.n_bins: 0 is below 1"),
-        ("infer", ["--batch_size", "0"], "infer.batch_size: 0 is below 1"),
-        ("gradcam", ["--layer", "fc"], "gradcam.layer: 'fc' is not"),
-        ("split", ["--val", "2"], "split.val: 2.0 is not below 1"),
-        ("ingest", ["--on_invalid", "skip"], "ingest.on_invalid: 'skip' is not one of drop"),
-        ("evaluate", ["--bootstrap", "0", *["--target_prior", "1"] * 9], "evaluate.bootstrap"),
+        ("thresholds", {"prior.target_prior": [0] * 9}, "prior.target_prior: all values are 0"),
+        ("train", {"train.precision": "fp8"}, "train.precision: 'fp8' is not one of fp32, bf16"),
+        ("calibrate", {"calibrate.n_bins": 0}, "calibrate.n_bins: 0 is below 1"),
+        ("infer", {"infer.batch_size": 0}, "infer.batch_size: 0 is below 1"),
+        ("gradcam", {"gradcam.layer": "fc"}, "gradcam.layer: 'fc' is not"),
+        ("split", {"split.val": 2}, "split.val: 2 is not below 1"),
+        ("ingest", {"ingest.on_invalid": "skip"}, "ingest.on_invalid: 'skip' is not one of drop"),
+        ("evaluate", {"evaluate.bootstrap": 0}, "evaluate.bootstrap"),
+        ("evaluate", {"prior.target_prior": [1] * 8}, "prior.target_prior: has 8 value(s)"),
+        ("index", {"index.k": 0}, "index.k: 0 is below 1"),
+        ("synthesize", {"synthesize.floor": 0.5}, "synthesize.floor: 0.5 is above"),
+        ("shard", {"shard.size": 4}, "shard.size: 4 is below 8"),
     ]
-    for stage, args, message in cases:
-        res = CliRunner().invoke(load_stage(stage).app, args, catch_exceptions=False)
+    import typer
+
+    missing = tmp_path / "missing"
+    for stage, changes, message in cases:
+        app = load_stage(stage).app
+        args = ["--params", str(params_file(tmp_path, changes))]
+        for opt in typer.main.get_command(app).params:  # every other option: a missing path
+            if opt.required and opt.opts[0] != "--params":
+                args += [opt.opts[0], str(missing / opt.name)]
+        res = CliRunner().invoke(app, args, catch_exceptions=False)
         assert res.exit_code == 2, (stage, res.output)
         assert res.stderr.strip() == f"error: {message}" or res.stderr.startswith(
             f"error: {message}"
@@ -315,7 +331,7 @@ def test_convert_then_predict_and_ingest_without_unpickling(tmp_path, tiny_pipel
     assert res.exit_code == 0, res.output
     assert [r["source"] for r in json.loads(out.read_text())] == [it.source for it in got]
 
-    a, b = ingest_file(tmp_path / "LSWMD.pkl"), ingest_file(npz)
+    a, b = ingest_file(tmp_path / "LSWMD.pkl", "drop"), ingest_file(npz, "drop")
     for key, arr in a.arrays().items():
         np.testing.assert_array_equal(arr, b.arrays()[key], err_msg=key)
     assert a.dropped["unlabeled"] == b.dropped["unlabeled"] == 1
@@ -335,10 +351,12 @@ def test_ingest_stage_reads_the_converted_npz(tmp_path, load_stage):
     assert run(["convert", str(tmp_path / "w.pkl"), "-o", str(tmp_path / "w.npz")]).exit_code == 0
     stage = load_stage("ingest").app
     args = ["--out", str(tmp_path / "i.npz"), "--metrics", str(tmp_path / "m.json")]
-    res = CliRunner().invoke(stage, ["--input", str(tmp_path / "w.npz"), *args])
+    params = params_file(tmp_path, {"ingest.input": str(tmp_path / "w.npz")})
+    res = CliRunner().invoke(stage, ["--params", str(params), *args])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "m.json").read_text())["rows_kept"] == 2
-    res = CliRunner().invoke(stage, ["--input", str(tmp_path / "missing.pkl"), *args])
+    params = params_file(tmp_path, {"ingest.input": str(tmp_path / "missing.pkl")})
+    res = CliRunner().invoke(stage, ["--params", str(params), *args])
     assert res.exit_code == 2 and res.stderr.strip() == (
         f"error: {tmp_path / 'missing.pkl'}: no such file"
     )
@@ -427,7 +445,7 @@ def test_demo_refuses_an_oversized_upload_without_waiting_for_the_lock(tmp_path,
     import threading
 
     from wafer.demo import DemoAssets, handle_upload
-    from wafer.predict import Predictor
+    from wafer.serve import Predictor
 
     p = Predictor.load(*(tiny_pipeline[k] for k in ("model", "calibration", "thresholds")), "cpu")
     assets = DemoAssets(p, {}, [], max_side=256)

@@ -7,7 +7,7 @@ from wafer.classes import CLASS_NAMES
 from wafer.ingest import Ingested, read_lswmd, unwrap_label, validate_frame
 from wafer.io import WaferInputError
 
-from conftest import lswmd_frame, wafer, write_legacy_pickle
+from conftest import lswmd_frame, params_file, wafer, write_legacy_pickle
 
 
 def test_unwrap_label_handles_lswmd_nesting():
@@ -36,7 +36,7 @@ def test_legacy_pickle_fixture_reproduces_both_quirks(tmp_path):
     assert list(back.columns) == list(df.columns)
     assert all(np.array_equal(a, b) for a, b in zip(back["waferMap"], df["waferMap"], strict=True))
     assert back["dieSize"].tolist() == df["dieSize"].tolist()
-    ing = validate_frame(back, path)
+    ing = validate_frame(back, path, "drop")
     assert ing.labels.tolist() == [CLASS_NAMES.index("Center"), CLASS_NAMES.index("Edge-Ring")]
     assert ing.dropped["unlabeled"] == 1 and ing.rows_read == 3
     assert ing.source_row.tolist() == [0, 2]
@@ -48,7 +48,7 @@ def test_compressed_and_modern_pickles(tmp_path):
     df = lswmd_frame([(wafer(), "Loc"), (wafer(20, 17), "none")])
     for name in ("a.pkl", "a.pkl.xz", "a.pkl.gz", "a.pkl.bz2"):
         df.to_pickle(tmp_path / name)
-        ing = validate_frame(read_lswmd(tmp_path / name), tmp_path / name)
+        ing = validate_frame(read_lswmd(tmp_path / name), tmp_path / name, "drop")
         assert ing.per_class()["Loc"] == 1 and ing.per_class()["none"] == 1
 
 
@@ -57,7 +57,7 @@ def test_round_trip_of_the_intermediate(tmp_path):
 
     maps = [wafer(), wafer(30, 25, (10, 3)), wafer(7, 7)]
     df = lswmd_frame([(maps[0], "Donut"), (maps[1], "Scratch"), (maps[2], "none")])
-    ing = validate_frame(df, "x.pkl")
+    ing = validate_frame(df, "x.pkl", "drop")
     save_npz(tmp_path / "ing.npz", **ing.arrays())
     back = Ingested.load(tmp_path / "ing.npz")
     for i, m in enumerate(maps):
@@ -77,7 +77,7 @@ def test_truncated_pickle_is_a_clear_error(tmp_path):
 def test_pickle_without_wafermap(tmp_path):
     df = lswmd_frame([(wafer(), "Center")]).drop(columns=["waferMap"])
     with pytest.raises(WaferInputError, match="missing column 'waferMap'"):
-        validate_frame(df, tmp_path / "x.pkl")
+        validate_frame(df, tmp_path / "x.pkl", "drop")
 
 
 def test_not_a_dataframe(tmp_path):
@@ -120,8 +120,8 @@ def test_stage_prints_one_line_error(tmp_path, load_stage):
     result = CliRunner().invoke(
         load_stage("ingest").app,
         [
-            "--input",
-            str(path),
+            "--params",
+            str(params_file(tmp_path, {"ingest.input": str(path)})),
             "--out",
             str(tmp_path / "o.npz"),
             "--metrics",
@@ -137,7 +137,7 @@ def test_stage_prints_one_line_error(tmp_path, load_stage):
 
 def test_real_subset_counts(subset_path):
     """Ingesting the real subset reproduces the per-class counts of its README."""
-    ing = validate_frame(read_lswmd(subset_path), subset_path)
+    ing = validate_frame(read_lswmd(subset_path), subset_path, "drop")
     assert ing.per_class() == {
         "Center": 3649,
         "Donut": 472,

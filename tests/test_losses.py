@@ -8,7 +8,7 @@ from wafer.losses import FocalLoss, balanced_class_weights, make_loss
 def test_focal_with_gamma_zero_equals_cross_entropy():
     torch.manual_seed(0)
     logits, target = torch.randn(32, 9) * 3, torch.randint(0, 9, (32,))
-    assert torch.allclose(FocalLoss(gamma=0.0)(logits, target), F.cross_entropy(logits, target))
+    assert torch.allclose(FocalLoss(0.0)(logits, target), F.cross_entropy(logits, target))
 
 
 def test_focal_down_weights_easy_examples():
@@ -31,7 +31,7 @@ def test_balanced_class_weights_match_sklearn_formula():
     present = 3
     assert np.isclose(w[8], 100 / (present * 80)) and np.isclose(w[7], 100 / (present * 5))
     assert w[1] == 0.0  # absent class
-    loss, weights = make_loss("ce", y)
+    loss, weights = make_loss("ce", y, 2.0)
     assert np.allclose(loss.weight.numpy(), w) and weights == w.tolist()
     focal, fw = make_loss("focal", y, focal_gamma=2.0)
     assert isinstance(focal, FocalLoss) and fw is None

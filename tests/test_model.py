@@ -19,7 +19,7 @@ STRIDE = {"standard": 32, "compact": 16, "cifar": 8}
 @pytest.mark.parametrize("stem", STEMS)
 @pytest.mark.parametrize("cbam", [False, True])
 def test_output_shapes(stem, cbam):
-    model = build_model(ModelConfig(stem=stem, cbam=cbam)).eval()
+    model = build_model(ModelConfig(stem=stem, cbam=cbam, cbam_reduction=16)).eval()
     feats = {}
     model.layer4.register_forward_hook(lambda m, i, o: feats.setdefault("l4", o))
     x = one_hot(torch.randint(0, 3, (2, 64, 64), dtype=torch.uint8))
@@ -31,12 +31,16 @@ def test_output_shapes(stem, cbam):
 
 
 def test_parameter_counts_match_the_seed():
-    plain = count_parameters(build_model(ModelConfig(stem="standard", cbam=False)))
-    cbam = count_parameters(build_model(ModelConfig(stem="standard", cbam=True)))
+    plain = count_parameters(
+        build_model(ModelConfig(stem="standard", cbam=False, cbam_reduction=16))
+    )
+    cbam = count_parameters(build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16)))
     assert plain == 11_181_129
     assert cbam - plain == 43_912
     # the small-input stems swap the 7x7 conv (9,408 weights) for a 3x3 one (1,728)
-    compact = count_parameters(build_model(ModelConfig(stem="compact")))
+    compact = count_parameters(
+        build_model(ModelConfig(stem="compact", cbam=False, cbam_reduction=16))
+    )
     assert plain - compact == 9_408 - 1_728
 
 
@@ -68,7 +72,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 
 
 def test_models_are_trainable_end_to_end():
-    model = build_model(ModelConfig(stem="compact", cbam=True))
+    model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16))
     x = one_hot(torch.randint(0, 3, (4, 16, 16), dtype=torch.uint8))
     loss = F.cross_entropy(model(x), torch.tensor([0, 1, 2, 8]))
     loss.backward()

@@ -17,7 +17,7 @@ from wafer.novelty import (
     scores,
     threshold_at,
 )
-from wafer.train import predict_logits, predict_outputs
+from wafer.serve import predict_outputs
 
 
 def _clusters(n_per=40, classes=(0, 1, 2, 8), d=16, seed=0, spread=0.3):
@@ -93,7 +93,7 @@ def test_choose_sets_thresholds_on_validation_and_picks_the_best_proxy():
     f, y, logits, _ = _clusters(n_per=60)
     idx = FeatureIndex.build(f[::2], np.arange(len(y))[::2], y[::2], False, "")
     vf, vy, vl = f[1::2], y[1::2], logits[1::2]
-    c = choose(vl, vf, vy, idx, 1.0, 3, false_flag_rate=0.1)
+    c = choose(vl, vf, vy, idx, 1.0, 3, 0.1, "auto")
     assert set(c.thresholds) == set(METHODS) and c.method in METHODS
     assert c.proxy_auroc[c.method] == max(c.proxy_auroc.values())
     assert set(c.proxy_per_class["knn"]) == {"Center", "Donut", "Edge-Loc"}  # never 'none'
@@ -131,16 +131,16 @@ def test_retrieval_metrics_by_hand():
 
 def test_features_come_from_the_same_pass_as_the_served_logits():
     torch.manual_seed(0)
-    net = build_model(ModelConfig(stem="compact")).eval()
+    net = build_model(ModelConfig(stem="compact", cbam=False, cbam_reduction=16)).eval()
     x = np.random.default_rng(0).integers(0, 3, (5, 16, 16), dtype=np.uint8)
     plain = predict_outputs(net, x, 4, "cpu", tta=False, features="first")
-    np.testing.assert_array_equal(plain.logits, predict_logits(net, x, 4, "cpu"))
+    np.testing.assert_array_equal(plain.logits, predict_outputs(net, x, 4, "cpu").logits)
     assert plain.features.shape == (5, 512)
     with torch.no_grad():  # the head maps the features to the logits
         head = net.fc(torch.from_numpy(plain.features)).numpy()
     np.testing.assert_allclose(head, plain.logits, rtol=1e-4, atol=1e-5)
     tta = predict_outputs(net, x, 16, "cpu", tta=True, features="mean")
-    np.testing.assert_array_equal(tta.logits, predict_logits(net, x, 16, "cpu", tta=True))
+    np.testing.assert_array_equal(tta.logits, predict_outputs(net, x, 16, "cpu", tta=True).logits)
     with torch.no_grad():  # linear head: mean feature -> mean logits
         head = net.fc(torch.from_numpy(tta.features)).numpy()
     np.testing.assert_allclose(head, tta.logits, rtol=1e-4, atol=1e-4)

@@ -198,8 +198,8 @@ def test_queued_experiments_both_run(repo):
 
 
 def test_exp_run_boolean_round_trip(repo):
-    """`dvc exp run -S train.cbam=false` really trains without CBAM (DVC would drop a false
-    boolean without parsing.bool = boolean_optional)."""
+    """`dvc exp run -S train.cbam=false` really trains without CBAM: the stage reads the value
+    DVC wrote into params.yaml, and the checkpoint and dvc.lock record the same section."""
     dst, env = repo
     _run(
         [

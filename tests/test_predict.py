@@ -1,4 +1,5 @@
-"""Tests of batch prediction (wafer.predict) and the `wafer predict` CLI (wafer.cli)."""
+"""Tests of batch prediction (wafer.serve.Predictor, wafer.readers) and the `wafer predict` CLI
+(wafer.cli)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from wafer.classes import CLASS_NAMES
 from wafer.cli import CSV_COLUMNS, app
 from wafer.io import WaferInputError
 from wafer.model import load_checkpoint
-from wafer.predict import (
-    Predictor,
+from wafer.readers import (
     check_map,
     decode_png,
     encode_png,
@@ -26,9 +26,8 @@ from wafer.predict import (
     png_pixels,
     read_maps,
 )
-from wafer.serve import ServingConfig
+from wafer.serve import Predictor, ServingConfig, predict_outputs
 from wafer.shard import resize_map
-from wafer.train import predict_logits
 
 from conftest import lswmd_frame, wafer, write_legacy_pickle
 from conftest import pipeline_args as _pipeline_args
@@ -60,7 +59,7 @@ def expected(p: dict[str, Path], maps: list[np.ndarray]):
     x = np.stack([resize_map(m, payload["input_size"]) for m in maps])
     serving = ServingConfig.load(p["calibration"], p["thresholds"])
     assert serving.tta
-    logits = predict_logits(model, x, BATCH, "cpu", tta=True)
+    logits = predict_outputs(model, x, BATCH, "cpu", tta=True).logits
     return serving, serving.decide(logits)
 
 
@@ -371,7 +370,12 @@ def test_cli_errors_and_help(tmp_path, tiny_pipeline):
 
 def test_predictor_matches_cli_pipeline(tiny_pipeline):
     p = Predictor.load(
-        tiny_pipeline["model"], tiny_pipeline["calibration"], tiny_pipeline["thresholds"], "cpu"
+        tiny_pipeline["model"],
+        tiny_pipeline["calibration"],
+        tiny_pipeline["thresholds"],
+        "cpu",
+        cam_layer="auto",
+        cam_method="gradcam++",
     )
     maps = good_maps()
     rows = p.predict(maps, batch_size=BATCH)
@@ -409,7 +413,7 @@ def test_served_files_of_another_model_are_refused(tmp_path, tiny_pipeline):
 
     files = _served_copy(tiny_pipeline, tmp_path / "other_model")
     torch.manual_seed(1)  # another model in place of the one the files were fit for
-    cfg = ModelConfig(stem="compact", cbam=False)
+    cfg = ModelConfig(stem="compact", cbam=False, cbam_reduction=16)
     save_checkpoint(files["model"], build_model(cfg), cfg, 16, {"note": "another model"})
     res = _predict_with(tmp_path, files)
     assert res.exit_code == 2 and not (tmp_path / "p.csv").exists()

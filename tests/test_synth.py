@@ -21,6 +21,8 @@ from wafer.synth import (
 
 PER_CLASS = 30
 UNIFORM = {c: 1.0 for c in CLASS_NAMES}
+from conftest import params_file  # noqa: E402
+
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "synthesize.py"
 
 
@@ -50,7 +52,7 @@ def _pooled_mask_radius(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarra
 
 
 def test_class_mix_floors_and_sums_to_one() -> None:
-    mix = class_mix()
+    mix = class_mix(0.03)
     assert list(mix) == list(WM811K_FULL_COUNTS)
     assert sum(mix.values()) == pytest.approx(1.0)
     assert min(mix.values()) >= 0.03 - 1e-12
@@ -93,11 +95,11 @@ def test_deterministic_per_seed() -> None:
 
 
 def test_lswmd_layout() -> None:
-    df, masks = generate(60, class_mix(), seed=2)
+    df, masks = generate(60, class_mix(0.03), seed=2)
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == len(masks) == 60
     labels = [_label(x) for x in df["failureType"]]
-    assert {c: labels.count(c) for c in CLASS_NAMES} == allocate(60, class_mix())
+    assert {c: labels.count(c) for c in CLASS_NAMES} == allocate(60, class_mix(0.03))
     assert sum(a != b for a, b in zip(labels, labels[1:], strict=False)) > 10  # shuffled
     for row in df.itertuples(index=False):
         m = row.waferMap
@@ -205,7 +207,8 @@ def test_stage_script(tmp_path) -> None:
     runner = CliRunner()
     assert runner.invoke(module.app, ["--help"]).exit_code == 0
     out = tmp_path / "raw" / "s.pkl"
-    args = ["--n-maps", "30", "--seed", "1", "--out", str(out)]
+    params = params_file(tmp_path, {"synthesize.n_maps": 30, "synthesize.seed": 1})
+    args = ["--params", str(params), "--out", str(out)]
     result = runner.invoke(module.app, args)
     assert result.exit_code == 0, result.output
     df = pd.read_pickle(out)

@@ -1,13 +1,14 @@
-"""Tests of wafer.thresholds: the served decision rule, the tau sweep and the threshold fit."""
+"""Tests of the served decision rule (wafer.serve.decide), the tau sweep and the threshold fit
+(wafer.thresholds)."""
 
 import numpy as np
 import pytest
 
 from wafer.classes import CLASS_INDEX, NONE_INDEX, NUM_CLASSES
 from wafer.metrics import macro_f1
+from wafer.serve import decide
 from wafer.thresholds import (
     choose_tau,
-    decide,
     default_taus,
     fit_class_thresholds,
     fit_operating_point,
@@ -124,7 +125,7 @@ def _biased(n=400, seed=0):
 def test_fit_class_thresholds_improves_or_keeps_macro_f1():
     probs, labels = _biased()
     tau = 0.5
-    t, record = fit_class_thresholds(probs, labels, tau, min_support=10)
+    t, record = fit_class_thresholds(probs, labels, tau, None, 0.2, 10, 0.002)
     assert t.shape == (NUM_CLASSES,)
     assert t[NONE_INDEX] == 0.0 and np.all(np.delete(t, NONE_INDEX) >= 0.2)
     floor = floor_thresholds(NUM_CLASSES, 0.2)
@@ -135,7 +136,7 @@ def test_fit_class_thresholds_improves_or_keeps_macro_f1():
     assert CLASS_INDEX["Loc"] in record["fitted"]
     # no data reason to move a threshold -> all stay at the floor
     one_hot = np.eye(NUM_CLASSES)[labels]
-    t1, rec1 = fit_class_thresholds(one_hot, labels, tau, min_support=10)
+    t1, rec1 = fit_class_thresholds(one_hot, labels, tau, None, 0.2, 10, 0.002)
     np.testing.assert_array_equal(t1, floor)
     assert rec1["fitted"] == []
 
@@ -155,22 +156,22 @@ def test_thresholds_need_support_and_gain():
     probs, labels = _biased(n=200)
     loc = CLASS_INDEX["Loc"]
     support = np.bincount(labels, minlength=NUM_CLASSES)
-    t, record = fit_class_thresholds(probs, labels, 0.5, min_support=int(support.max()) + 1)
+    t, record = fit_class_thresholds(probs, labels, 0.5, None, 0.2, int(support.max()) + 1, 0.002)
     np.testing.assert_array_equal(t, floor_thresholds(NUM_CLASSES, 0.2))  # nobody has support
     assert set(record["too_few_maps"]) == set(range(NUM_CLASSES)) - {NONE_INDEX}
-    t, _ = fit_class_thresholds(probs, labels, 0.5, min_support=1, min_gain=1.0)
+    t, _ = fit_class_thresholds(probs, labels, 0.5, None, 0.2, 1, 1.0)
     assert t[loc] == 0.2  # no gain is that large
 
 
 def test_two_operating_points_fit_on_weighted_validation():
     probs, labels = _biased(n=600, seed=1)
     w = np.where(labels == NONE_INDEX, 5.0, 1.0)
-    cost = fit_operating_point(probs, labels, "cost", 10.0, w, min_support=10)
-    f1 = fit_operating_point(probs, labels, "macro_f1", 10.0, w, min_support=10)
+    cost = fit_operating_point(probs, labels, "cost", 10.0, w, 0.2, 10, 0.002)
+    f1 = fit_operating_point(probs, labels, "macro_f1", 10.0, w, 0.2, 10, 0.002)
     assert cost["chosen"]["cost"] == min(r["cost"] for r in cost["sweep"])
     assert f1["chosen"]["macro_f1"] == max(r["macro_f1"] for r in f1["sweep"])
     assert cost["tau"] <= f1["tau"]  # escapes cost 10x: the screen flags more
-    unweighted = fit_operating_point(probs, labels, "macro_f1", 10.0, None, min_support=10)
+    unweighted = fit_operating_point(probs, labels, "macro_f1", 10.0, None, 0.2, 10, 0.002)
     assert unweighted["sweep"] != f1["sweep"]  # the prior changes the fit
     with pytest.raises(ValueError, match="objective"):
-        fit_operating_point(probs, labels, "accuracy", 10.0)
+        fit_operating_point(probs, labels, "accuracy", 10.0, None, 0.2, 10, 0.002)

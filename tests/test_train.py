@@ -5,7 +5,8 @@ import torch
 from wafer.augment import N_VIEWS, all_views, dihedral, random_dihedral
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model
-from wafer.train import TrainConfig, fit, predict_logits, seed_everything
+from wafer.serve import predict_outputs
+from wafer.train import TrainConfig, fit, seed_everything
 
 
 def _toy(n=96, size=16, seed=0):
@@ -21,17 +22,21 @@ def _toy(n=96, size=16, seed=0):
 def _run(seed=0, epochs=2, lr=1e-3, patience=5):
     x, y = _toy()
     seed_everything(seed)
-    model = build_model(ModelConfig(stem="standard", cbam=True))
+    model = build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16))
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=32,
         lr=lr,
+        weight_decay=1e-4,
         patience=patience,
         seed=seed,
         device="cpu",
+        augment=True,
+        precision="fp32",
+        ema_decay=0.0,
         progress=False,
     )
-    crit, _ = make_loss("focal", y)
+    crit, _ = make_loss("focal", y, 2.0)
     return fit(model, crit, x, y, x[:48], y[:48], cfg)
 
 
@@ -66,32 +71,34 @@ def test_tta_on_a_symmetric_input_equals_a_single_pass():
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     sym = np.where(yy**2 + xx**2 < 40, 2, 1).astype(np.uint8)  # D4-symmetric disc
     assert all(np.array_equal(np.rot90(sym, k), sym) for k in range(4))
-    model = build_model(ModelConfig(stem="compact", cbam=True)).eval()
+    model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16)).eval()
     x = np.stack([sym, sym])
-    single = predict_logits(model, x, tta=False)
-    tta = predict_logits(model, x, tta=True)
+    single = predict_outputs(model, x, tta=False).logits
+    tta = predict_outputs(model, x, tta=True).logits
     np.testing.assert_allclose(tta, single, rtol=1e-4, atol=1e-5)
     rng = np.random.default_rng(0)
     asym = rng.integers(0, 3, (2, size, size)).astype(np.uint8)
-    assert not np.allclose(predict_logits(model, asym, tta=True), predict_logits(model, asym))
+    assert not np.allclose(
+        predict_outputs(model, asym, tta=True).logits, predict_outputs(model, asym).logits
+    )
 
 
 @pytest.mark.parametrize("device", ["auto"])
 def test_resolve_device_auto_falls_back_to_cpu(device):
-    from wafer.train import resolve_device
+    from wafer.serve import resolve_device
 
     assert resolve_device(device).type in ("cpu", "cuda", "mps")
     assert resolve_device("cpu").type == "cpu"
 
 
-def test_torchrun_command_hands_nproc_to_torchrun_only():
+def test_torchrun_command_runs_the_script_with_its_arguments():
     from wafer.train import torchrun_command
 
-    cmd, env = torchrun_command(2, ["stages/train.py", "--epochs", "2", "--nproc", "2", "--seed=1"])
+    cmd, env = torchrun_command(2, ["stages/train.py", "--params", "params.yaml", "--shards=s"])
     i = cmd.index("stages/train.py")
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]
     assert "--nproc-per-node=2" in cmd[:i]
-    assert cmd[i + 1 :] == ["--epochs", "2", "--seed=1"]
+    assert cmd[i + 1 :] == ["--params", "params.yaml", "--shards=s"]
     assert int(env["OMP_NUM_THREADS"]) >= 1
 
 

@@ -101,7 +101,7 @@ def _binned_gap(pred: np.ndarray, observed: np.ndarray, n_bins: int) -> float:
     return float(np.abs(sum_obs - sum_pred).sum() / n)
 
 
-def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
     """Top-label expected calibration error (confidence = max probability)."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
@@ -110,7 +110,7 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     return _binned_gap(conf, correct, n_bins)
 
 
-def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> np.ndarray:
+def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndarray:
     """Per-class ECE, shape ``(C,)``: bins on ``p_k`` over all samples vs frequency of class k."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
@@ -118,7 +118,7 @@ def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> np
 
 
 def defect_ece(
-    probs: np.ndarray, labels: np.ndarray, none_index: int = NONE_INDEX, n_bins: int = 15
+    probs: np.ndarray, labels: np.ndarray, n_bins: int, none_index: int = NONE_INDEX
 ) -> float:
     """Top-label ECE over the samples whose argmax prediction is a defect; nan if there are none.
 
@@ -149,7 +149,7 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> list[dict]:
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> list[dict]:
     """Non-empty top-label bins: bin_lower, bin_upper, confidence, accuracy, count."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
@@ -175,14 +175,14 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
     return rows
 
 
-def calibration_report(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
+def calibration_report(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict:
     """ECE, defect ECE, class-wise ECE (per class and means), NLL and Brier as plain floats."""
     cw = classwise_ece(probs, labels, n_bins)
     defect = [k for k in range(len(cw)) if k != NONE_INDEX]
     names = CLASS_NAMES if len(cw) == len(CLASS_NAMES) else tuple(str(k) for k in range(len(cw)))
     return {
         "ece": ece(probs, labels, n_bins),
-        "defect_ece": defect_ece(probs, labels, NONE_INDEX, n_bins),
+        "defect_ece": defect_ece(probs, labels, n_bins),
         "mean_classwise_ece": float(cw.mean()),
         "mean_defect_classwise_ece": float(cw[defect].mean()),
         "classwise_ece": {name: float(v) for name, v in zip(names, cw, strict=True)},

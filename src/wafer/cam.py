@@ -74,7 +74,7 @@ def resolve_layer_name(name: str, model_config: dict, input_size: int) -> str:
     return auto_layer(model_config["stem"], input_size) if name == "auto" else name
 
 
-def target_layer(model: nn.Module, name: str = "layer4") -> nn.Module:
+def target_layer(model: nn.Module, name: str) -> nn.Module:
     """The module named ``name`` (dotted path, e.g. ``"layer4"``, ``"layer4.stage"``,
     ``"layer3.1.conv2"``). With CBAM, ``"layer4"`` is after CBAM, ``"layer4.stage"`` before."""
     try:
@@ -147,7 +147,7 @@ def compute_cam(
     x: torch.Tensor,
     targets: torch.Tensor,
     layer: nn.Module,
-    method: str = "gradcam",
+    method: str,
 ) -> np.ndarray:
     """Raw (unnormalised, non-negative) CAMs ``(B, h, w)`` float32 of classes ``targets`` (B,).
 

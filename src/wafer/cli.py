@@ -5,12 +5,15 @@
     wafer convert LSWMD.pkl --out LSWMD.npz                    # trusted pickle -> safe .npz
 
 `predict` serves exactly the pipeline that the `evaluate` stage reported on
-(:class:`wafer.predict.Predictor`: block-max resize, TTA logits, temperature, per-class
-thresholds, operating point), loaded from the pipeline's outputs by explicit paths.
+(:class:`wafer.serve.Predictor`: block-max resize, TTA logits, temperature, per-class
+thresholds, operating point), loaded from the pipeline's outputs: the paths given, else
+dvc.yaml's ``paths`` in the current directory (the checkout's); Grad-CAM method and layer from
+params.yaml's ``gradcam`` section unless given.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,13 +23,12 @@ from tqdm import tqdm
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import (
-    DEFAULT_INDEX,
-    DEFAULT_NOVELTY,
+    cam_settings,
     check_device,
     check_output_dir,
     check_output_file,
-    novelty_paths,
     one_line_errors,
+    served_files,
 )
 from wafer.io import atomic_path, csv_writer, json_text, write_failure
 from wafer.readers import MAX_SIDE
@@ -54,17 +56,26 @@ CSV_COLUMNS = [
 ]
 
 
+def safe_name(source: str, index: int) -> str:
+    """A file name for the CAM PNG of item ``index``: ``00012_file.pkl_row_12.png``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", source)
+    return f"{index:05d}_{stem.strip('_')[:80]}.png"
+
+
+def format_top3(top3: list[tuple[str, float]]) -> str:
+    """``[('Center', 0.9), ...]`` -> ``'Center:0.900000;...'`` (the CSV cell)."""
+    return ";".join(f"{c}:{p:.6f}" for c, p in top3)
+
+
 @app.callback()
 def main() -> None:
     """WM-811K wafer-map defect classifier: serve the trained DVC pipeline
-    (models/model.pt + models/calibration.json + models/thresholds.json)."""
+    (its model, calibration and thresholds: dvc.yaml's artifacts)."""
 
 
 def _csv_row(r: dict) -> list[str]:
     if r.get("error"):
         return [r["source"], *[""] * (len(CSV_COLUMNS) - 3), r["error"], ""]
-    from wafer.predict import format_top3
-
     return [
         r["source"],
         r["predicted"],
@@ -138,19 +149,30 @@ def predict(
     out: Path = typer.Option(
         ..., "--out", "-o", help="predictions file: .csv or .json", show_default=False
     ),
-    model: Path = typer.Option(Path("models/model.pt"), help="checkpoint (train stage)"),
-    calibration: Path = typer.Option(
-        Path("models/calibration.json"), help="temperature + TTA flag (calibrate stage)"
+    model: Path | None = typer.Option(
+        None, help="checkpoint (train stage) [default: dvc.yaml's paths.model]", show_default=False
     ),
-    thresholds: Path = typer.Option(
-        Path("models/thresholds.json"), help="operating point tau + per-class thresholds"
+    calibration: Path | None = typer.Option(
+        None,
+        help="temperature + TTA flag (calibrate stage) [default: dvc.yaml's paths.calibration]",
+        show_default=False,
+    ),
+    thresholds: Path | None = typer.Option(
+        None,
+        help="operating point tau + per-class thresholds (thresholds stage) [default: "
+        "dvc.yaml's paths.thresholds]",
+        show_default=False,
     ),
     cam_dir: Path | None = typer.Option(
         None, help="write a Grad-CAM PNG (map | CAM | overlay) per map into this folder"
     ),
-    cam_method: str = typer.Option("gradcam++", help="'gradcam++' or 'gradcam'"),
-    cam_layer: str = typer.Option(
-        "auto", help="CAM target module (dotted name) or 'auto' (deepest stage with >= 7x7 cells)"
+    cam_method: str | None = typer.Option(
+        None, help="'gradcam++' or 'gradcam' [default: params.yaml's gradcam.method]"
+    ),
+    cam_layer: str | None = typer.Option(
+        None,
+        help="CAM target module (dotted name) or 'auto' (deepest stage with >= 7x7 cells) "
+        "[default: params.yaml's gradcam.layer]",
     ),
     batch_size: int = typer.Option(256, min=1, help="maps per forward pass (x8 views with TTA)"),
     device: str = typer.Option("auto", help="'auto' (cuda, then mps, else cpu), 'cpu', 'cuda'"),
@@ -177,13 +199,13 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar"),
     index: Path | None = typer.Option(
         None,
-        help=f"embedding index of the training maps (index stage) [default: {DEFAULT_INDEX}, "
-        "when present]",
+        help="embedding index of the training maps (index stage) [default: dvc.yaml's "
+        "paths.index, when present]",
         show_default=False,
     ),
     novelty: Path | None = typer.Option(
         None,
-        help=f"novelty method + threshold (index stage) [default: {DEFAULT_NOVELTY}, when present]",
+        help="novelty method + threshold (index stage) [default: dvc.yaml's paths.novelty]",
         show_default=False,
     ),
     neighbours: int = typer.Option(
@@ -205,7 +227,8 @@ def predict(
     written).
     """
     from wafer.cam import METHODS
-    from wafer.predict import Predictor, read_maps, safe_name
+    from wafer.readers import read_maps
+    from wafer.serve import Predictor
 
     # Every option is checked before anything is loaded or computed.
     suffix = out.suffix.lower()
@@ -214,17 +237,24 @@ def predict(
     check_output_file(out, "--out")
     if cam_dir is not None:
         check_output_dir(cam_dir, "--cam-dir")
-    if cam_method not in METHODS:
+    cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=cam_dir is not None)
+    if cam_method is not None and cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)
-    index, novelty, why = novelty_paths(index, novelty)
+    files, why = served_files(
+        {
+            "model": model,
+            "calibration": calibration,
+            "thresholds": thresholds,
+            "index": index,
+            "novelty": novelty,
+        }
+    )
     if why:
         if neighbours:
             raise typer.BadParameter(f"--neighbours needs the index: {why}")
         print(f"warning: {why}", file=sys.stderr)
-    predictor = Predictor.load(
-        model, calibration, thresholds, device, cam_layer, cam_method, index, novelty
-    )
+    predictor = Predictor.load(**files, device=device, cam_layer=cam_layer, cam_method=cam_method)
     if cam_dir is not None:
         from wafer.cam import resolve_layer_name, target_layer
 

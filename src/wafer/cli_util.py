@@ -12,23 +12,65 @@ from typing import Any
 
 from wafer.io import UsageError, WaferInputError
 
-# the index stage's outputs, served when present
-DEFAULT_INDEX, DEFAULT_NOVELTY = Path("models/index.npz"), Path("models/novelty.json")
+SERVED = ("model", "calibration", "thresholds")  # dvc.yaml's paths of the served files
 
 
-def novelty_paths(
-    index: str | os.PathLike | None, novelty: str | os.PathLike | None
-) -> tuple[Path | None, Path | None, str]:
-    """``(index, novelty.json, note)`` to serve: the given paths, else the defaults; when
-    neither is given and the default index does not exist, ``(None, None, why)``: serve
-    without novelty (:meth:`wafer.predict.Predictor.load` refuses given files that are missing)."""
-    if index is None and novelty is None and not DEFAULT_INDEX.exists():
-        why = (
-            f"no {DEFAULT_INDEX} (index stage): no novelty score and no similar historical "
-            "maps; `dvc repro` builds it"
-        )
-        return None, None, why
-    return Path(index or DEFAULT_INDEX), Path(novelty or DEFAULT_NOVELTY), ""
+def served_files(
+    given: dict[str, str | os.PathLike | None], repo: str | os.PathLike = "."
+) -> tuple[dict[str, Path | None], str]:
+    """The files to serve: each of ``given`` (model, calibration, thresholds, index, novelty,
+    and any other name of dvc.yaml's ``paths``), else the pipeline's own (dvc.yaml's ``paths``
+    in ``repo``). The index and novelty.json are optional: when neither is given and the
+    pipeline's index does not exist, both are None and the note says why (serve without
+    novelty; :meth:`wafer.serve.Predictor.load` refuses given files that are missing)."""
+    from wafer.pipeline import pipeline_paths
+
+    files = {k: None if v is None else Path(v) for k, v in given.items()}
+    if all(v is not None for v in files.values()):
+        return files, ""
+    try:
+        pipeline, no_pipeline = pipeline_paths(repo), ""
+    except UsageError as exc:
+        pipeline, no_pipeline = {}, str(exc)
+
+    def default(k: str) -> Path:
+        if k not in pipeline:
+            raise UsageError(f"--{k} not given, and {no_pipeline or f'dvc.yaml has no paths.{k}'}")
+        return pipeline[k]
+
+    optional = ("index", "novelty")
+    for k in files:
+        if files[k] is None and k not in optional:
+            files[k] = default(k)
+    if "index" in files and files["index"] is None and files["novelty"] is None:
+        index = pipeline.get("index")
+        if index is None or not index.exists():
+            where = f"no {index}" if index is not None else f"no index ({no_pipeline})"
+            why = f"{where} (index stage): no novelty score and no similar historical maps"
+            return files, why + ("; `dvc repro` builds it" if index is not None else "")
+    for k in optional:
+        if k in files and files[k] is None:
+            files[k] = default(k)
+    return files, ""
+
+
+def cam_settings(
+    method: str | None, layer: str | None, needed: bool
+) -> tuple[str | None, str | None]:
+    """Grad-CAM method and layer: as given, else params.yaml's ``gradcam`` section (the
+    checkout's, in the current directory). Without params.yaml they stay None (no CAM) unless
+    ``needed``, which makes that a one-line error."""
+    if method is not None and layer is not None:
+        return method, layer
+    from wafer.pipeline import pipeline_params
+
+    try:
+        gradcam = pipeline_params("gradcam")
+    except UsageError as exc:
+        if needed:
+            raise UsageError(f"--cam-method/--cam-layer not given, and {exc}") from None
+        return method, layer
+    return method or gradcam.method, layer or gradcam.layer
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,19 +1,19 @@
 """Gradio demo of the served pipeline: ``python -m wafer.demo`` (``pip install -e '.[demo]'``).
 
-It serves exactly what the `evaluate` stage reported on (:class:`wafer.predict.Predictor`:
+It serves exactly what the `evaluate` stage reported on (:class:`wafer.serve.Predictor`:
 block-max resize, TTA logits, temperature, per-class thresholds, operating point), loaded from
-the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It binds to
-127.0.0.1 unless ``--host`` says otherwise.
+the pipeline's outputs: the paths given, else dvc.yaml's ``paths`` (as for ``wafer predict``).
+It binds to 127.0.0.1 unless ``--host`` says otherwise.
 
 * The model's figures in the header (test macro-F1 with its 95% CI, balanced accuracy, ECE after
-  calibration, temperature, tau) are read at start from metrics/evaluate.json and
-  metrics/calibrate.json; a mismatch between those and the served calibration/thresholds files
+  calibration, temperature, tau) are read at start from the evaluate and calibrate stages'
+  metrics; a mismatch between those and the served calibration/thresholds files
   (stale metrics) is shown as a warning.
-* Examples: one test map per class (from data/predictions.csv + data/ingested.npz): its
+* Examples: one test map per class (from the served test predictions + the ingested maps): its
   ``confident_correct`` example (:meth:`wafer.predictions.Predictions.examples`), else the
   first test map of that class; classes without a test map are left out. Click one to run it.
 * Upload: a PNG (8-bit grey, 0 outside / 128 pass / 255 fail, one pixel per die; see
-  :mod:`wafer.predict`) or a .npy die map (``allow_pickle=False``; a 3-D stack shows its first
+  :mod:`wafer.readers`) or a .npy die map (``allow_pickle=False``; a 3-D stack shows its first
   map). An image that does not look like a wafer map is still predicted, with a visible warning.
   An upload larger than ``--max-side`` dies a side is refused from its header, before the
   global model lock is taken, so one oversized upload never makes the other users wait; errors
@@ -21,14 +21,14 @@ the pipeline's outputs by explicit paths (defaults as for ``wafer predict``). It
 * Output: predicted class, calibrated confidence, top 3, the defect decision at the operating
   point, an illustrative process-mode reading (:mod:`wafer.process_modes`) and the Grad-CAM
   (map | CAM | overlay) of the predicted class on the unrotated map.
-* Novelty (with the `index` stage's models/index.npz + models/novelty.json, defaults as for
-  ``wafer predict``; without the default index the demo runs without it and says so in the
+* Novelty (with the `index` stage's index and novelty.json, defaults as for
+  ``wafer predict``; without the pipeline's index the demo runs without it and says so in the
   header): at the top of the result, a map whose novelty score is above the threshold set on
   validation is flagged in a warning block ("Unlike every known pattern — review", with score,
   threshold and method); otherwise a quiet "Known pattern" line.
 * Nearest historical maps: a gallery of the ``--neighbours`` (6) nearest training maps of the
-  index, drawn from data/ingested.npz by row id, captioned "label · row · distance". At start
-  every index row must be in data/ingested.npz with the index's label (else the files are
+  index, drawn from the ingested maps by row id, captioned "label · row · distance". At start
+  every index row must be an ingested row with the index's label (else the files are
   from different runs and the demo refuses to start).
 
 The module imports without gradio; :func:`build_app` imports it.
@@ -46,13 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from wafer.classes import CLASS_NAMES
-from wafer.cli_util import novelty_paths
+from wafer.cli_util import cam_settings, served_files
 from wafer.ingest import Ingested
 from wafer.io import UsageError, WaferInputError, read_json
-from wafer.predict import Predictor, read_maps
 from wafer.predictions import Predictions
 from wafer.process_modes import CAVEAT, PROCESS_MODES, interpretation_markdown
-from wafer.readers import MAX_SIDE
+from wafer.readers import MAX_SIDE, read_maps
+from wafer.serve import Predictor
 
 __all__ = [
     "PROCESS_MODES",
@@ -90,9 +90,9 @@ NEIGHBOUR_COLUMNS = 3
 @dataclass(frozen=True)
 class DemoExample:
     cls: str  # true class
-    row: int  # row of data/ingested.npz
+    row: int  # row of the ingested file
     map: np.ndarray
-    predicted: str  # what the evaluate stage served (data/predictions.csv)
+    predicted: str  # what the evaluate stage served (its predictions file)
     confidence: float
     correct: bool
 
@@ -105,7 +105,7 @@ class DemoAssets:
     notes: list[str] = field(default_factory=list)  # e.g. stale metrics
     lock: threading.Lock = field(default_factory=threading.Lock)
     max_side: int = MAX_SIDE  # uploads larger than this many dies a side are refused
-    ingested: Ingested | None = None  # data/ingested.npz: examples' and neighbours' maps
+    ingested: Ingested | None = None  # examples' and neighbours' maps
     neighbours: int = NEIGHBOURS  # nearest training maps shown (with the novelty index)
     novelty_note: str = ""  # why there is no novelty check, when there is none
 
@@ -201,7 +201,7 @@ def load_examples(
 
 
 def check_index_rows(predictor: Predictor, ing: Ingested, ingested_npz: str | os.PathLike):
-    """Every row of the novelty index must be a row of data/ingested.npz with the same label:
+    """Every row of the novelty index must be a row of the ingested file with the same label:
     else the neighbour maps shown would be other maps (files from different runs)."""
     if predictor.novelty is None:
         return
@@ -226,23 +226,51 @@ def check_index_rows(predictor: Predictor, ing: Ingested, ingested_npz: str | os
 
 
 def load_assets(
-    model: str | os.PathLike = "models/model.pt",
-    calibration: str | os.PathLike = "models/calibration.json",
-    thresholds: str | os.PathLike = "models/thresholds.json",
-    evaluate_json: str | os.PathLike = "metrics/evaluate.json",
-    calibrate_json: str | os.PathLike = "metrics/calibrate.json",
-    predictions_csv: str | os.PathLike = "data/predictions.csv",
-    ingested_npz: str | os.PathLike = "data/ingested.npz",
+    model: str | os.PathLike | None = None,
+    calibration: str | os.PathLike | None = None,
+    thresholds: str | os.PathLike | None = None,
+    evaluate_json: str | os.PathLike | None = None,
+    calibrate_json: str | os.PathLike | None = None,
+    predictions_csv: str | os.PathLike | None = None,
+    ingested_npz: str | os.PathLike | None = None,
     device: str = "auto",
     max_side: int = MAX_SIDE,
     index: str | os.PathLike | None = None,
     novelty: str | os.PathLike | None = None,
     neighbours: int = NEIGHBOURS,
+    cam_method: str | None = None,
+    cam_layer: str | None = None,
 ) -> DemoAssets:
-    """Everything the demo serves, read once at start; ``index``/``novelty`` as resolved by
-    :func:`novelty_paths` (None: the defaults, when the default index exists)."""
-    index, novelty, novelty_note = novelty_paths(index, novelty)
-    predictor = Predictor.load(model, calibration, thresholds, device, index=index, novelty=novelty)
+    """Everything the demo serves, read once at start. Each file: as given, else the
+    pipeline's (dvc.yaml's ``paths``; :func:`wafer.cli_util.served_files`, which also decides
+    whether the novelty index is served); CAM method and layer as given, else params.yaml's
+    ``gradcam`` section."""
+    files, novelty_note = served_files(
+        {
+            "model": model,
+            "calibration": calibration,
+            "thresholds": thresholds,
+            "evaluate_metrics": evaluate_json,
+            "calibrate_metrics": calibrate_json,
+            "predictions": predictions_csv,
+            "ingested": ingested_npz,
+            "index": index,
+            "novelty": novelty,
+        }
+    )
+    cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=False)
+    predictor = Predictor.load(
+        files["model"],
+        files["calibration"],
+        files["thresholds"],
+        device,
+        cam_layer,
+        cam_method,
+        files["index"],
+        files["novelty"],
+    )
+    evaluate_json, calibrate_json = files["evaluate_metrics"], files["calibrate_metrics"]
+    predictions_csv, ingested_npz = files["predictions"], files["ingested"]
     figures = model_figures(evaluate_json, calibrate_json)
     ing = Ingested.load(_need(ingested_npz))
     check_index_rows(predictor, ing, ingested_npz)
@@ -275,7 +303,7 @@ class Analysis:
     row: dict | None  # the Predictor row
     novelty_md: str = ""  # the novelty verdict ("" without the novelty index)
     novel: bool | None = None  # flagged as unlike every known pattern (None: not scored)
-    # the nearest training maps: (die map from data/ingested.npz, "label · row · d=distance")
+    # the nearest training maps: (die map from the ingested file, "label · row · d=distance")
     neighbours: tuple[tuple[np.ndarray, str], ...] = ()
 
 
@@ -310,8 +338,7 @@ def header_markdown(assets: DemoAssets) -> str:
         f"{f['temperature']:.3f} · operating point τ = {_fmt(f['tau'], 2)} "
         f"(defect if P(defect) ≥ τ; escape : false-alarm cost {s.cost_ratio:g} : 1)",
         "",
-        "<small>Figures read at start from metrics/evaluate.json and "
-        "metrics/calibrate.json.</small>",
+        "<small>Figures read at start from the evaluate and calibrate stages' metrics.</small>",
     ]
     nov = p.novelty
     if nov is not None:
@@ -370,10 +397,10 @@ def analyse(
 ) -> Analysis:
     """Predict one valid die map and assemble the demo's outputs; with the novelty index its
     verdict and, with ``neighbours`` K, the K nearest training maps (their maps taken from
-    ``ingested``, data/ingested.npz)."""
+    ``ingested``)."""
     k = neighbours if predictor.novelty is not None else 0
     if k and ingested is None:
-        raise ValueError("the neighbour maps need data/ingested.npz (ingested)")
+        raise ValueError("the neighbour maps need the ingested maps (ingested)")
     row = predictor.predict([m], [source], neighbours=k)[0]
     s = predictor.serving
     p_def = row["p_defect"]
@@ -403,7 +430,7 @@ def analyse(
             f"evaluate stage served {example.predicted} ({example.confidence:.3f}, {verdict})."
         )
     warning_md = f"⚠ {source}: {warning}" if warning else ""
-    png = predictor.cam_png(m, row, dpi=100) if cam else None
+    png = predictor.cam_png(m, row, dpi=100) if cam and predictor.cam_method else None
     return Analysis(
         result_md="\n".join(lines),
         top3={c: p for c, p in row["top3"]},
@@ -642,13 +669,13 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, *
 def main(
     host: str = "127.0.0.1",
     port: int = 7860,
-    model: Path = Path("models/model.pt"),
-    calibration: Path = Path("models/calibration.json"),
-    thresholds: Path = Path("models/thresholds.json"),
-    evaluate_metrics: Path = Path("metrics/evaluate.json"),
-    calibrate_metrics: Path = Path("metrics/calibrate.json"),
-    predictions: Path = Path("data/predictions.csv"),
-    ingested: Path = Path("data/ingested.npz"),
+    model: Path | None = None,
+    calibration: Path | None = None,
+    thresholds: Path | None = None,
+    evaluate_metrics: Path | None = None,
+    calibrate_metrics: Path | None = None,
+    predictions: Path | None = None,
+    ingested: Path | None = None,
     device: str = "auto",
     max_side: int = MAX_SIDE,
     index: Path | None = None,
@@ -656,9 +683,9 @@ def main(
     neighbours: int = NEIGHBOURS,
 ) -> None:
     """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so;
-    uploads larger than --max-side dies a side are refused). --index/--novelty default to
-    models/index.npz and models/novelty.json, used when the index exists (novelty flag and
-    the --neighbours nearest training maps)."""
+    uploads larger than --max-side dies a side are refused). Every file defaults to the
+    pipeline's own (dvc.yaml's paths, in the current directory); the index and novelty.json
+    are used when the index exists (novelty flag and the --neighbours nearest training maps)."""
     from wafer.cli_util import check_device
 
     _import_gradio()  # fail fast, before loading anything
@@ -685,7 +712,9 @@ def main(
         print(f"warning: stale metrics: {note}")
     if assets.novelty_note:
         print(f"warning: {assets.novelty_note}")
-    print(f"demo: serving {model} on http://{host}:{port} (Ctrl-C to stop)")
+    print(
+        f"demo: serving {assets.predictor.paths['model']} on http://{host}:{port} (Ctrl-C to stop)"
+    )
     launch(build_app(assets), host, port, block=True)
 
 

@@ -63,8 +63,8 @@ def bootstrap_ci_prior(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     prior: dict[str, float],
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int,
+    seed: int,
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the prevalence-corrected ``fn(y, pred, weights)``: the
@@ -104,8 +104,8 @@ def evaluate(
     probs: np.ndarray,
     cost_ratio: float,
     prior: dict[str, float],
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int,
+    seed: int,
 ) -> dict:
     """All metrics of one set of served predictions (see module docstring); ``prior`` is the
     target class prior of the prevalence-corrected figures."""

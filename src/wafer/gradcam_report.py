@@ -2,7 +2,7 @@
 CAMs localise the defect, the PNG of one example and the self-contained HTML page (PNGs embedded
 as base64). The CAM math itself is :mod:`wafer.cam`; the stage is ``stages/gradcam.py``.
 
-Examples (per class, from data/predictions.csv of the evaluate stage)
+Examples (per class, from the evaluate stage's predictions file)
     confident_correct, unsure_correct and confident_mistake, chosen by the rule of
     :meth:`wafer.predictions.Predictions.examples` (the demo's examples use the same rule).
     The CAM of an example is that of the PREDICTED class: it shows what the model based its
@@ -11,7 +11,7 @@ Examples (per class, from data/predictions.csv of the evaluate stage)
 Localisation (up to ``max_maps`` test maps per true class, drawn with ``seed``)
     The CAM target is the TRUE class ("where is the evidence for the right class"), upsampled to
     each map's own die grid (wafer.cam.upsample_to_grid). The reference region is the synthetic
-    ground-truth pattern mask when data/ingested.npz has masks ('none' is skipped: its mask is
+    ground-truth pattern mask when the ingested file has masks ('none' is skipped: its mask is
     empty; so is any map whose mask came out empty), else the failing dies (all classes, 'none'
     included). Per class: mean energy share on the region, pointing-game hit rate and chance
     level (mean area share of the region on the wafer). Maps whose CAM is zero on the whole wafer

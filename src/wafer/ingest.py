@@ -198,7 +198,7 @@ def _column(df: pd.DataFrame, name: str) -> list | None:
     return df[name].tolist() if name in df.columns else None
 
 
-def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str = "drop") -> Ingested:
+def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str) -> Ingested:
     """Keep the labeled, valid rows of an LSWMD frame.
 
     on_invalid: ``"drop"`` counts invalid rows by reason and goes on; ``"fail"`` raises
@@ -416,7 +416,7 @@ def read_ragged_npz(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, np.asarray(rows, dtype=np.int64)
 
 
-def ingest_file(path: str | Path, on_invalid: str = "drop") -> Ingested:
+def ingest_file(path: str | Path, on_invalid: str) -> Ingested:
     """``ingest.input`` -> :class:`Ingested`: a ragged-maps .npz (read without unpickling) or
     an LSWMD-format pickle (unpickled: trusted files only). Row numbers (``source_row``, drop
     reports) are those of the original pickle either way."""

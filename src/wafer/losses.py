@@ -32,7 +32,7 @@ class FocalLoss(nn.Module):
     weights) is off by default: the seed found focal + class weights unstable.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | None = None):
+    def __init__(self, gamma: float, alpha: Sequence[float] | None = None):
         super().__init__()
         self.gamma = float(gamma)
         self.register_buffer(
@@ -50,7 +50,7 @@ class FocalLoss(nn.Module):
 def make_loss(
     name: str,
     train_labels: np.ndarray,
-    focal_gamma: float = 2.0,
+    focal_gamma: float,
     focal_alpha: Sequence[float] | None = None,
 ) -> tuple[nn.Module, list[float] | None]:
     """``ce``: class-weighted CE ('balanced' weights from the train labels); ``focal``: focal

@@ -95,8 +95,8 @@ def bootstrap_ci(
     fn,
     y_true: np.ndarray,
     y_pred: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int,
+    seed: int,
     level: float = 0.95,
     weights: np.ndarray | None = None,
 ) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,16 +44,26 @@ def stage_side(stem: str, input_size: int, stage: int) -> int:
     return -(-input_size // stride)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
+    """The architecture (saved in the checkpoint); stem, cbam and cbam_reduction come from the
+    `train` params section."""
+
     num_classes: int = len(CLASS_NAMES)
-    stem: str = "compact"
-    cbam: bool = False
-    cbam_reduction: int = 16
+    stem: str
+    cbam: bool
+    cbam_reduction: int
     cbam_kernel: int = 7
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_params(cls, train: Any, **changes: Any) -> ModelConfig:
+        """From the `train` params section (:func:`wafer.params.load_section`), with
+        ``changes``."""
+        kw = {k: getattr(train, k) for k in ("stem", "cbam", "cbam_reduction")}
+        return cls(**(kw | changes))
 
 
 class ChannelAttention(nn.Module):
@@ -82,7 +93,7 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    def __init__(self, channels: int, reduction: int = 16, kernel: int = 7):
+    def __init__(self, channels: int, reduction: int, kernel: int = 7):
         super().__init__()
         self.channel = ChannelAttention(channels, reduction)
         self.spatial = SpatialAttention(kernel)

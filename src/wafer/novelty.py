@@ -1,8 +1,8 @@
 """Never-seen patterns and similar historical wafers, from the network's penultimate features.
 
-**The index** (:class:`FeatureIndex`, ``models/index.npz``): the L2-normalised penultimate
+**The index** (:class:`FeatureIndex`, dvc.yaml's ``paths.index``): the L2-normalised penultimate
 features of the training maps (TTA-averaged when the served pipeline uses TTA), with their
-``data/ingested.npz`` row ids and labels, plus the class means and shared precision matrix
+ingested row ids and labels, plus the class means and shared precision matrix
 of the raw features (for the Mahalanobis score). Nearest neighbours: scikit-learn's exact
 brute-force search on the normalised features (Euclidean, i.e. cosine ranking).
 
@@ -68,10 +68,11 @@ def gaussian_stats(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
 
 @dataclass
 class FeatureIndex:
-    """``models/index.npz``: what `wafer predict` needs to score novelty and find neighbours."""
+    """The index file (``paths.index``): what `wafer predict` needs to score novelty and find
+    neighbours."""
 
     features: np.ndarray  # (N, D) float32, L2-normalised
-    rows: np.ndarray  # (N,) int64 rows of data/ingested.npz
+    rows: np.ndarray  # (N,) int64 rows of the ingested file
     labels: np.ndarray  # (N,) int8 class index
     class_means: np.ndarray  # (C, D) float64 raw-feature means (NaN: class not in the index)
     precision: np.ndarray  # (D, D) float64
@@ -114,7 +115,7 @@ class FeatureIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureIndex:
-        """Read and check ``models/index.npz`` (``allow_pickle=False``); a bad file raises
+        """Read and check an index file (``allow_pickle=False``); a bad file raises
         :class:`WaferInputError` naming it and the reason."""
         z = load_npz(path, ("features", "rows", "labels", "class_means", "precision", "tta"))
         f, rows, labels = z["features"], z["rows"], z["labels"]
@@ -253,7 +254,7 @@ def choose(
     temperature: float,
     k: int,
     false_flag_rate: float,
-    method: str = "auto",
+    method: str,
     min_support: int = 10,
 ) -> Choice:
     """Thresholds and the method, from validation only (module docstring)."""
@@ -343,7 +344,7 @@ def time_queries(index: FeatureIndex, features: np.ndarray, k: int) -> dict:
 
 @dataclass(frozen=True)
 class Novelty:
-    """``models/novelty.json``: the served novelty method and threshold (stage `index`)."""
+    """novelty.json (``paths.novelty``): the served novelty method and threshold (stage `index`)."""
 
     method: str
     threshold: float
@@ -364,7 +365,7 @@ class Novelty:
 
     @classmethod
     def load(cls, path: str | Path) -> Novelty:
-        """Read and check ``models/novelty.json`` (every field by wafer.serve's rule table);
+        """Read and check a novelty.json (every field by wafer.serve's rule table);
         a bad file raises :class:`WaferInputError` naming it and the field."""
         from wafer.serve import checked_field, read_object
 

@@ -10,12 +10,22 @@ A violation raises :class:`ParamError`, one line naming the parameter::
     train.loss: 'foo' is not one of ce, focal
 
 The table is a dict of sections, each a dict of :class:`Rule`; a section may add a
-cross-parameter check (``CROSS_CHECKS``, e.g. ``split.val + split.test < 1``). One frozen
-dataclass per section can grow from here.
+cross-parameter check (``CROSS_CHECKS``, e.g. ``split.val + split.test < 1``).
+
+``params.yaml`` is the only place a value is written. A stage reads its section(s) with
+:func:`load_section`, which checks them against the table and returns one frozen dataclass per
+section (:func:`section_type`, its fields made from the table's keys)::
+
+    p = load_section("params.yaml", "train")   # p.epochs, p.lr, ...
+
+so ``dvc.yaml`` passes a stage only paths (``--params params.yaml`` and its inputs and outputs)
+and declares ``params: [train]``, which makes ``dvc.lock`` record every value and
+``dvc exp run -S train.lr=...`` re-run the stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -206,6 +216,7 @@ def rules() -> dict[str, dict[str, Rule]]:
             "max_maps": Rule(int, lo=1),
             "batch_size": Rule(int, lo=1),
             "seed": SEED,
+            "device": DEVICE,
         },
     }
 
@@ -219,10 +230,10 @@ def _split_shares(p: Mapping[str, Any]) -> str | None:
 CROSS_CHECKS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"split": _split_shares}
 
 
-def check_section(section: str, values: Mapping[str, Any], partial: bool = False) -> None:
+def check_section(section: str, values: Mapping[str, Any]) -> None:
     """Check one section's values against the table; raise :class:`ParamError` at the first
-    bad one. Unknown keys are errors (a typo in a key name must not be ignored); missing keys
-    are errors unless ``partial`` (a stage script checks only the values it was given)."""
+    bad one. Unknown keys are errors (a typo in a key name must not be ignored), and so are
+    missing keys."""
     table = rules().get(section)
     if table is None:
         raise ParamError(f"{section}: unknown params section (known: {', '.join(rules())})")
@@ -233,14 +244,12 @@ def check_section(section: str, values: Mapping[str, Any], partial: bool = False
             raise ParamError(f"{section}.{key}: unknown parameter (known: {', '.join(table)})")
     for key, rule in table.items():
         if key not in values:
-            if partial:
-                continue
             raise ParamError(f"{section}.{key}: missing")
         why = rule.reason(values[key])
         if why:
             raise ParamError(f"{section}.{key}: {why}")
     cross = CROSS_CHECKS.get(section)
-    if cross is not None and all(k in values for k in table):
+    if cross is not None:
         why = cross(values)
         if why:
             raise ParamError(f"{section}: {why}")
@@ -257,7 +266,7 @@ def validate_all(params: Mapping[str, Any]) -> None:
         check_section(section, params[section])
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def load_params(path: str | Path) -> dict:
     """Parse ``params.yaml``; a YAML error becomes a one-line :class:`ParamError`."""
     import yaml
 
@@ -269,11 +278,47 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return data
 
 
-def check_args(section: str, args: Mapping[str, Any]) -> None:
-    """A stage script's options (pass its ``locals()`` first thing in ``main``) checked against
-    its section's rules: the keys of the table that the script takes, paths as strings."""
+_FIELD_TYPES = {int: int, float: float, bool: bool, str: str, list: list}
+
+
+@functools.cache
+def section_type(section: str) -> type:
+    """The frozen dataclass of one section: a field per key of the table, in its order."""
     table = rules()[section]
-    picked = {
-        k: (str(args[k]) if isinstance(args[k], Path) else args[k]) for k in table if k in args
-    }
-    check_section(section, picked, partial=True)
+    name = "".join(part.title() for part in section.split("_")) + "Params"
+    return dataclasses.make_dataclass(
+        name, [(key, _FIELD_TYPES[rule.kind]) for key, rule in table.items()], frozen=True
+    )
+
+
+def _as_kind(rule: Rule, v: Any) -> Any:
+    """An int written for a float parameter becomes a float (``lr: 1`` is 1.0), in lists too."""
+    if rule.kind is float and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    if rule.kind is list and rule.item is not None:
+        return [_as_kind(rule.item, x) for x in v]
+    return v
+
+
+def section_values(params: Mapping[str, Any], section: str) -> Any:
+    """Section ``section`` of the parsed ``params``, checked, as its frozen dataclass."""
+    if not isinstance(params, Mapping):
+        raise ParamError(f"params: expected a mapping of sections, found {type(params).__name__}")
+    if section not in params:
+        raise ParamError(f"{section}: section missing from params")
+    values = params[section]
+    check_section(section, values)
+    table = rules()[section]
+    return section_type(section)(**{k: _as_kind(table[k], values[k]) for k in table})
+
+
+def load_section(path: str | Path, section: str) -> Any:
+    """Read ``path`` (params.yaml) and return its section ``section``, checked (one line
+    naming the parameter when a value breaks its rule)."""
+    return section_values(load_params(path), section)
+
+
+def as_dict(values: Any) -> dict[str, Any]:
+    """A section's dataclass as ``{key: value}``, in params.yaml's order (for checkpoints and
+    records)."""
+    return {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}

@@ -1,8 +1,8 @@
-"""data/predictions.csv: the served test predictions. The evaluate stage writes it, the Grad-CAM
-report and the demo read it; this type is the one place its columns, checks and the example
-rule are written.
+"""The served test predictions (dvc.yaml's ``paths.predictions``, CSV). The evaluate stage
+writes it, the Grad-CAM report and the demo read it; this type is the one place its columns,
+checks and the example rule are written.
 
-Columns: row (the map's row in data/ingested.npz), actual, predicted (class names; predicted
+Columns: row (the map's row in the ingested file), actual, predicted (class names; predicted
 after the served decision rule), confidence (calibrated probability of the predicted class),
 defect (1 if the served rule says defect), p_<class> (calibrated probabilities).
 """

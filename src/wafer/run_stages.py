@@ -2,9 +2,9 @@
 
 For machines without DVC (the GPU machine of the ``device`` tool): reads dvc.yaml and
 params.yaml at run time, applies a named recipe (``recipes/<name>.yaml``) and ``-S key=value``
-overrides, renders each stage's ``cmd`` as DVC renders it (``${section}`` expands to
-``--key value`` per key with ``.dvc/config``'s ``parsing.bool``/``parsing.list`` rules,
-``${section.key}`` to the value), and runs the stages in dependency order (ties in dvc.yaml's
+overrides, renders each stage's ``cmd``, deps and outs as DVC renders them (``${name.key}``
+to the value, from params.yaml and dvc.yaml's ``vars``), writes the effective params.yaml the
+stage scripts read, and runs the stages in dependency order (ties in dvc.yaml's
 order) with ``PYTHONPATH=src``, stopping at the first failure.
 
 The stages run in a scratch work directory (links to the repository's code, fresh folders for
@@ -82,61 +82,11 @@ class Stage:
 # --- rendering, as dvc/parsing/interpolate.py does it --------------------------------------
 
 
-def read_dvc_parsing_config(repo: Path) -> dict[str, str]:
-    """``[parsing]`` of ``.dvc/config`` (then ``config.local``): ``{"bool": ..., "list": ...}``."""
-    conf: dict[str, str] = {}
-    for name in ("config", "config.local"):
-        path = repo / ".dvc" / name
-        if not path.is_file():
-            continue
-        section = ""
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if m := re.fullmatch(r"\[\s*([^\]]+?)\s*\]", line):
-                section = m.group(1).strip("'\"")
-            elif section == "parsing" and (m := re.fullmatch(r"([\w-]+)\s*=\s*(.*)", line)):
-                conf[m.group(1)] = m.group(2).strip()
-    return conf
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def to_str(value: Any, config: Mapping[str, str]) -> str:
-    """A context value as DVC writes it into a command (dicts as ``--key value`` options)."""
+def to_str(value: Any) -> str:
+    """A scalar context value as DVC writes it into a dvc.yaml field."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if not isinstance(value, Mapping):
-        return str(value)
-    parts: list[str] = []
-    for key, v in _flatten(value).items():
-        if isinstance(v, bool):
-            if v:
-                parts.append(f"--{key}")
-            elif config.get("bool", "store_true") == "boolean_optional":
-                parts.append(f"--no-{key}")
-        elif isinstance(v, str):
-            parts.append(f"--{key} {shlex.quote(v)}")
-        elif isinstance(v, list | tuple | set):
-            for n, item in enumerate(v):
-                if isinstance(item, str):
-                    item = shlex.quote(item)
-                elif isinstance(item, list | tuple | set | Mapping):
-                    raise RunError(f"cannot interpolate nested iterable in {key!r}")
-                if config.get("list", "nargs") == "append" or n == 0:
-                    parts.append(f"--{key} {item}")
-                else:
-                    parts.append(f"{item}")
-        else:
-            parts.append(f"--{key} {v}")
-    return " ".join(parts)
+    return str(value)
 
 
 def select(context: Mapping[str, Any], expr: str) -> Any:
@@ -154,26 +104,24 @@ def select(context: Mapping[str, Any], expr: str) -> Any:
     return node
 
 
-def interpolate(
-    template: str, context: Mapping[str, Any], config: Mapping[str, str], is_cmd: bool
-) -> str:
-    """``template`` with each ``${...}`` replaced as DVC does (dicts only in a ``cmd``)."""
+def interpolate(template: str, context: Mapping[str, Any]) -> str:
+    """``template`` with each ``${...}`` replaced by its scalar value, as DVC does (the stage
+    scripts read their params themselves: no section is rendered into a command)."""
     buf, index = "", 0
     for match in KEYCRE.finditer(template):
         value = select(context, match["inner"])
         if value is not None and not isinstance(value, str | int | float | bool):
-            if not (is_cmd and isinstance(value, Mapping)):
-                raise RunError(f"cannot interpolate {type(value).__name__} ${{{match['inner']}}}")
-        buf += template[index : match.start()] + to_str(value, config)
+            raise RunError(f"cannot interpolate {type(value).__name__} ${{{match['inner']}}}")
+        buf += template[index : match.start()] + to_str(value)
         index = match.end()
     return (buf + template[index:]).replace(r"\${", "${")
 
 
-def _paths(entries: Any, context: Mapping[str, Any], config: Mapping[str, str]) -> list[str]:
+def _paths(entries: Any, context: Mapping[str, Any]) -> list[str]:
     out = []
     for entry in entries or []:
         path = next(iter(entry)) if isinstance(entry, Mapping) else entry
-        out.append(posixpath.normpath(interpolate(str(path), context, config, is_cmd=False)))
+        out.append(posixpath.normpath(interpolate(str(path), context)))
     return out
 
 
@@ -205,7 +153,6 @@ def render_stages(
     """The stages of ``repo/dvc.yaml``, in dvc.yaml's order, rendered with ``params``."""
     if dvc_yaml is None:
         dvc_yaml = load_yaml((repo / "dvc.yaml").read_text())
-    config = read_dvc_parsing_config(repo)
     context = build_context(repo, dvc_yaml, params)
     stages = []
     for name, spec in (dvc_yaml.get("stages") or {}).items():
@@ -216,11 +163,11 @@ def render_stages(
         stages.append(
             Stage(
                 name=name,
-                cmds=[interpolate(str(c), context, config, is_cmd=True) for c in cmds],
-                deps=_paths(spec.get("deps"), context, config),
-                outs=_paths(spec.get("outs"), context, config),
-                metrics=_paths(spec.get("metrics"), context, config),
-                plots=_paths(spec.get("plots"), context, config),
+                cmds=[interpolate(str(c), context) for c in cmds],
+                deps=_paths(spec.get("deps"), context),
+                outs=_paths(spec.get("outs"), context),
+                metrics=_paths(spec.get("metrics"), context),
+                plots=_paths(spec.get("plots"), context),
                 wdir=str(spec.get("wdir", ".")),
             )
         )

@@ -74,7 +74,7 @@ TAU = 2.0 * np.pi
 
 
 def class_mix(
-    counts: Mapping[str, int | float] = WM811K_FULL_COUNTS, floor: float = 0.03
+    floor: float, counts: Mapping[str, int | float] = WM811K_FULL_COUNTS
 ) -> dict[str, float]:
     """Class proportions from ``counts``, every class floored at a ``floor`` share.
 

@@ -1,26 +1,8 @@
-"""The served decision rule, its two operating points, and the fitting of their parameters.
+"""The two operating points of the served decision rule, and the fitting of their parameters.
 
-Decision rule
--------------
-Given class probabilities ``p`` (one row of ``(N, C)``), an operating point ``tau`` and per-class
-thresholds ``t`` (length ``C``; the entry for 'none' is ignored), the predicted class is:
-
-1. **Defect or not.** The map is flagged as a defect iff ``P(defect) = 1 - p_none >= tau``.
-   If it is not flagged, the prediction is 'none'.
-2. **Which defect.** A defect class is *accepted* when its own probability clears its threshold,
-   ``p_k >= t_k``; the prediction is the most probable accepted defect class (equal
-   probabilities keep class-index order). If no defect class is accepted, it is the most
-   probable defect class.
-
-:func:`decide` implements exactly this rule, and it is the same function that the fitting code
-below evaluates, so the rule is applied identically at fit time and at prediction time.
-
-Thresholds never go below a floor ``min_threshold`` (> 0), and all start there: with every
-threshold at the floor, step 2 is the plain argmax over the defect classes (the most probable
-defect class is accepted whenever anything is). A raised threshold ``t_a`` only lets another
-class ``b`` take a map from ``a`` when ``p_a < t_a`` *and* ``p_b >= t_b >= min_threshold``: a
-class with almost no probability can never take a map, which the earlier all-zero start allowed
-(a threshold of 0 always clears).
+The decision rule itself (:func:`wafer.serve.decide`, documented there) is the served one;
+the fitting below evaluates the same functions, so it is applied identically at fit time and at
+prediction time.
 
 Consequence: separate fits
 --------------------------
@@ -44,8 +26,7 @@ import numpy as np
 
 from wafer.classes import NONE_INDEX
 from wafer.metrics import cost_weighted_error, escapes_false_alarms, macro_f1
-
-OBJECTIVES = ("cost", "macro_f1")
+from wafer.serve import OBJECTIVES, defect_choice, defect_columns, flag_defects
 
 
 def default_taus() -> np.ndarray:
@@ -58,39 +39,6 @@ def floor_thresholds(num_classes: int, min_threshold: float) -> np.ndarray:
     t = np.full(num_classes, float(min_threshold))
     t[NONE_INDEX] = 0.0
     return t
-
-
-def _defect_columns(num_classes: int, none_index: int) -> np.ndarray:
-    return np.array([k for k in range(num_classes) if k != none_index], dtype=np.int64)
-
-
-def _defect_choice(
-    probs: np.ndarray, class_thresholds: np.ndarray, none_index: int = NONE_INDEX
-) -> np.ndarray:
-    """Step 2 of the rule for every row: the chosen defect class (never 'none'), int64 (N,)."""
-    cols = _defect_columns(probs.shape[1], none_index)
-    pd = probs[:, cols]
-    td = np.asarray(class_thresholds, dtype=np.float64)[cols]
-    order = np.argsort(-pd, axis=1, kind="stable")
-    sorted_p = np.take_along_axis(pd, order, axis=1)
-    clears = sorted_p >= td[order]
-    first = np.argmax(clears, axis=1)  # first clearing position; 0 when none clears
-    pos = np.where(clears.any(axis=1), first, 0)  # fallback: the most probable defect
-    return cols[order[np.arange(len(pd)), pos]]
-
-
-def _flag(probs: np.ndarray, tau: float, none_index: int = NONE_INDEX) -> np.ndarray:
-    """Step 1 of the rule: True where ``1 - p_none >= tau``."""
-    return (1.0 - probs[:, none_index]) >= tau
-
-
-def decide(
-    probs: np.ndarray, class_thresholds: np.ndarray, tau: float, none_index: int = NONE_INDEX
-) -> np.ndarray:
-    """Apply the decision rule (module docstring) to each row of ``probs``; int64 ``(N,)``."""
-    probs = np.asarray(probs, dtype=np.float64)
-    choice = _defect_choice(probs, class_thresholds, none_index)
-    return np.where(_flag(probs, tau, none_index), choice, none_index).astype(np.int64)
 
 
 def sweep(
@@ -118,10 +66,10 @@ def sweep(
     n = float(w.sum())
     n_defect = float(w[labels != NONE_INDEX].sum())
     n_none = float(w[labels == NONE_INDEX].sum())
-    choice = _defect_choice(probs, class_thresholds)  # independent of tau
+    choice = defect_choice(probs, class_thresholds)  # independent of tau
     rows = []
     for tau in np.asarray(taus, dtype=np.float64):
-        pred = np.where(_flag(probs, tau), choice, NONE_INDEX)
+        pred = np.where(flag_defects(probs, tau), choice, NONE_INDEX)
         esc, fa = escapes_false_alarms(labels, pred, weights)
         rows.append(
             {
@@ -158,15 +106,16 @@ def fit_class_thresholds(
     probs: np.ndarray,
     labels: np.ndarray,
     tau: float,
-    weights: np.ndarray | None = None,
-    min_threshold: float = 0.2,
-    min_support: int = 30,
-    min_gain: float = 0.002,
+    weights: np.ndarray | None,
+    min_threshold: float,
+    min_support: int,
+    min_gain: float,
     step: float = 0.05,
     rounds: int = 2,
 ) -> tuple[np.ndarray, dict]:
-    """Per-class thresholds ``(C,)`` that raise the (weighted) macro-F1 of :func:`decide` at a
-    fixed ``tau``, and a record of the fit: ``{"fitted": [...], "too_few_maps": [...]}``.
+    """Per-class thresholds ``(C,)`` that raise the (weighted) macro-F1 of
+    :func:`wafer.serve.decide` at a fixed ``tau``, and a record of the fit:
+    ``{"fitted": [...], "too_few_maps": [...]}``.
 
     Starts with every threshold at ``min_threshold`` (plain argmax among defects). Each round
     visits the defect classes with at least ``min_support`` validation maps, in index order, and
@@ -182,13 +131,13 @@ def fit_class_thresholds(
     labels = np.asarray(labels)
     grid = np.round(np.arange(min_threshold, 0.95 + 1e-9, step), 4)
     thresholds = floor_thresholds(probs.shape[1], min_threshold)
-    flag = _flag(probs, tau)  # step 1 does not depend on the thresholds
+    flag = flag_defects(probs, tau)  # step 1 does not depend on the thresholds
     support = np.bincount(labels, minlength=probs.shape[1])
 
     def score(t: np.ndarray) -> float:
-        return macro_f1(labels, np.where(flag, _defect_choice(probs, t), NONE_INDEX), weights)
+        return macro_f1(labels, np.where(flag, defect_choice(probs, t), NONE_INDEX), weights)
 
-    defects = _defect_columns(probs.shape[1], NONE_INDEX)
+    defects = defect_columns(probs.shape[1], NONE_INDEX)
     eligible = [int(k) for k in defects if support[k] >= min_support]
     current = score(thresholds)
     for _ in range(rounds):
@@ -214,10 +163,10 @@ def fit_operating_point(
     labels: np.ndarray,
     objective: str,
     cost_ratio: float,
-    weights: np.ndarray | None = None,
-    min_threshold: float = 0.2,
-    min_support: int = 30,
-    min_gain: float = 0.002,
+    weights: np.ndarray | None,
+    min_threshold: float,
+    min_support: int,
+    min_gain: float,
 ) -> dict:
     """One operating point fit on (validation) data: ``tau`` by ``objective`` (``cost`` or
     ``macro_f1``, see the module docstring), then the per-class thresholds at that ``tau``.

@@ -1,11 +1,12 @@
 """The training loop: AdamW + cosine schedule, D4 augmentation on the device, early stopping on
-validation macro-F1 with the best weights kept; plus batched inference with optional TTA.
+validation macro-F1 with the best weights kept (validation logits: the served forward pass,
+:func:`wafer.serve.predict_outputs`).
 
 Precision: training may run its forward pass under bf16 autocast (``precision="bf16"``: 1.48x
 the maps/s at 96 px on a CPU with AVX-512 BF16, docs/TRAINING.md; the usual choice on a GPU);
-inference (:func:`predict_logits`: validation during training, the `infer` stage, `wafer
-predict`, the demo) always runs in fp32, on every device, so the logits that are evaluated are
-the logits served.
+inference (:func:`wafer.serve.predict_outputs`: validation during training, the `infer` stage,
+`wafer predict`, the demo) always runs in fp32, on every device, so the logits that are
+evaluated are the logits served.
 
 EMA: with ``ema_decay > 0`` an exponential moving average of the weights (and BatchNorm buffers)
 is updated after every step (``torch.optim.swa_utils.AveragedModel``); validation, early
@@ -31,7 +32,8 @@ import copy
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,25 +41,34 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from wafer.augment import N_VIEWS, all_views, random_dihedral
+from wafer.augment import random_dihedral
 from wafer.metrics import macro_f1
-from wafer.model import one_hot
+from wafer.serve import model_inputs, predict_outputs, resolve_device, to_device
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 3
-    seed: int = 0
-    device: str = "auto"
-    augment: bool = True
-    precision: str = "fp32"  # training forward pass: fp32 | bf16 (autocast)
-    ema_decay: float = 0.0  # 0 = off
-    eval_batch_size: int = 256
+    """What :func:`fit` needs of the `train` params section (no defaults: params.yaml has them)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    seed: int
+    device: str
+    augment: bool
+    precision: str  # training forward pass: fp32 | bf16 (autocast)
+    ema_decay: float  # 0 = off
+    eval_batch_size: int = 256  # validation forward passes during training
     progress: bool = True
+
+    @classmethod
+    def from_params(cls, train: Any, **changes: Any) -> TrainConfig:
+        """From the `train` params section (:func:`wafer.params.load_section`), with
+        ``changes`` (e.g. ``progress=False``)."""
+        kw = {f.name: getattr(train, f.name) for f in fields(cls) if hasattr(train, f.name)}
+        return cls(**(kw | changes))
 
 
 @dataclass
@@ -70,17 +81,6 @@ class FitResult:
     train_seconds: float = 0.0
     train_maps_per_s: float = 0.0
     stopped_early: bool = False
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda if available, else mps, else cpu; anything else is taken as given."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device: str = "auto") -> Dist:
+def init_distributed(device: str) -> Dist:
     """Join the process group that ``torchrun`` describes in the environment (WORLD_SIZE, RANK,
     LOCAL_RANK, MASTER_ADDR/PORT): NCCL when training on CUDA, gloo otherwise. Without
     ``torchrun`` (WORLD_SIZE unset or 1) nothing happens and this is rank 0 of 1."""
@@ -118,20 +118,10 @@ def torchrun_command(nproc: int, argv: list[str]) -> tuple[list[str], dict[str, 
     each process gets an equal share of this machine's cores unless OMP_NUM_THREADS is set."""
     import sys
 
-    # --nproc is torchrun's business, not the processes' (and torchrun's own parser would
-    # take it for an abbreviation of its --nproc-per-node)
-    script, args, i = argv[0], [], 1
-    while i < len(argv):
-        if argv[i] == "--nproc":
-            i += 2
-            continue
-        if not argv[i].startswith("--nproc="):
-            args.append(argv[i])
-        i += 1
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    return [*cmd, f"--nproc-per-node={nproc}", script, *args], env
+    return [*cmd, f"--nproc-per-node={nproc}", *argv], env
 
 
 def finish_distributed() -> None:
@@ -162,86 +152,6 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def _inputs(xb: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = one_hot(xb.to(device, non_blocking=True))
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
-def predict_logits(
-    model: nn.Module,
-    x: np.ndarray,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    tta: bool = False,
-    progress: bool = False,
-) -> np.ndarray:
-    """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``, in fp32; with ``tta`` the mean of the
-    logits of the 8 dihedral views (batched together in one forward pass)."""
-    return predict_outputs(model, x, batch_size, device, tta, progress).logits
-
-
-@dataclass(frozen=True)
-class Outputs:
-    logits: np.ndarray  # (N, C) fp32
-    features: np.ndarray | None  # (N, D) fp32: the classifier head's input (penultimate layer)
-
-
-@torch.no_grad()
-def predict_outputs(
-    model: nn.Module,
-    x: np.ndarray,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    tta: bool = False,
-    progress: bool = False,
-    features: str | None = None,
-) -> Outputs:
-    """:func:`predict_logits`, and with ``features`` the penultimate-layer features (the input
-    of ``model.fc``) from the same forward pass: ``"mean"`` over the 8 views when ``tta`` (the
-    head maps the mean feature to the mean logits), ``"first"`` those of the map as given
-    (view 0, the same as a pass without TTA). Without ``tta`` both are the one view's."""
-    if features not in (None, "mean", "first"):
-        raise ValueError(f"features must be None, 'mean' or 'first', not {features!r}")
-    device = torch.device(device)
-    model = _prepare(model, device).eval()
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    step = max(1, batch_size // N_VIEWS) if tta else batch_size
-    out, feats, seen = [], [], []
-    hook = (
-        model.fc.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].float()))
-        if features
-        else None
-    )
-    try:
-        for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
-            xb = xt[i : i + step].to(device)
-            if tta:
-                xb = all_views(xb)
-            logits = model(_inputs(xb, device)).float()  # fp32 on every device: what is served
-            if tta:
-                logits = logits.view(N_VIEWS, -1, logits.shape[-1]).mean(dim=0)
-            out.append(logits.cpu())
-            if features:
-                f = seen.pop()
-                if tta:
-                    f = f.view(N_VIEWS, -1, f.shape[-1])
-                    f = f.mean(dim=0) if features == "mean" else f[0]
-                feats.append(f.cpu())
-    finally:
-        if hook is not None:
-            hook.remove()
-    if not out:
-        return Outputs(np.zeros((0, 0), dtype=np.float32), None)
-    return Outputs(torch.cat(out).numpy(), torch.cat(feats).numpy() if features else None)
-
-
 def fit(
     model: nn.Module,
     criterion: nn.Module,
@@ -258,7 +168,7 @@ def fit(
     d = current_dist()
     if d.world > 1 and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
-    model = _prepare(model, device)
+    model = to_device(model, device)
     criterion = criterion.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its kernels
@@ -317,7 +227,7 @@ def fit(
             xb = xb.to(device, non_blocking=True)
             yb = yb.to(device, non_blocking=True)
             with _autocast(device, cfg.precision):
-                loss = criterion(stepped(_inputs(xb, device)).float(), yb)
+                loss = criterion(stepped(model_inputs(xb, device)).float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -397,9 +307,9 @@ def _val_logits(
     """Validation logits of every map: each process scores its slice, the slices are gathered
     (in rank order) to every process."""
     if d.world == 1:
-        return predict_logits(model, x_val, batch_size, device)
+        return predict_outputs(model, x_val, batch_size, device).logits
     part = np.array_split(np.arange(len(x_val)), d.world)[d.rank]
-    mine = predict_logits(model, x_val[part], batch_size, device)
+    mine = predict_outputs(model, x_val[part], batch_size, device).logits
     parts: list = [None] * d.world
     dist.all_gather_object(parts, mine)
     return np.concatenate([p for p in parts if p.size], axis=0)
