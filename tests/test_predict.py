@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli import CSV_COLUMNS, app
+from wafer.gradcam_report import served_cam
 from wafer.io import WaferInputError
 from wafer.model import load_checkpoint
 from wafer.readers import (
@@ -385,7 +386,7 @@ def test_predictor_matches_cli_pipeline(tiny_pipeline):
         assert sum(r["probabilities"].values()) == pytest.approx(1.0)
         np.testing.assert_allclose(list(r["probabilities"].values()), probs, rtol=0, atol=1e-12)
         assert r["p_defect"] == pytest.approx(1 - r["probabilities"]["none"])
-    grid = p.cam(maps[1], rows[1]["predicted"])
+    grid = served_cam(p, maps[1], rows[1]["predicted"])
     assert grid.shape == maps[1].shape and (grid >= 0).all()
 
 

@@ -257,6 +257,7 @@ def predict(
     predictor = Predictor.load(**files, device=device, cam_layer=cam_layer, cam_method=cam_method)
     if cam_dir is not None:
         from wafer.cam import resolve_layer_name, target_layer
+        from wafer.gradcam_report import served_cam_png
 
         p = predictor.payload
         try:
@@ -309,7 +310,7 @@ def predict(
                         target = cam_dir / safe_name(it.source, n_seen + k)
                         try:
                             with atomic_path(target) as png:
-                                png.write_bytes(predictor.cam_png(it.map, r))
+                                png.write_bytes(served_cam_png(predictor, it.map, r))
                         except OSError as exc:
                             raise write_failure(target, exc) from None
                         n_cam += 1

@@ -47,6 +47,7 @@ import numpy as np
 
 from wafer.classes import CLASS_NAMES
 from wafer.cli_util import cam_settings, served_files
+from wafer.gradcam_report import served_cam_png
 from wafer.ingest import Ingested
 from wafer.io import UsageError, WaferInputError, read_json
 from wafer.predictions import Predictions
@@ -430,7 +431,7 @@ def analyse(
             f"evaluate stage served {example.predicted} ({example.confidence:.3f}, {verdict})."
         )
     warning_md = f"⚠ {source}: {warning}" if warning else ""
-    png = predictor.cam_png(m, row, dpi=100) if cam and predictor.cam_method else None
+    png = served_cam_png(predictor, m, row, dpi=100) if cam and predictor.cam_method else None
     return Analysis(
         result_md="\n".join(lines),
         top3={c: p for c, p in row["top3"]},

@@ -29,6 +29,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -41,6 +42,7 @@ from wafer.cam import (
     compute_cam,
     energy_share,
     pointing_hit,
+    resolve_layer_name,
     target_layer,
     upsample_to_grid,
 )
@@ -49,6 +51,7 @@ from wafer.data import Shard
 from wafer.ingest import Ingested
 from wafer.model import one_hot
 from wafer.predictions import Predictions
+from wafer.readers import check_map
 
 SLOTS = {
     "confident_correct": "most confident correct",
@@ -248,6 +251,31 @@ def render_example(m: np.ndarray, grid: np.ndarray, title: str, dpi: int = 80) -
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+def served_cam(predictor: Any, m: np.ndarray, target: str | int) -> np.ndarray:
+    """Grad-CAM(++) of class ``target`` for one map (the unrotated view) through a
+    :class:`wafer.serve.Predictor` (its model, input size, device, ``cam_method`` at
+    ``cam_layer``, as the `gradcam` stage computes it), upsampled to the map's own die grid."""
+    if predictor.cam_layer is None or predictor.cam_method is None:
+        raise ValueError("no Grad-CAM method and layer given (params.yaml's gradcam section)")
+    m = check_map(m, "map", max_side=None)
+    k = CLASS_NAMES.index(target) if isinstance(target, str) else int(target)
+    x = one_hot(torch.from_numpy(predictor.prepare([m])).to(predictor.device))
+    t = torch.tensor([k], device=predictor.device)
+    payload = predictor.payload
+    name = resolve_layer_name(predictor.cam_layer, payload["model_config"], payload["input_size"])
+    layer = target_layer(predictor.model, name)
+    cam = compute_cam(predictor.model, x, t, layer, predictor.cam_method)[0]
+    return upsample_to_grid(cam, m.shape)
+
+
+def served_cam_png(predictor: Any, m: np.ndarray, row: dict, dpi: int = 80) -> bytes:
+    """PNG (map | CAM | overlay, :func:`render_example`) of the CAM of the predicted class of
+    ``row`` (a :meth:`wafer.serve.Predictor.predict` row)."""
+    grid = served_cam(predictor, m, row["predicted"])
+    title = f"predicted {row['predicted']} ({row['confidence']:.2f}) | {row['source']}"
+    return render_example(np.asarray(m, dtype=np.uint8), grid, title[:90], dpi=dpi)
 
 
 def render_examples(

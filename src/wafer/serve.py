@@ -17,10 +17,11 @@ A die map goes through, in this order (each step below, in this file):
 5. **Novelty** (optional, `index` stage): :class:`wafer.novelty.NoveltyScorer` from the same
    forward pass's features.
 
-:class:`Predictor` runs 1-5 from the pipeline's files (paths: dvc.yaml's ``paths``). The two
-JSON files record the SHA-256 of the model whose logits they were fit on, and of those logits;
-:meth:`ServingConfig.load` checks every field (:data:`FIELD_RULES`) and, given the model, that
-the files belong together, and refuses anything else with a one-line
+:class:`Predictor` runs 1-5 from the pipeline's files (paths: dvc.yaml's ``paths``); the
+Grad-CAM that explains a served prediction is :func:`wafer.gradcam_report.served_cam` (it
+changes no decision). The two JSON files record the SHA-256 of the model whose logits they were
+fit on, and of those logits; :meth:`ServingConfig.load` checks every field (:data:`FIELD_RULES`)
+and, given the model, that the files belong together, and refuses anything else with a one-line
 :class:`wafer.io.WaferInputError` naming the file and the field.
 
 Decision rule
@@ -473,8 +474,10 @@ class Predictor:
     payload: dict
     serving: ServingConfig
     device: torch.device
-    cam_layer: str | None  # Grad-CAM layer and method of :meth:`cam` (the gradcam section);
-    cam_method: str | None  # None: no CAM
+    # Grad-CAM layer and method for explaining its predictions (the gradcam section; None: no
+    # CAM): wafer.gradcam_report.served_cam and served_cam_png
+    cam_layer: str | None
+    cam_method: str | None
     paths: dict[str, str] = field(default_factory=dict)
     novelty: NoveltyScorer | None = None  # index + novelty.json: novelty score, neighbours
 
@@ -617,31 +620,3 @@ class Predictor:
                     for dist, j in zip(near[0][i], near[1][i], strict=True)
                 ]
         return rows
-
-    def cam(self, m: np.ndarray, target: str | int) -> np.ndarray:
-        """Grad-CAM(++) of class ``target`` for one map (the unrotated view), upsampled to the
-        map's own die grid (``cam_method`` at ``cam_layer``, as the `gradcam` stage computes it)."""
-        from wafer.cam import compute_cam, resolve_layer_name, target_layer, upsample_to_grid
-        from wafer.model import one_hot
-
-        if self.cam_layer is None or self.cam_method is None:
-            raise ValueError("no Grad-CAM method and layer given (params.yaml's gradcam section)")
-        m = check_map(m, "map", max_side=None)
-        k = CLASS_NAMES.index(target) if isinstance(target, str) else int(target)
-        x = one_hot(torch.from_numpy(self.prepare([m])).to(self.device))
-        t = torch.tensor([k], device=self.device)
-        name = resolve_layer_name(
-            self.cam_layer, self.payload["model_config"], self.payload["input_size"]
-        )
-        layer = target_layer(self.model, name)
-        cam = compute_cam(self.model, x, t, layer, self.cam_method)[0]
-        return upsample_to_grid(cam, m.shape)
-
-    def cam_png(self, m: np.ndarray, row: dict, dpi: int = 80) -> bytes:
-        """PNG (map | CAM | overlay, via wafer.gradcam_report.render_example) of the CAM of the
-        predicted class of ``row`` (a :meth:`predict` row)."""
-        from wafer.gradcam_report import render_example
-
-        grid = self.cam(m, row["predicted"])
-        title = f"predicted {row['predicted']} ({row['confidence']:.2f}) | {row['source']}"
-        return render_example(np.asarray(m, dtype=np.uint8), grid, title[:90], dpi=dpi)
