@@ -1,9 +1,10 @@
 """Training maps/s with 1 process against N data-parallel processes (torchrun, gloo on CPU).
 
-Runs the train stage itself (``stages/train.py --nproc N``, as ``dvc repro`` does with
-``train.nproc=N``) on the same synthetic shards, alternating process counts round by round to
-cancel the machine's drift, and reads each run's maps/s from its metrics/timing/train.json
-(training loop only, validation excluded). The one-process run is the baseline of the ratio.
+Runs the train stage itself (``stages/train.py`` with ``train.nproc: N`` in its params file, as
+``dvc repro`` does with ``train.nproc=N``) on the same synthetic shards, alternating process
+counts round by round to cancel the machine's drift, and reads each run's maps/s from its
+metrics/timing/train.json (training loop only, validation excluded). The one-process run is
+the baseline of the ratio.
 
     python benchmarks/ddp_throughput.py --size 64 --maps 2048 --nproc 1 --nproc 2 \
         --out docs/benchmarks/ddp_throughput.json
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
+import yaml
 
 from wafer.io import write_json
 from wafer.run_stages import cpu_model
@@ -45,32 +47,22 @@ def write_shards(d: Path, size: int, n_train: int, n_val: int, seed: int = 0) ->
 
 
 def train_once(work: Path, nproc: int, stem: str, batch_size: int, epochs: int) -> dict:
-    cmd = [
-        sys.executable,
-        str(ROOT / "stages/train.py"),
-        "--stem",
-        stem,
-        "--no-cbam",
-        "--epochs",
-        str(epochs),
-        "--patience",
-        str(epochs),
-        "--batch_size",
-        str(batch_size),
-        "--device",
-        "cpu",
-        "--nproc",
-        str(nproc),
-        "--no-progress",
-        "--shards",
-        "shards",
-        "--model-out",
-        "out/model.pt",
-        "--curves",
-        "out/curves.csv",
-        "--metrics",
-        "out/train.json",
-    ]
+    """One run of the train stage in ``work`` on params.yaml's `train` section with these
+    settings (no CBAM, CPU, every epoch run)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(
+        stem=stem,
+        cbam=False,
+        epochs=epochs,
+        patience=epochs,
+        batch_size=batch_size,
+        device="cpu",
+        nproc=nproc,
+    )
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cmd = [sys.executable, str(ROOT / "stages/train.py"), "--params", "params.yaml"]
+    cmd += ["--no-progress", "--shards", "shards", "--model-out", "out/model.pt"]
+    cmd += ["--curves", "out/curves.csv", "--metrics", "out/train.json"]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"train failed ({nproc} processes):\n{proc.stdout}\n{proc.stderr}")

@@ -9,7 +9,16 @@ mkdir -p "$OUT"
 tmp=$(mktemp -d)
 for layer in layer4 layer3 layer2; do
   for method in gradcam gradcam++; do
-    python stages/gradcam.py --layer "$layer" --method "$method" --out-dir "$tmp/$layer" \
+    # params.yaml with this layer and method; the stage's input paths from dvc.yaml's `paths`
+    python - "$tmp/params.yaml" "$layer" "$method" <<'PY'
+import sys, yaml
+params = yaml.safe_load(open("params.yaml"))
+params["gradcam"].update(layer=sys.argv[2], method=sys.argv[3])
+yaml.safe_dump(params, open(sys.argv[1], "w"), sort_keys=False)
+PY
+    read -r model shards ingested predictions < <(python -c 'from wafer.pipeline import pipeline_paths as p; d = p(); print(d["model"], d["shards"], d["ingested"], d["predictions"])')
+    python stages/gradcam.py --params "$tmp/params.yaml" --model "$model" --shards "$shards" \
+      --ingested "$ingested" --predictions "$predictions" --out-dir "$tmp/$layer" \
       --metrics "$OUT/${layer}_${method}.json" > /dev/null
   done
 done
