@@ -53,8 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wafer.model import stage_side
+from wafer.params import CAM_METHODS
 
-METHODS = ("gradcam", "gradcam++")
+METHODS = CAM_METHODS
 
 
 def auto_layer(stem: str, input_size: int, min_cells: int = 7) -> str:

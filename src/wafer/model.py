@@ -33,8 +33,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from wafer.classes import CLASS_NAMES
+from wafer.params import STEMS
 
-STEMS = ("standard", "compact", "cifar")
 STEM_STRIDE = {"standard": 4, "compact": 2, "cifar": 1}  # downsampling before layer1
 
 

@@ -110,9 +110,14 @@ def _positive_total(v: list) -> str | None:
     return None if sum(v) > 0 else "all values are 0 (needs a positive total)"
 
 
-# novelty scores (wafer.novelty implements them; defined here so that the stages that only
-# check params do not import it)
-NOVELTY_METHODS = ("msp", "energy", "knn", "mahalanobis")
+# The names a choice parameter may take. The modules that implement them import these from
+# here (not the other way round), so this module, which every stage loads, imports none of them
+# and a stage depends only on the code it runs.
+NOVELTY_METHODS = ("msp", "energy", "knn", "mahalanobis")  # index.method (wafer.novelty)
+CAM_METHODS = ("gradcam", "gradcam++")  # gradcam.method (wafer.cam)
+STEMS = ("standard", "compact", "cifar")  # train.stem (wafer.model)
+OBJECTIVES = ("cost", "macro_f1")  # thresholds.objective: the operating points (wafer.serve)
+PRECISIONS = ("fp32", "bf16")  # train.precision (wafer.train)
 
 DEVICE = Rule(
     str,
@@ -131,13 +136,7 @@ CAM_LAYER = Rule(
 
 @functools.cache
 def rules() -> dict[str, dict[str, Rule]]:
-    """The table: section -> key -> rule. Built on first use (it imports the choices from the
-    modules that define them)."""
-    from wafer.cam import METHODS
-    from wafer.model import STEMS
-    from wafer.thresholds import OBJECTIVES
-    from wafer.train import PRECISIONS
-
+    """The table: section -> key -> rule (built on first use)."""
     per_class_max = 3  # wafer.gradcam_report.SLOTS has 3 slots (asserted in the tests)
     return {
         "synthesize": {
@@ -169,7 +168,7 @@ def rules() -> dict[str, dict[str, Rule]]:
             "focal_alpha": Rule(list, lengths=(0, len(CLASS_NAMES)), item=Rule(float, lo=0.0)),
             "cbam": Rule(bool),
             "cbam_reduction": Rule(int, lo=1),
-            "stem": Rule(str, choices=tuple(STEMS)),
+            "stem": Rule(str, choices=STEMS),
             "epochs": Rule(int, lo=1),
             "lr": Rule(float, lo=0.0, lo_open=True),
             "weight_decay": Rule(float, lo=0.0),
@@ -210,7 +209,7 @@ def rules() -> dict[str, dict[str, Rule]]:
         },
         "evaluate": {"bootstrap": Rule(int, lo=1), "seed": SEED},
         "gradcam": {
-            "method": Rule(str, choices=tuple(METHODS)),
+            "method": Rule(str, choices=CAM_METHODS),
             "layer": CAM_LAYER,
             "per_class": Rule(int, lo=0, hi=per_class_max),
             "max_maps": Rule(int, lo=1),

@@ -66,11 +66,9 @@ from wafer.classes import CLASS_NAMES, NONE_INDEX
 from wafer.io import WaferInputError, sha256_file, write_json
 from wafer.model import load_checkpoint, one_hot
 from wafer.novelty import NoveltyScorer
-from wafer.params import NOVELTY_METHODS
+from wafer.params import NOVELTY_METHODS, OBJECTIVES
 from wafer.readers import check_map
 from wafer.shard import resize_map
-
-OBJECTIVES = ("cost", "macro_f1")  # the operating points the thresholds stage fits
 
 # ------------------------------------------------------------------ device and forward pass
 

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from wafer.augment import random_dihedral
 from wafer.metrics import macro_f1
+from wafer.params import PRECISIONS
 from wafer.serve import model_inputs, predict_outputs, resolve_device, to_device
 
 
@@ -140,9 +141,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def _autocast(device: torch.device, precision: str):
