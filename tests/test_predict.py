@@ -606,3 +606,16 @@ def test_without_the_index_rows_have_no_novelty_and_neighbours_are_refused(
     assert row["novelty_score"] == row["novel"] == row["neighbours"] == ""
     res = run(["predict", "m.npy", "-o", "q.csv", *pipeline_args(three), "--neighbours", "2"])
     assert res.exit_code == 2 and "--neighbours needs the index" in res.output
+
+
+def test_outside_a_checkout_the_files_must_be_given(tmp_path, monkeypatch):
+    """Without --model etc. `wafer predict` serves the pipeline's files from dvc.yaml's paths;
+    outside a checkout that is one line saying what to give, not a traceback."""
+    np.save(tmp_path / "m.npy", good_maps()[0])
+    monkeypatch.chdir(tmp_path)
+    res = run(["predict", str(tmp_path / "m.npy"), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 2 and not (tmp_path / "p.csv").exists()
+    assert res.stderr.strip() == (
+        "error: --model not given, and no dvc.yaml: run from the pipeline's checkout or give "
+        "the files' paths"
+    )

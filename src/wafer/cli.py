@@ -221,8 +221,9 @@ def predict(
     Columns: source, predicted, confidence (calibrated probability of the predicted class),
     defect (1 if P(defect) = 1 - p_none >= tau), tau, top3, p_<class> (calibrated),
     novelty_score and novel (1: unlike every known pattern at the threshold set on validation;
-    blank without the index), neighbours (with --neighbours K: row:label:distance, nearest
-    first), error (not predicted), warning (predicted, but it does not look like a wafer map).
+    blank without the index), neighbours (with --neighbours K: ingested row, label and distance
+    of each, nearest first, e.g. 1234:Center:0.12), error (not predicted), warning (predicted,
+    but it does not look like a wafer map).
     The exit status is 2 when no map at all could be predicted (the output file is then not
     written).
     """

@@ -12,8 +12,6 @@ from typing import Any
 
 from wafer.io import UsageError, WaferInputError
 
-SERVED = ("model", "calibration", "thresholds")  # dvc.yaml's paths of the served files
-
 
 def served_files(
     given: dict[str, str | os.PathLike | None], repo: str | os.PathLike = "."
@@ -35,7 +33,8 @@ def served_files(
 
     def default(k: str) -> Path:
         if k not in pipeline:
-            raise UsageError(f"--{k} not given, and {no_pipeline or f'dvc.yaml has no paths.{k}'}")
+            why = no_pipeline or f"dvc.yaml has no paths.{k}"
+            raise UsageError(f"--{k.replace('_', '-')} not given, and {why}")
         return pipeline[k]
 
     optional = ("index", "novelty")
