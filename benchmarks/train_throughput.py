@@ -32,7 +32,7 @@ import typer
 from wafer.io import write_json
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, one_hot
-from wafer.params import load_section
+from wafer.params import config_from, load_section
 from wafer.serve import resolve_device
 from wafer.train import TrainConfig, fit
 
@@ -78,14 +78,15 @@ def main(
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, (maps, size, size)).astype(np.uint8)
     y = rng.integers(0, 9, maps).astype(np.int64)
-    cfg = ModelConfig.from_params(TRAIN, stem=stem, cbam=cbam)
+    cfg = config_from(ModelConfig, TRAIN, stem=stem, cbam=cbam)
     criterion, _ = make_loss(TRAIN.loss, y, TRAIN.focal_gamma)
     xb = one_hot(torch.from_numpy(x[:batch_size])).to(dev)
     yb = torch.from_numpy(y[:batch_size]).to(dev)
     steps = maps // batch_size
     pipe, bare = [], []
     for r in range(rounds):
-        tcfg = TrainConfig.from_params(
+        tcfg = config_from(
+            TrainConfig,
             TRAIN,
             epochs=1,
             batch_size=batch_size,

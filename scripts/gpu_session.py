@@ -55,7 +55,7 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
 
     from wafer.losses import make_loss
     from wafer.model import ModelConfig, build_model
-    from wafer.params import section_values
+    from wafer.params import config_from, section_values
     from wafer.recipes import apply_overrides, load_recipe, load_yaml
     from wafer.serve import predict_outputs, resolve_device
     from wafer.train import TrainConfig, fit
@@ -67,10 +67,16 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
     # the seed-224 recipe's model and loss (recipes/seed-224.yaml over params.yaml)
     params = apply_overrides(load_yaml((ROOT / "params.yaml").read_text()), load_recipe("seed-224"))
     train = section_values(params, "train")
-    model = build_model(ModelConfig.from_params(train))
+    model = build_model(config_from(ModelConfig, train))
     criterion, _ = make_loss(train.loss, y, train.focal_gamma, train.focal_alpha or None)
-    cfg = TrainConfig.from_params(
-        train, epochs=2, batch_size=batch_size, patience=2, device=str(device), progress=False
+    cfg = config_from(
+        TrainConfig,
+        train,
+        epochs=2,
+        batch_size=batch_size,
+        patience=2,
+        device=str(device),
+        progress=False,
     )
     result = fit(model, criterion, x, y, x[: maps // 4], y[: maps // 4], cfg)
     out = {

@@ -24,7 +24,7 @@ from wafer.data import Logits
 from wafer.evaluate import compact, evaluate, prior_from_list
 from wafer.io import write_csv, write_json
 from wafer.metrics import confusion, prevalence_weights
-from wafer.params import load_section
+from wafer.params import load_params, section_values
 from wafer.plotting import confusion_png
 from wafer.predictions import Predictions
 from wafer.serve import OBJECTIVES, ServingConfig, decide
@@ -68,8 +68,9 @@ def main(
     confusion_image: Path = typer.Option(..., "--confusion-png"),
     predictions: Path = typer.Option(..., "--predictions"),
 ) -> None:
-    p = load_section(params, "evaluate")  # bootstrap resamples for 95% CIs, bootstrap seed
-    prior = prior_from_list(load_section(params, "prior").target_prior)
+    raw = load_params(params)
+    p = section_values(raw, "evaluate")  # bootstrap resamples for 95% CIs, bootstrap seed
+    prior = prior_from_list(section_values(raw, "prior").target_prior)
     lg = Logits.load(logits)
     served = ServingConfig.load(calibration, thresholds)
     report: dict = {

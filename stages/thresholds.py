@@ -22,7 +22,7 @@ from wafer.data import Logits
 from wafer.evaluate import prior_from_list
 from wafer.io import sha256_file, write_csv, write_json
 from wafer.metrics import macro_f1, prevalence_weights
-from wafer.params import load_section
+from wafer.params import load_params, section_values
 from wafer.plotting import sweep_png
 from wafer.serve import OBJECTIVES, Calibration, OperatingPoint, Thresholds, decide
 from wafer.thresholds import fit_operating_point
@@ -41,8 +41,9 @@ def main(
     curve: Path = typer.Option(..., "--curve"),
     png: Path = typer.Option(..., "--png"),
 ) -> None:
-    p = load_section(params, "thresholds")
-    prior = prior_from_list(load_section(params, "prior").target_prior)
+    raw = load_params(params)
+    p = section_values(raw, "thresholds")
+    prior = prior_from_list(section_values(raw, "prior").target_prior)
     lg = Logits.load(logits)
     val_logits, y = lg.logits["val"], lg.y["val"]
     temperature = Calibration.load(calibration).temperature

@@ -13,6 +13,7 @@ README), it joins that process group instead and ``train.nproc`` is not used.
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from wafer.data import load_shard
 from wafer.io import write_csv, write_json, write_timing
 from wafer.losses import make_loss
 from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.params import as_dict, load_section
+from wafer.params import config_from, load_section
 from wafer.train import (
     TrainConfig,
     finish_distributed,
@@ -63,10 +64,10 @@ def main(
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
     d = init_distributed(p.device)
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
-    cfg = ModelConfig.from_params(p)
+    cfg = config_from(ModelConfig, p)
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
-    tcfg = TrainConfig.from_params(p, progress=progress)
+    tcfg = config_from(TrainConfig, p, progress=progress)
     criterion, loss_weights = make_loss(p.loss, train.y, p.focal_gamma, p.focal_alpha or None)
     history: list[dict] = []
 
@@ -85,7 +86,7 @@ def main(
         cfg,
         train.size,
         extra={
-            "train": as_dict(p),  # every training option, as this run read it
+            "train": asdict(p),  # every training option, as this run read it
             "loss_weights": loss_weights,
             "best_epoch": result.best_epoch,
         },

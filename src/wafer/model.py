@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,13 +56,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_params(cls, train: Any, **changes: Any) -> ModelConfig:
-        """From the `train` params section (:func:`wafer.params.load_section`), with
-        ``changes``."""
-        kw = {k: getattr(train, k) for k in ("stem", "cbam", "cbam_reduction")}
-        return cls(**(kw | changes))
 
 
 class ChannelAttention(nn.Module):

@@ -257,12 +257,8 @@ def check_section(section: str, values: Mapping[str, Any]) -> None:
 def validate_all(params: Mapping[str, Any]) -> None:
     """Check every section of a parsed ``params.yaml`` (all sections of the table must be
     there)."""
-    if not isinstance(params, Mapping):
-        raise ParamError(f"params: expected a mapping of sections, found {type(params).__name__}")
     for section in rules():
-        if section not in params:
-            raise ParamError(f"{section}: section missing from params")
-        check_section(section, params[section])
+        section_values(params, section)
 
 
 def load_params(path: str | Path) -> dict:
@@ -277,16 +273,13 @@ def load_params(path: str | Path) -> dict:
     return data
 
 
-_FIELD_TYPES = {int: int, float: float, bool: bool, str: str, list: list}
-
-
 @functools.cache
 def section_type(section: str) -> type:
     """The frozen dataclass of one section: a field per key of the table, in its order."""
     table = rules()[section]
     name = "".join(part.title() for part in section.split("_")) + "Params"
     return dataclasses.make_dataclass(
-        name, [(key, _FIELD_TYPES[rule.kind]) for key, rule in table.items()], frozen=True
+        name, [(key, rule.kind) for key, rule in table.items()], frozen=True
     )
 
 
@@ -317,7 +310,10 @@ def load_section(path: str | Path, section: str) -> Any:
     return section_values(load_params(path), section)
 
 
-def as_dict(values: Any) -> dict[str, Any]:
-    """A section's dataclass as ``{key: value}``, in params.yaml's order (for checkpoints and
-    records)."""
-    return {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
+def config_from(cls: type, values: Any, **changes: Any) -> Any:
+    """An instance of the dataclass ``cls`` (e.g. ``TrainConfig``, ``ModelConfig``) whose
+    fields take the section's values of the same names, then ``changes``; its other fields keep
+    their own defaults."""
+    names = {f.name for f in dataclasses.fields(values)}
+    kw = {f.name: getattr(values, f.name) for f in dataclasses.fields(cls) if f.name in names}
+    return cls(**(kw | changes))

@@ -537,14 +537,6 @@ class Predictor:
             out[i] = resize_map(np.asarray(m, dtype=np.uint8), s)
         return out
 
-    def logits(self, maps: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """Served logits: the mean over the 8 D4 views when the pipeline was calibrated with
-        TTA (``serving.tta``)."""
-        x = self.prepare(maps)
-        if len(x) == 0:
-            return np.zeros((0, len(CLASS_NAMES)), dtype=np.float32)
-        return predict_outputs(self.model, x, batch_size, self.device, tta=self.serving.tta).logits
-
     def outputs(self, maps: list[np.ndarray], batch_size: int = 256) -> Outputs:
         """Served logits and, with the novelty scorer, the features it was built on, from one
         forward pass."""

@@ -32,8 +32,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -63,13 +62,6 @@ class TrainConfig:
     ema_decay: float  # 0 = off
     eval_batch_size: int = 256  # validation forward passes during training
     progress: bool = True
-
-    @classmethod
-    def from_params(cls, train: Any, **changes: Any) -> TrainConfig:
-        """From the `train` params section (:func:`wafer.params.load_section`), with
-        ``changes`` (e.g. ``progress=False``)."""
-        kw = {f.name: getattr(train, f.name) for f in fields(cls) if hasattr(train, f.name)}
-        return cls(**(kw | changes))
 
 
 @dataclass
