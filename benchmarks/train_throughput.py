@@ -18,7 +18,7 @@ The ratio pipeline / model-only is the share of the model's speed that the full 
 ``--precision bf16`` runs the training loop's forward pass under bf16 autocast, as
 ``train.precision=bf16`` does (the model-only baseline stays fp32, so the ratio then shows what
 bf16 buys over fp32 on this processor). Every setting not given (and the loss, learning rate
-and weight decay) is params.yaml's `train` (and `shard.size`) value.
+and weight decay) is params.yaml's `train` (and `shard.input_px`) value.
 """
 
 import statistics
@@ -58,7 +58,7 @@ def model_only(model, criterion, x, y, steps: int, device) -> float:
 
 @app.command()
 def main(
-    size: int = typer.Option(None, help="[default: shard.size]"),
+    size: int = typer.Option(None, help="[default: shard.input_px]"),
     stem: str = typer.Option(None, help="[default: train.stem]"),
     cbam: bool = typer.Option(None, "--cbam/--no-cbam", help="[default: train.cbam]"),
     batch_size: int = typer.Option(None, help="[default: train.batch_size]"),
@@ -68,7 +68,7 @@ def main(
     precision: str = typer.Option(None, help="[default: train.precision]"),
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ) -> None:
-    size = size or load_section(ROOT / "params.yaml", "shard").size
+    size = size or load_section(ROOT / "params.yaml", "shard").input_px
     stem = stem or TRAIN.stem
     cbam = TRAIN.cbam if cbam is None else cbam
     batch_size = batch_size or TRAIN.batch_size

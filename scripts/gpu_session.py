@@ -152,7 +152,7 @@ def main() -> int:
     holdouts = args.holdout or ["Scratch", "Donut"]
     size = 32 if args.tiny else 224
     data = ["--synthetic"] if args.tiny else ["--data", DATA]
-    tiny = ["-S", "synthesize.n_maps=600", "-S", "shard.size=32"] if args.tiny else []
+    tiny = ["-S", "synthesize.n_maps=600", "-S", "shard.input_px=32"] if args.tiny else []
     scale = 480 / TRAIN_MAPS if args.tiny else 1.0  # the synthetic train split at 600 maps
     session: dict = {"budget_s": args.budget, "steps": []}
 

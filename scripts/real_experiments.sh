@@ -23,25 +23,28 @@ focal=(-S train.loss=focal -S train.focal_gamma=2 -S train.cbam=true -S train.cb
 recipe() { python -m wafer.recipes "$1"; }  # a named recipe (recipes/<name>.yaml) as -S args
 
 # name -> overrides. Input size and stem: 32 px with the compact stem is the CPU default; the
-# resolution study keeps the seed's standard ResNet-18 stem and changes only shard.size. It ran
+# resolution study keeps the seed's standard ResNet-18 stem and changes only shard.input_px. It ran
 # at train.seed=2 (first by accident: see docs/RESULTS.md), next to real-focal-cbam-seed2.
 # The real-* runs are the earlier code generation (kept so that their commands stay
 # documented: each reproduces at the commit in results/<name>/commit.txt); res96-4ep re-runs
 # the one that validation chose among them with the current code (res96-4ep-seed* are its
 # other training seeds), and cpu-headline* are the CPU headline recipe's training seeds.
+# The param was `shard.size` until commit 0f4c48a (results/*/command.txt say so); it is
+# `shard.input_px` now, since DVC's run cache ignores keys named `size`. Every saved run's
+# shard.json shows the side its command asked for (scripts/report_results.py checks it).
 declare -A runs=(
-  [real-ce]="${budget[*]} ${ce[*]} -S shard.size=32 -S train.stem=compact"
-  [real-focal-cbam]="${budget[*]} ${focal[*]} -S shard.size=32 -S train.stem=compact"
-  [real-focal-cbam-seed1]="${budget[*]} ${focal[*]} -S shard.size=32 -S train.stem=compact -S train.seed=1"
-  [real-focal-cbam-seed2]="${budget[*]} ${focal[*]} -S shard.size=32 -S train.stem=compact -S train.seed=2"
-  [real-res32]="${budget[*]} ${focal[*]} -S shard.size=32 -S train.stem=standard -S train.seed=2"
-  [real-res48]="${budget[*]} ${focal[*]} -S shard.size=48 -S train.stem=standard -S train.seed=2"
-  [real-res64]="${budget[*]} ${focal[*]} -S shard.size=64 -S train.stem=standard -S train.seed=2"
-  [real-ce-res64]="${budget[*]} ${ce[*]} -S shard.size=64 -S train.stem=standard -S train.seed=2"
-  [real-res96]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
-  [res96-4ep]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=2"
-  [res96-4ep-seed0]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=0"
-  [res96-4ep-seed1]="${budget[*]} ${focal[*]} -S shard.size=96 -S train.stem=standard -S train.seed=1"
+  [real-ce]="${budget[*]} ${ce[*]} -S shard.input_px=32 -S train.stem=compact"
+  [real-focal-cbam]="${budget[*]} ${focal[*]} -S shard.input_px=32 -S train.stem=compact"
+  [real-focal-cbam-seed1]="${budget[*]} ${focal[*]} -S shard.input_px=32 -S train.stem=compact -S train.seed=1"
+  [real-focal-cbam-seed2]="${budget[*]} ${focal[*]} -S shard.input_px=32 -S train.stem=compact -S train.seed=2"
+  [real-res32]="${budget[*]} ${focal[*]} -S shard.input_px=32 -S train.stem=standard -S train.seed=2"
+  [real-res48]="${budget[*]} ${focal[*]} -S shard.input_px=48 -S train.stem=standard -S train.seed=2"
+  [real-res64]="${budget[*]} ${focal[*]} -S shard.input_px=64 -S train.stem=standard -S train.seed=2"
+  [real-ce-res64]="${budget[*]} ${ce[*]} -S shard.input_px=64 -S train.stem=standard -S train.seed=2"
+  [real-res96]="${budget[*]} ${focal[*]} -S shard.input_px=96 -S train.stem=standard -S train.seed=2"
+  [res96-4ep]="${budget[*]} ${focal[*]} -S shard.input_px=96 -S train.stem=standard -S train.seed=2"
+  [res96-4ep-seed0]="${budget[*]} ${focal[*]} -S shard.input_px=96 -S train.stem=standard -S train.seed=0"
+  [res96-4ep-seed1]="${budget[*]} ${focal[*]} -S shard.input_px=96 -S train.stem=standard -S train.seed=1"
   [cpu-headline]="$(recipe cpu-headline)"
   [cpu-headline-seed1]="$(recipe cpu-headline) -S train.seed=1"
   [cpu-headline-seed2]="$(recipe cpu-headline) -S train.seed=2"

@@ -59,7 +59,17 @@ class Run:
 
     @property
     def size(self) -> int:
-        return int(self.params["shard"]["size"])
+        """The input side in px: ``shard.input_px``, named ``shard.size`` before the rename
+        that took the param out of DVC's run-cache blind spot (runs up to 0f4c48a)."""
+        shard = self.params["shard"]
+        return int(shard["input_px"] if "input_px" in shard else shard["size"])
+
+    @property
+    def shard_size(self) -> int | None:
+        """The side the shard stage actually wrote (its metrics file), None when not saved."""
+        saved = self.m.get("shard", {})
+        value = saved.get("input_px", saved.get("size"))
+        return None if value is None else int(value)
 
     @property
     def stem(self) -> str:
@@ -174,6 +184,14 @@ def check(runs: dict[str, Run], root: Path = RESULTS) -> list[str]:
                     f"{r.name}: params.yaml has {key}={got!r}, its command on {r.commit[:7]} "
                     f"gives {want!r}"
                 )
+        # A stage restored from DVC's run cache under another value would leave the shards (and
+        # shard.json) at the old size while params.yaml says the new one (the cache key used
+        # to skip any param named `size`): the side written must be the side asked for.
+        if r.shard_size is not None and r.shard_size != r.size:
+            problems.append(
+                f"{r.name}: shard.json says {r.shard_size} px, its params {r.size} px "
+                "(stage restored from the run cache under another value?)"
+            )
         data = shown.get((r.commit, r.name))
         if data is None:
             problems.append(f"{r.name}: not in results/exp_show/ under commit {r.commit[:7]}")

@@ -1,4 +1,4 @@
-"""Stage `shard`: resize every map to `shard.size` (block-max rule, see wafer.shard) and write
+"""Stage `shard`: resize every map to `shard.input_px` (block-max rule, see wafer.shard) and write
 per-split uint8 arrays that can be memory-mapped: {train,val,test}_{x,y,rows}.npy (wafer.data).
 
 One-hot encoding into 3 channels happens later, on the training device.
@@ -31,7 +31,7 @@ def main(
     out_dir: Path = typer.Option(...),
     metrics: Path = typer.Option(...),
 ) -> None:
-    size = load_section(params, "shard").size  # output side in pixels (the seed used 224)
+    size = load_section(params, "shard").input_px  # output side in pixels (the seed used 224)
     t0 = time.perf_counter()
     ing = Ingested.load(ingested)
     assignment = SplitFile.load(split).split
@@ -48,8 +48,8 @@ def main(
             Shard(x, ing.labels[rows].astype(np.int64), rows).save(out_dir, name)
     seconds = time.perf_counter() - t0
     n = len(assignment)
-    write_json(metrics, {"size": size, "maps": n, "per_split": counts})
-    write_timing("shard", {"size": size, "seconds": seconds, "maps_per_s": n / seconds})
+    write_json(metrics, {"input_px": size, "maps": n, "per_split": counts})
+    write_timing("shard", {"input_px": size, "seconds": seconds, "maps_per_s": n / seconds})
     print(f"shard: {n} maps at {size}px in {seconds:.1f} s ({n / seconds:.0f} maps/s)")
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT.parent / "shared" / "data" / "wm811k-subset" / "LSWMD-subset.pkl.xz"
@@ -207,6 +211,37 @@ def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:
         "--no-progress",
         *extra,
     ]
+
+
+def tiny_repo(dst: Path, changes: dict | None = None) -> dict:
+    """A throw-away git-less copy of the checkout in ``dst`` with tiny params (120 synthetic
+    maps, 8 px, one epoch) and ``changes`` (``{"section.key": value}``); returns the
+    environment to run dvc in it (PATH with this Python, PYTHONPATH its src/, a git identity).
+    ``git init`` is the caller's."""
+    skip = ("metrics/", "plots/train", "dvc.lock", "results/", "docs/", "benchmarks/")
+    copy_checkout(dst, skip)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["synthesize"].update(n_maps=120, floor=0.1)
+    params["shard"]["input_px"] = 8
+    params["train"].update(epochs=1, batch_size=32, patience=1, device="cpu")
+    for dotted, value in (changes or {}).items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(dst / "src")
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t")
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    return env
+
+
+def sh(args: list[str], cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
+    """Run ``args`` in ``cwd``; with ``ok`` assert it succeeded (its output in the message)."""
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
 
 
 def copy_checkout(dst: Path, skip: tuple[str, ...] = ()) -> None:

@@ -104,16 +104,16 @@ def test_order_and_pruning():
 def test_recipes_load_apply_render():
     assert {"seed-224", "ce-baseline"} <= set(list_recipes())
     seed = load_recipe("seed-224")
-    assert seed["shard.size"] == 224 and seed["train.loss"] == "focal" and seed["train.cbam"]
+    assert seed["shard.input_px"] == 224 and seed["train.loss"] == "focal" and seed["train.cbam"]
     ce = load_recipe("ce-baseline")
-    assert ce["train.loss"] == "ce" and ce["train.cbam"] is False and ce["shard.size"] == 224
+    assert ce["train.loss"] == "ce" and ce["train.cbam"] is False and ce["shard.input_px"] == 224
     for recipe in (seed, ce):
         assert "ingest.input" not in recipe
     params = apply_overrides(PARAMS, seed)
     assert params["train"]["epochs"] == 40 and PARAMS["train"]["epochs"] != 40
     assert list(params["train"]) == list(PARAMS["train"])  # key order kept
     args = set_args(seed)
-    assert args[:2] == ["-S", "shard.size=224"] and "train.cbam=true" in args
+    assert args[:2] == ["-S", "shard.input_px=224"] and "train.cbam=true" in args
     for flag, pair in zip(args[::2], args[1::2], strict=True):
         key, value = parse_override(pair)
         assert flag == "-S" and value == seed[key]
@@ -153,7 +153,7 @@ def test_recipes_cli_prints_set_args(capsys):
 TINY = [
     "synthesize.n_maps=180",
     "synthesize.floor=0.08",
-    "shard.size=32",
+    "shard.input_px=32",
     "train.cbam=false",
     "train.epochs=1",
     "train.batch_size=64",
@@ -185,7 +185,7 @@ def test_end_to_end_tiny_run(tmp_path):
     env_json = json.loads((out / "env.json").read_text())
     assert {"torch", "device_name", "cpu_model", "cpu_capability"} <= set(env_json)
     params = yaml.safe_load((out / "params.yaml").read_text())
-    assert params["train"]["epochs"] == 1 and params["shard"]["size"] == 32
+    assert params["train"]["epochs"] == 1 and params["shard"]["input_px"] == 32
     assert "wafer.run_stages" in (out / "command.txt").read_text()
     commit = (out / "commit.txt").read_text().strip()
     assert commit == "unknown" or len(commit) == 40

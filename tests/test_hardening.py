@@ -20,14 +20,12 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -37,10 +35,11 @@ from wafer.readers import encode_png, read_maps
 
 from conftest import (
     ROOT,
-    copy_checkout,
     lswmd_frame,
     params_file,
     pipeline_args,
+    sh,
+    tiny_repo,
     wafer,
     write_legacy_pickle,
 )
@@ -92,7 +91,7 @@ BAD_PARAMS = [
     ("train", "epochs", 1.5, "train.epochs: 1.5 is not an integer"),
     ("train", "cbam", "yes", "train.cbam: 'yes' is not true/false"),
     ("train", "focal_alpha", [1, 2], "train.focal_alpha: has 2 value(s), expected 0 or 9"),
-    ("shard", "size", 4, "shard.size: 4 is below 8"),
+    ("shard", "input_px", 4, "shard.input_px: 4 is below 8"),
     ("synthesize", "floor", 0.5, "synthesize.floor: 0.5 is above"),
 ]
 
@@ -168,7 +167,7 @@ def test_stage_scripts_check_their_section_with_the_same_table(load_stage, tmp_p
         ("evaluate", {"prior.target_prior": [1] * 8}, "prior.target_prior: has 8 value(s)"),
         ("index", {"index.k": 0}, "index.k: 0 is below 1"),
         ("synthesize", {"synthesize.floor": 0.5}, "synthesize.floor: 0.5 is above"),
-        ("shard", {"shard.size": 4}, "shard.size: 4 is below 8"),
+        ("shard", {"shard.input_px": 4}, "shard.input_px: 4 is below 8"),
     ]
     import typer
 
@@ -186,29 +185,6 @@ def test_stage_scripts_check_their_section_with_the_same_table(load_stage, tmp_p
         ), (stage, res.stderr)
 
 
-def _tiny_repo(dst: Path) -> dict:
-    skip = ("metrics/", "plots/train", "dvc.lock", "results/", "docs/", "benchmarks/")
-    copy_checkout(dst, skip)
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["synthesize"].update(n_maps=120, floor=0.1)
-    params["shard"]["size"] = 8
-    params["train"].update(epochs=1, batch_size=32, patience=1, device="cpu")
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(dst / "src")
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t")
-    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    return env
-
-
-def _sh(args: list[str], cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    if ok:
-        assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 @pytest.mark.slow
 def test_bad_param_in_dvc_exp_run_deletes_no_output(tmp_path):
     """`dvc exp run -S train.loss=foo` fails in the validate_params stage, before DVC deletes
@@ -217,27 +193,27 @@ def test_bad_param_in_dvc_exp_run_deletes_no_output(tmp_path):
     workspace that `dvc status` reports up to date."""
     if shutil.which("git") is None:
         pytest.skip("git is needed for dvc")
-    env = _tiny_repo(tmp_path)
+    env = tiny_repo(tmp_path)
     dvc = [sys.executable, "-m", "dvc"]
-    _sh(["git", "init", "-q"], tmp_path, env)
-    _sh(["git", "add", "-A"], tmp_path, env)
-    _sh(["git", "commit", "-qm", "tiny"], tmp_path, env)
-    _sh([*dvc, "repro", "train"], tmp_path, env)
-    _sh(["git", "add", "-A"], tmp_path, env)
-    _sh(["git", "commit", "-qm", "trained"], tmp_path, env)
+    sh(["git", "init", "-q"], tmp_path, env)
+    sh(["git", "add", "-A"], tmp_path, env)
+    sh(["git", "commit", "-qm", "tiny"], tmp_path, env)
+    sh([*dvc, "repro", "train"], tmp_path, env)
+    sh(["git", "add", "-A"], tmp_path, env)
+    sh(["git", "commit", "-qm", "trained"], tmp_path, env)
     outs = ["models/model.pt", "metrics/train.json", "plots/train_curves.csv"]
     before = {f: (tmp_path / f).read_bytes() for f in outs}
 
-    proc = _sh([*dvc, "exp", "run", "-S", "train.loss=foo", "train"], tmp_path, env, ok=False)
+    proc = sh([*dvc, "exp", "run", "-S", "train.loss=foo", "train"], tmp_path, env, ok=False)
     assert proc.returncode != 0
     assert "error: train.loss: 'foo' is not one of ce, focal" in proc.stdout + proc.stderr
     assert "Running stage 'train'" not in proc.stdout
     for f in outs:
         assert (tmp_path / f).read_bytes() == before[f], f
 
-    _sh(["git", "checkout", "params.yaml"], tmp_path, env)
-    _sh([*dvc, "checkout", "--with-deps", "train"], tmp_path, env)
-    status = _sh([*dvc, "status", "--with-deps", "train"], tmp_path, env).stdout
+    sh(["git", "checkout", "params.yaml"], tmp_path, env)
+    sh([*dvc, "checkout", "--with-deps", "train"], tmp_path, env)
+    status = sh([*dvc, "status", "--with-deps", "train"], tmp_path, env).stdout
     assert "up to date" in status, status
     assert (tmp_path / "data/params.ok").read_text() == "ok\n"
 

@@ -20,7 +20,7 @@ from conftest import copy_checkout
 
 TINY = {
     "synthesize": {"n_maps": 240, "floor": 0.06},
-    "shard": {"size": 16},
+    "shard": {"input_px": 16},
     "train": {"epochs": 2, "batch_size": 32, "patience": 2},
     "infer": {"batch_size": 256},
     "evaluate": {"bootstrap": 30},
@@ -249,6 +249,6 @@ def test_torchrun_train_through_the_stage(repo):
     assert len(losses) == TINY["train"]["epochs"] and losses[-1] < losses[0]
     assert sorted(p.name for p in (dst / "models").iterdir() if p.suffix == ".pt") == ["model.pt"]
     payload = torch.load(dst / "models/model.pt", weights_only=True)
-    assert payload["input_size"] == TINY["shard"]["size"]
+    assert payload["input_size"] == TINY["shard"]["input_px"]
     lock = yaml.safe_load((dst / "dvc.lock").read_text())
     assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["nproc"] == 2

@@ -73,6 +73,23 @@ def test_check_catches_a_tampered_copy(runs, tmp_path):
     assert any("train.lr" in p for p in problems)
 
 
+def test_every_run_trained_at_the_size_its_command_asked(runs, tmp_path):
+    """No committed result was made under DVC's run-cache blind spot (a param named `size` was
+    left out of the cache key, so `-S shard.size=96` could restore 32-px shards): each run's
+    shard.json holds the side its params ask for, and a copy that disagrees is caught."""
+    assert all(r.shard_size == r.size for r in runs.values() if r.shard_size is not None)
+    assert sum(r.shard_size is not None for r in runs.values()) >= 10
+    root = tmp_path / "results"
+    shutil.copytree(report.RESULTS, root)
+    name = next(iter(runs))
+    shard = root / name / "shard.json"
+    data = json.loads(shard.read_text())
+    data["input_px" if "input_px" in data else "size"] = 32 if runs[name].size != 32 else 48
+    shard.write_text(json.dumps(data))
+    problems = report.check(report.load_runs(root), root)
+    assert any("shard.json says" in p for p in problems)
+
+
 def test_overrides_parse_the_command():
     cmd = "dvc exp run -n x -S ingest.input=../a.pkl -S train.cbam=false -S shard.size=48"
     assert report.overrides(cmd)["train.cbam"] == "false"

@@ -161,9 +161,9 @@ def load_checkpoint(path, device: str | torch.device = "cpu") -> tuple[nn.Module
         ) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model_config"), dict):
         raise ValueError("not a wafer checkpoint (no model_config)")
-    from wafer.params import rules  # the shard.size rule: what the pipeline can train at
+    from wafer.params import rules  # the shard.input_px rule: what the pipeline can train at
 
-    why = rules()["shard"]["size"].reason(payload.get("input_size"))
+    why = rules()["shard"]["input_px"].reason(payload.get("input_size"))
     if why:
         raise ValueError(f"input_size: {why}")
     cfg = ModelConfig(**payload["model_config"])

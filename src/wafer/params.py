@@ -161,7 +161,7 @@ def rules() -> dict[str, dict[str, Rule]]:
                 check=_distinct,
             ),
         },
-        "shard": {"size": Rule(int, lo=8, hi=1024)},
+        "shard": {"input_px": Rule(int, lo=8, hi=1024)},
         "train": {
             "loss": Rule(str, choices=("ce", "focal")),
             "focal_gamma": Rule(float, lo=0.0),

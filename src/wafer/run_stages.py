@@ -14,7 +14,7 @@ GPU and CPU names) and log are then copied to ``--out`` (default ``results/gpu/<
 
     python -m wafer.run_stages seed-224 --dry-run          # print the rendered commands
     python -m wafer.run_stages seed-224 --data data/external/LSWMD-subset.pkl.xz
-    python -m wafer.run_stages --synthetic -S shard.size=32 -S train.epochs=1 --name tiny
+    python -m wafer.run_stages --synthetic -S shard.input_px=32 -S train.epochs=1 --name tiny
 
 Imports only the standard library and PyYAML.
 """
