@@ -28,8 +28,8 @@ import torch
 import typer
 import yaml
 
-from wafer.io import write_json
-from wafer.run_stages import cpu_model
+from wafer.core.io import write_json
+from wafer.tools.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)

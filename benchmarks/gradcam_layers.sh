@@ -16,7 +16,7 @@ params = yaml.safe_load(open("params.yaml"))
 params["gradcam"].update(layer=sys.argv[2], method=sys.argv[3])
 yaml.safe_dump(params, open(sys.argv[1], "w"), sort_keys=False)
 PY
-    read -r model shards ingested predictions < <(python -c 'from wafer.pipeline import pipeline_paths as p; d = p(); print(d["model"], d["shards"], d["ingested"], d["predictions"])')
+    read -r model shards ingested predictions < <(python -c 'from wafer.config.pipeline import pipeline_paths as p; d = p(); print(d["model"], d["shards"], d["ingested"], d["predictions"])')
     python stages/gradcam.py --params "$tmp/params.yaml" --model "$model" --shards "$shards" \
       --ingested "$ingested" --predictions "$predictions" --out-dir "$tmp/$layer" \
       --metrics "$OUT/${layer}_${method}.json" > /dev/null

@@ -11,7 +11,7 @@ mahalanobis: the figure that chooses the novelty method), plus the seconds each 
         --queries 2000 --out docs/benchmarks/index_tta.json
 
 ``--workdir`` holds a pipeline's outputs (model, shards, logits and calibration at dvc.yaml's
-``paths``), e.g. a `dvc exp` workspace or a `wafer.run_stages --keep-workdir` folder; k, the
+``paths``), e.g. a `dvc exp` workspace or a `wafer.tools.run_stages --keep-workdir` folder; k, the
 batch size and the false-flag rate are its params.yaml's `index` values unless given.
 """
 
@@ -22,13 +22,15 @@ import numpy as np
 import torch
 import typer
 
-from wafer.data import Logits, load_shard
-from wafer.io import write_json
-from wafer.model import load_checkpoint
-from wafer.novelty import FeatureIndex, choose, retrieval_metrics
-from wafer.params import load_section
-from wafer.pipeline import pipeline_paths
-from wafer.serve import Calibration, predict_outputs
+from wafer.config.params import load_section
+from wafer.config.pipeline import pipeline_paths
+from wafer.config.sections import IndexParams
+from wafer.core.io import write_json
+from wafer.data.files import Logits, load_shard
+from wafer.model.checkpoint import load_model
+from wafer.model.forward import predict_outputs
+from wafer.serving.files import Calibration
+from wafer.serving.novelty import FeatureIndex, choose, retrieval_metrics
 
 app = typer.Typer(add_completion=False)
 
@@ -44,9 +46,9 @@ def main(
     out: Path = typer.Option(None, help="write the figures here (JSON)"),
 ) -> None:
     paths = pipeline_paths(workdir)
-    params = load_section(workdir / "params.yaml", "index")
+    params = load_section(workdir / "params.yaml", IndexParams)
     k, batch_size = k or params.k, batch_size or params.batch_size
-    net, _ = load_checkpoint(paths["model"], "cpu")
+    net, _ = load_model(paths["model"], "cpu")
     temperature = Calibration.load(paths["calibration"]).temperature
     lg = Logits.load(paths["logits"])
     rng = np.random.default_rng(seed)

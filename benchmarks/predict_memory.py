@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import typer
 
-from wafer.io import save_npz, write_json
-from wafer.run_stages import cpu_model
+from wafer.core.io import save_npz, write_json
+from wafer.tools.machine import cpu_model
 
 app = typer.Typer(add_completion=False)
 
@@ -68,7 +68,7 @@ def run_predict(src: Path, out: Path, models: Path, batch_size: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "wafer.cli",
+        "wafer.apps.cli",
         "predict",
         str(src),
         "-o",

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import typer
 
-from wafer.io import write_json
-from wafer.model import STEMS, ModelConfig, build_model, one_hot
+from wafer.core.io import write_json
+from wafer.model.net import STEMS, ModelConfig, build_model, one_hot
 
 app = typer.Typer(add_completion=False)
 

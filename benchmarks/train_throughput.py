@@ -2,7 +2,8 @@
 
 Measures, in one run and on the same device, batch size and input size:
 
-* pipeline: ``wafer.train.fit`` (the train stage's loop: uint8 batch indexing, transfer, random
+* pipeline: ``wafer.model.train.fit`` (the train stage's loop: uint8 batch indexing, transfer,
+random
   D4 augmentation and one-hot on the device, forward, loss, backward, AdamW step), maps/s over
   the training loop only;
 * model-only: forward + backward + AdamW step of the same model on a pre-built float one-hot
@@ -29,15 +30,16 @@ import numpy as np
 import torch
 import typer
 
-from wafer.io import write_json
-from wafer.losses import make_loss
-from wafer.model import ModelConfig, build_model, one_hot
-from wafer.params import config_from, load_section
-from wafer.serve import resolve_device
-from wafer.train import TrainConfig, fit
+from wafer.config.params import config_from, load_section
+from wafer.config.sections import ShardParams, TrainParams
+from wafer.core.io import write_json
+from wafer.model.forward import resolve_device
+from wafer.model.losses import make_loss
+from wafer.model.net import ModelConfig, build_model, one_hot
+from wafer.model.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = load_section(ROOT / "params.yaml", "train")
+TRAIN = load_section(ROOT / "params.yaml", TrainParams)
 
 app = typer.Typer(add_completion=False)
 
@@ -68,7 +70,7 @@ def main(
     precision: str = typer.Option(None, help="[default: train.precision]"),
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ) -> None:
-    size = size or load_section(ROOT / "params.yaml", "shard").input_px
+    size = size or load_section(ROOT / "params.yaml", ShardParams).input_px
     stem = stem or TRAIN.stem
     cbam = TRAIN.cbam if cbam is None else cbam
     batch_size = batch_size or TRAIN.batch_size

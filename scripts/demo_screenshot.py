@@ -7,7 +7,7 @@
     python scripts/demo_screenshot.py --row 12345          # upload ingested row 12345's map
     python scripts/demo_screenshot.py --upload map.npy     # upload a .npy / .png die map
 
-Starts the demo (wafer.demo) on 127.0.0.1 and a free port in this process, drives Debian's
+Starts the demo (wafer.apps.demo) on 127.0.0.1 and a free port in this process, drives Debian's
 headless Chromium through Selenium with Debian's chromedriver (no driver download), clicks one
 example (or uploads a map), waits for its prediction (and, with the novelty index, its novelty
 verdict and nearest training maps) and saves the page. Before that it checks that the demo
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from wafer.demo import build_app, launch, load_assets
+    from wafer.apps.demo.app import build_app, launch
+    from wafer.apps.demo.assets import load_assets
 
     assets = load_assets(
         args.model,

@@ -10,7 +10,7 @@ novelty study in what is left.
 Steps, each timed, each failure reported and the next step still run:
 
 1. **probe**: the seed-224 model (standard ResNet-18 + CBAM, focal loss) trained by
-   ``wafer.train.fit`` on random 224-px maps (two epochs of ``--probe-maps``; the second
+   ``wafer.model.train.fit`` on random 224-px maps (two epochs of ``--probe-maps``; the second
    one's maps/s counts, the first warms cuDNN up) and its 8-view TTA inference maps/s.
 2. **seed-224**: the whole pipeline with ``train.epochs`` set to the most epochs that fit the
    budget less ``--holdout-seconds`` per held-out class, estimated from the probe (capped at
@@ -20,7 +20,7 @@ Steps, each timed, each failure reported and the next step still run:
    ``--holdout-epochs``; its checkpoint comes back in fp16 (the tool returns files of at most
    16 MiB: the tar is split in parts, ``cat holdout-X.tar.part* | tar x`` joins them).
 
-What the first lease (2026-11-27, H200) taught: ``--time-limit`` of ``wafer.run_stages``
+What the first lease (2026-11-27, H200) taught: ``--time-limit`` of ``wafer.tools.run_stages``
 counts the data stages too; the 96-px, batch-64 cpu-headline recipe trains at only ~1,700
 maps/s on the GPU (the per-step host work dominates small batches: ~25 s an epoch), so its
 8 epochs do not fit 240 s; and the seed-224 run, the step that matters most, must not come
@@ -53,12 +53,13 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
     import numpy as np
     import torch
 
-    from wafer.losses import make_loss
-    from wafer.model import ModelConfig, build_model
-    from wafer.params import config_from, section_values
-    from wafer.recipes import apply_overrides, load_recipe, load_yaml
-    from wafer.serve import predict_outputs, resolve_device
-    from wafer.train import TrainConfig, fit
+    from wafer.config.params import config_from, section_values
+    from wafer.config.sections import TrainParams
+    from wafer.model.forward import predict_outputs, resolve_device
+    from wafer.model.losses import make_loss
+    from wafer.model.net import ModelConfig, build_model
+    from wafer.model.train import TrainConfig, fit
+    from wafer.tools.recipes import apply_overrides, load_recipe, load_yaml
 
     device = resolve_device("auto")
     rng = np.random.default_rng(0)
@@ -66,7 +67,7 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
     y = rng.integers(0, 9, maps)
     # the seed-224 recipe's model and loss (recipes/seed-224.yaml over params.yaml)
     params = apply_overrides(load_yaml((ROOT / "params.yaml").read_text()), load_recipe("seed-224"))
-    train = section_values(params, "train")
+    train = section_values(params, TrainParams)
     model = build_model(config_from(ModelConfig, train))
     criterion, _ = make_loss(train.loss, y, train.focal_gamma, train.focal_alpha or None)
     cfg = config_from(
@@ -101,7 +102,7 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
 
 def run_stages(args: list[str], timeout: float) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-    cmd = [sys.executable, "-m", "wafer.run_stages", *args]
+    cmd = [sys.executable, "-m", "wafer.tools.run_stages", *args]
     print("$", " ".join(cmd), flush=True)
     try:
         return subprocess.run(cmd, cwd=ROOT, env=env, timeout=timeout).returncode

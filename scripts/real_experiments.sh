@@ -20,7 +20,7 @@ real=(-S "ingest.input=$DATA")
 budget=(-S "train.epochs=$EPOCHS" -S "train.patience=$EPOCHS")  # the 4-epoch studies
 ce=(-S train.loss=ce -S train.cbam=false)
 focal=(-S train.loss=focal -S train.focal_gamma=2 -S train.cbam=true -S train.cbam_reduction=16)
-recipe() { python -m wafer.recipes "$1"; }  # a named recipe (recipes/<name>.yaml) as -S args
+recipe() { python -m wafer.tools.recipes "$1"; }  # a named recipe (recipes/<name>.yaml) as -S args
 
 # name -> overrides. Input size and stem: 32 px with the compact stem is the CPU default; the
 # resolution study keeps the seed's standard ResNet-18 stem and changes only shard.input_px. It ran

@@ -1,11 +1,17 @@
-"""Keep every stage's `src/wafer/...` dependencies in dvc.yaml equal to the library modules its
-script imports, directly or through other modules (imports inside functions included).
+"""Keep dvc.yaml in step with the code, in the two places it repeats what the code says:
 
-    python scripts/sync_dvc_deps.py          # rewrite the src/wafer lines of dvc.yaml's deps
+* every stage's `src/wafer/...` dependencies equal the library modules its script imports,
+  directly or through other modules (imports inside functions included; a module's package
+  ``__init__.py`` files count, since importing it runs them);
+* the `validate_params` stage's `params:` list equals the sections of the rule table
+  (:data:`wafer.config.sections.SECTIONS`), so every section of params.yaml is checked first.
+
+    python scripts/sync_dvc_deps.py          # rewrite those lines of dvc.yaml
     python scripts/sync_dvc_deps.py --check  # exit 1 and list the differences
 
 A stage that misses a module it runs would not re-run when that module changes, and `dvc status`
-would call a stale result up to date; tests/test_dvc_deps.py runs the check.
+would call a stale result up to date; a section missing from validate_params would let a bad
+value reach a stage that deletes its outputs first. tests/stages/test_dvc_deps.py runs the check.
 """
 
 from __future__ import annotations
@@ -19,6 +25,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "wafer"
+VALIDATE = "validate_params"  # the stage that checks every section first
+
+
+def rule_sections() -> list[str]:
+    """The sections of the rule table, in its order."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        from wafer.config.sections import SECTIONS
+    finally:
+        sys.path.pop(0)
+    return list(SECTIONS)
 
 
 def _module_file(name: str) -> Path | None:
@@ -46,8 +63,11 @@ def imported_files(path: Path) -> set[Path]:
             f = _module_file(name)
             if f is not None:
                 found.add(f)
-    if found:
-        found.add(PACKAGE / "__init__.py")
+    for f in list(found):  # importing a module runs its packages' __init__.py first
+        for parent in f.parents:
+            if parent == PACKAGE.parent:
+                break
+            found.add(parent / "__init__.py")
     return found
 
 
@@ -84,9 +104,21 @@ def declared_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     }
 
 
+def declared_sections(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
+    stage = yaml.safe_load(dvc_yaml.read_text())["stages"][VALIDATE]
+    return [str(v) for v in stage.get("params", [])]
+
+
 def differences(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
     want, have = expected_deps(dvc_yaml), declared_deps(dvc_yaml)
     problems = []
+    sections, checked = rule_sections(), declared_sections(dvc_yaml)
+    if checked != sections:
+        missing = [s for s in sections if s not in checked]
+        problems.append(
+            f"stage {VALIDATE} params {checked} differ from the rule table's sections "
+            f"{sections}" + (f" (missing: {', '.join(missing)})" if missing else "")
+        )
     for name in want:
         missing = sorted(set(want[name]) - set(have.get(name, [])))
         extra = sorted(set(have.get(name, [])) - set(want[name]))
@@ -101,13 +133,23 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
     """dvc.yaml's text with each stage's src/wafer deps replaced by the expected list (placed
     where the first one was, or after the stage's script)."""
     want = expected_deps(dvc_yaml)
+    sections = rule_sections()
     out: list[str] = []
     stage = None
-    in_deps = inserted = False
+    in_deps = inserted = in_params = False
     for line in dvc_yaml.read_text().splitlines():
         m = re.match(r"^  (\w+):\s*(#.*)?$", line)
         if m:
-            stage, in_deps, inserted = m.group(1), False, False
+            stage, in_deps, inserted, in_params = m.group(1), False, False, False
+        if stage == VALIDATE and re.match(r"^    params:\s*$", line):
+            in_params = True
+            out.append(line)
+            out += [f"      - {name}" for name in sections]
+            continue
+        if in_params:
+            if re.match(r"^      - ", line):
+                continue
+            in_params = False
         if stage in want and re.match(r"^    deps:\s*$", line):
             in_deps = True
             out.append(line)

@@ -1,8 +1,8 @@
 """Stage `calibrate`: temperature scaling fit on the served validation logits (TTA-combined when
 infer.tta is on), reported before/after on validation and test.
 
-Writes the served calibration file (wafer.serve.Calibration: what `wafer predict` applies; it
-records the SHA-256 of the model, from the logits file, and of the logits it was fit on), the
+Writes the served calibration file (wafer.serving.files.Calibration: what `wafer predict` applies;
+it records the SHA-256 of the model, from the logits file, and of the logits it was fit on), the
 metrics, the reliability bins per curve as CSV (DVC plot) and a PNG.
 """
 
@@ -10,13 +10,14 @@ from pathlib import Path
 
 import typer
 
-from wafer.calibration import calibration_report, fit_temperature, reliability_bins, softmax
-from wafer.cli_util import one_line_errors
-from wafer.data import Logits
-from wafer.io import sha256_file, write_csv, write_json
-from wafer.params import load_section
-from wafer.plotting import reliability_png
-from wafer.serve import Calibration
+from wafer.config.params import load_section
+from wafer.config.sections import CalibrateParams
+from wafer.core.errors import one_line_errors
+from wafer.core.io import sha256_file, write_csv, write_json
+from wafer.data.files import Logits
+from wafer.report.plotting import reliability_png
+from wafer.serving.calibration import calibration_report, fit_temperature, reliability_bins, softmax
+from wafer.serving.files import Calibration
 
 app = typer.Typer(add_completion=False)
 
@@ -38,7 +39,7 @@ def main(
     plots_dir: Path = typer.Option(..., "--plots-dir"),
     png: Path = typer.Option(..., "--png"),
 ) -> None:
-    n_bins = load_section(params, "calibrate").n_bins  # equal-width confidence bins
+    n_bins = load_section(params, CalibrateParams).n_bins  # equal-width confidence bins
     lg = Logits.load(logits)
     tta = lg.tta
     temperature = fit_temperature(lg.logits["val"], lg.y["val"])  # validation only

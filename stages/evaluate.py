@@ -1,5 +1,5 @@
 """Stage `evaluate`: the served pipeline's figures, with one code path for validation and test
-(TTA logits -> temperature -> per-class thresholds -> operating point, via wafer.serve).
+(TTA logits -> temperature -> per-class thresholds -> operating point, via wafer.serving.predictor).
 
 Validation figures are what choices between runs, input sizes and recipes are made on; test
 figures are reported once. For each split, the metrics file holds both operating points
@@ -10,7 +10,7 @@ argmax and tau only (each point's tau, every threshold at the floor):
      "argmax": {...}}}
 
 Also writes, for the served point on test: the confusion CSV (DVC `confusion` template) and PNG,
-and the predictions file (per-map calibrated probabilities, wafer.predictions).
+and the predictions file (per-map calibrated probabilities, wafer.report.predictions).
 """
 
 from pathlib import Path
@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from wafer.classes import CLASS_NAMES
-from wafer.cli_util import one_line_errors
-from wafer.data import Logits
-from wafer.evaluate import compact, evaluate, prior_from_list
-from wafer.io import write_csv, write_json
-from wafer.metrics import confusion, prevalence_weights
-from wafer.params import load_params, section_values
-from wafer.plotting import confusion_png
-from wafer.predictions import Predictions
-from wafer.serve import OBJECTIVES, ServingConfig, decide
-from wafer.thresholds import floor_thresholds
+from wafer.config.params import load_params, section_values
+from wafer.config.rules import OBJECTIVES
+from wafer.config.sections import EvaluateParams, PriorParams
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_csv, write_json
+from wafer.data.files import Logits
+from wafer.report.evaluate import compact, evaluate, prior_from_list
+from wafer.report.metrics import confusion, prevalence_weights
+from wafer.report.plotting import confusion_png
+from wafer.report.predictions import Predictions
+from wafer.serving.decision import ServingConfig, decide
+from wafer.serving.thresholds import floor_thresholds
 
 app = typer.Typer(add_completion=False)
 
@@ -69,8 +71,8 @@ def main(
     predictions: Path = typer.Option(..., "--predictions"),
 ) -> None:
     raw = load_params(params)
-    p = section_values(raw, "evaluate")  # bootstrap resamples for 95% CIs, bootstrap seed
-    prior = prior_from_list(section_values(raw, "prior").target_prior)
+    p = section_values(raw, EvaluateParams)  # bootstrap resamples for 95% CIs, bootstrap seed
+    prior = prior_from_list(section_values(raw, PriorParams).target_prior)
     lg = Logits.load(logits)
     served = ServingConfig.load(calibration, thresholds)
     report: dict = {

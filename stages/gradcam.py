@@ -3,7 +3,7 @@
 Writes reports/gradcam/index.html (self-contained, PNGs embedded as base64), the same PNGs as
 files in reports/gradcam/png/ (for `dvc plots` image plots) and metrics/gradcam.json: the
 localisation score of the trained model against an untrained one of the same architecture.
-The example selection rule and the localisation measure are documented in wafer.gradcam_report.
+The example selection rule and the localisation measure are documented in wafer.explain.report.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import numpy as np
 import torch
 import typer
 
-from wafer.cam import resolve_layer_name, target_layer
-from wafer.cli_util import one_line_errors
-from wafer.data import load_shard
-from wafer.gradcam_report import (
+from wafer.config.params import load_section
+from wafer.config.sections import GradcamParams
+from wafer.core.errors import UsageError, WaferInputError, one_line_errors
+from wafer.core.io import atomic_path, write_json, write_text, write_timing
+from wafer.data.files import Ingested, load_shard
+from wafer.explain.cam import resolve_layer_name, target_layer
+from wafer.explain.report import (
     CamSpec,
     build_html,
     fmt,
@@ -27,11 +30,9 @@ from wafer.gradcam_report import (
     read_predictions,
     render_examples,
 )
-from wafer.ingest import Ingested
-from wafer.io import UsageError, WaferInputError, atomic_path, write_json, write_text, write_timing
-from wafer.model import ModelConfig, build_model, load_checkpoint
-from wafer.params import load_section
-from wafer.serve import resolve_device
+from wafer.model.checkpoint import load_model
+from wafer.model.forward import resolve_device
+from wafer.model.net import build_model
 
 app = typer.Typer(add_completion=False)
 
@@ -47,7 +48,7 @@ def main(
     out_dir: Path = typer.Option(..., help="index.html and png/*.png"),
     metrics: Path = typer.Option(...),
 ) -> None:
-    p = load_section(params, "gradcam")
+    p = load_section(params, GradcamParams)
     t0 = time.perf_counter()
     dev = resolve_device(p.device)
     for name in ("test_x.npy", "test_y.npy", "test_rows.npy"):
@@ -60,10 +61,10 @@ def main(
     if len(test.rows) and test.rows.max() >= len(ing.labels):
         raise WaferInputError(ingested, f"has {len(ing.labels)} rows, test_rows needs more")
     pred = read_predictions(predictions, test.rows, test.y)
-    trained, payload = load_checkpoint(model, device=dev)
-    layer = resolve_layer_name(p.layer, payload["model_config"], payload["input_size"])
-    if payload["input_size"] != test.size:
-        print(f"warning: model trained at {payload['input_size']} px, shards are {test.size}")
+    trained, ckpt = load_model(model, device=dev)
+    layer = resolve_layer_name(p.layer, ckpt.config.stem, ckpt.input_size)
+    if ckpt.input_size != test.size:
+        print(f"warning: model trained at {ckpt.input_size} px, shards are {test.size}")
     try:
         target_layer(trained, layer)
     except ValueError as exc:
@@ -72,7 +73,7 @@ def main(
 
     positions, counts = localisation_positions(test.y, p.max_maps, p.seed)
     torch.manual_seed(p.seed)  # the untrained model's init
-    untrained = build_model(ModelConfig(**payload["model_config"])).to(dev).eval()
+    untrained = build_model(ckpt.config).to(dev).eval()
     nets = {"trained": trained, "untrained": untrained}
     result = localisation_report(nets, spec, ing, test, positions)
     if result["cam_size"] and np.prod(result["cam_size"]) == 1:

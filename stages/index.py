@@ -1,9 +1,9 @@
 """Stage `index`: the embedding index of the training maps, the novelty score and its threshold
 (fit and chosen on validation), and how well both work on test.
 
-Writes the index (wafer.novelty.FeatureIndex: L2-normalised penultimate features of the
+Writes the index (wafer.serving.novelty.FeatureIndex: L2-normalised penultimate features of the
 training maps with their ingested row ids and labels, the class means and shared precision for
-Mahalanobis: what `wafer predict` searches), novelty.json (wafer.novelty.Novelty: the method,
+Mahalanobis: what `wafer predict` searches), novelty.json (wafer.serving.files.Novelty: the method,
 every method's threshold, k, the false-flag rate they were set for, bound to the model and the
 index by SHA-256) and the
 metrics:
@@ -18,7 +18,7 @@ metrics:
   metrics/timing/index.json, machine-dependent).
 
 MSP and energy use the evaluated logits (the infer stage's) at the served temperature, so the
-scores describe exactly what `wafer predict` serves. wafer.novelty has the methods.
+scores describe exactly what `wafer predict` serves. wafer.serving.novelty has the methods.
 """
 
 from pathlib import Path
@@ -26,24 +26,25 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from wafer.classes import CLASS_NAMES
-from wafer.cli_util import one_line_errors
-from wafer.data import Logits, SplitFile, load_shard
-from wafer.io import WaferInputError, sha256_file, write_json, write_timing
-from wafer.model import load_checkpoint
-from wafer.novelty import (
+from wafer.config.params import load_section
+from wafer.config.sections import IndexParams
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import WaferInputError, one_line_errors
+from wafer.core.io import sha256_file, write_json, write_timing
+from wafer.data.files import Logits, SplitFile, load_shard
+from wafer.data.shard import resize_stack
+from wafer.model.checkpoint import load_model
+from wafer.model.forward import predict_outputs, resolve_device
+from wafer.serving.files import Calibration, Novelty
+from wafer.serving.novelty import (
     METHODS,
     FeatureIndex,
-    Novelty,
     auroc,
     choose,
     retrieval_metrics,
     scores,
     time_queries,
 )
-from wafer.params import load_section
-from wafer.serve import Calibration, predict_outputs, resolve_device
-from wafer.shard import resize_stack
 
 app = typer.Typer(add_completion=False)
 
@@ -69,10 +70,10 @@ def main(
     novelty: Path = typer.Option(..., "--novelty"),
     metrics: Path = typer.Option(..., "--metrics"),
 ) -> None:
-    p = load_section(params, "index")
+    p = load_section(params, IndexParams)
     tta, k, baseline_size = p.tta, p.k, p.baseline_size
     dev = resolve_device(p.device)
-    net, _ = load_checkpoint(model, dev)
+    net, _ = load_model(model, dev)
     model_sha = sha256_file(model)
     cal = Calibration.load(calibration)
     temperature = cal.temperature

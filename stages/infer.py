@@ -1,11 +1,12 @@
-"""Stage `infer`: the served model's logits on validation and test (wafer.data.Logits).
+"""Stage `infer`: the served model's logits on validation and test (wafer.data.files.Logits).
 
 With `infer.tta` each map's logits are the mean over the 8 dihedral views (mean of logits, not of
 probabilities: it keeps one set of logits that temperature scaling then rescales, and it is
 the geometric mean of the views' probabilities). Calibration and thresholds are fit on exactly
 these validation logits, and the same combination is applied by `wafer predict`. Logits are
-computed in fp32 on every device (wafer.serve.predict_outputs), as `wafer predict` computes them.
-The file records the model's SHA-256, which calibrate and thresholds copy into the served files
+computed in fp32 on every device (wafer.model.forward.predict_outputs), as `wafer predict` computes
+them. The file records the model's SHA-256, which calibrate and thresholds copy into the served
+files
 so that `wafer predict` can refuse a set that does not belong together.
 """
 
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import typer
 
-from wafer.cli_util import one_line_errors
-from wafer.data import EVAL_SPLITS, Logits, load_shard
-from wafer.io import WaferInputError, sha256_file
-from wafer.model import load_checkpoint
-from wafer.params import load_section
-from wafer.serve import predict_outputs, resolve_device
+from wafer.config.params import load_section
+from wafer.config.sections import InferParams
+from wafer.core.errors import WaferInputError, one_line_errors
+from wafer.core.io import sha256_file
+from wafer.data.files import EVAL_SPLITS, Logits, load_shard
+from wafer.model.checkpoint import load_model
+from wafer.model.forward import predict_outputs, resolve_device
 
 app = typer.Typer(add_completion=False)
 
@@ -31,16 +33,15 @@ def main(
     shards: Path = typer.Option(..., "--shards"),
     out: Path = typer.Option(..., "--out"),
 ) -> None:
-    p = load_section(params, "infer")
+    p = load_section(params, InferParams)
     dev = resolve_device(p.device)
-    net, payload = load_checkpoint(model, dev)
+    net, ckpt = load_model(model, dev)
     logits, y, rows = {}, {}, {}
     for split in EVAL_SPLITS:
         shard = load_shard(shards, split)
-        if shard.size != payload["input_size"]:
+        if shard.size != ckpt.input_size:
             raise WaferInputError(
-                shards,
-                f"maps are {shard.size}px but the model was trained at {payload['input_size']}px",
+                shards, f"maps are {shard.size}px but the model was trained at {ckpt.input_size}px"
             )
         served = predict_outputs(net, shard.x, p.batch_size, dev, tta=p.tta, progress=True)
         logits[split] = served.logits

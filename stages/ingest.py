@@ -13,10 +13,11 @@ from pathlib import Path
 
 import typer
 
-from wafer.cli_util import one_line_errors
-from wafer.ingest import ingest_file, sha256_file
-from wafer.io import save_npz, write_json, write_timing
-from wafer.params import load_section
+from wafer.config.params import load_section
+from wafer.config.sections import IngestParams
+from wafer.core.errors import one_line_errors
+from wafer.core.io import save_npz, write_json, write_timing
+from wafer.data.ingest import ingest_file, sha256_file
 
 app = typer.Typer(add_completion=False)
 
@@ -28,7 +29,7 @@ def main(
     out: Path = typer.Option(..., help="compact intermediate"),
     metrics: Path = typer.Option(...),
 ) -> None:
-    p = load_section(params, "ingest")
+    p = load_section(params, IngestParams)
     input = Path(p.input)  # LSWMD-format pickle (trusted) or ragged-maps .npz
     t0 = time.perf_counter()
     digest = sha256_file(input)

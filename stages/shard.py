@@ -1,5 +1,6 @@
-"""Stage `shard`: resize every map to `shard.input_px` (block-max rule, see wafer.shard) and write
-per-split uint8 arrays that can be memory-mapped: {train,val,test}_{x,y,rows}.npy (wafer.data).
+"""Stage `shard`: resize every map to `shard.input_px` (block-max rule, see wafer.data.shard) and
+write per-split uint8 arrays that can be memory-mapped: {train,val,test}_{x,y,rows}.npy
+(wafer.data.files).
 
 One-hot encoding into 3 channels happens later, on the training device.
 """
@@ -11,13 +12,13 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from wafer.cli_util import one_line_errors
-from wafer.data import Shard, SplitFile
-from wafer.ingest import Ingested
-from wafer.io import write_json, write_timing
-from wafer.params import load_section
-from wafer.shard import resize_ragged
-from wafer.split import SPLITS
+from wafer.config.params import load_section
+from wafer.config.sections import ShardParams
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_json, write_timing
+from wafer.data.files import Ingested, Shard, SplitFile
+from wafer.data.shard import resize_ragged
+from wafer.data.split import SPLITS
 
 app = typer.Typer(add_completion=False)
 
@@ -31,7 +32,7 @@ def main(
     out_dir: Path = typer.Option(...),
     metrics: Path = typer.Option(...),
 ) -> None:
-    size = load_section(params, "shard").input_px  # output side in pixels (the seed used 224)
+    size = load_section(params, ShardParams).input_px  # output side in pixels (the seed used 224)
     t0 = time.perf_counter()
     ing = Ingested.load(ingested)
     assignment = SplitFile.load(split).split

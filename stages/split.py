@@ -1,23 +1,23 @@
-"""Stage `split`: persisted train/val/test assignment (wafer.data.SplitFile) and its metrics.
+"""Stage `split`: persisted train/val/test assignment (wafer.data.files.SplitFile) and its metrics.
 
 `split.seed` is independent of `train.seed`. Maps identical up to a rotation or flip, and
-(with `split.group_lots`) wafers of one lot, always share a split (wafer.split). With
+(with `split.group_lots`) wafers of one lot, always share a split (wafer.data.split). With
 `split.use_original`, WM-811K's own trianTestLabel split is used (val carved from Training; a
 Training map with a twin in Test moves to test). With `split.holdout: [CLASS, ...]` every map
 of that class goes to test, for measuring novelty detection on a class the model never saw
-(wafer.split.hold_out).
+(wafer.data.split.hold_out).
 """
 
 from pathlib import Path
 
 import typer
 
-from wafer.cli_util import one_line_errors
-from wafer.data import SplitFile
-from wafer.ingest import Ingested
-from wafer.io import WaferInputError, write_json
-from wafer.params import load_section
-from wafer.split import (
+from wafer.config.params import load_section
+from wafer.config.sections import SplitParams
+from wafer.core.errors import WaferInputError, one_line_errors
+from wafer.core.io import write_json
+from wafer.data.files import Ingested, SplitFile
+from wafer.data.split import (
     group_ids,
     hold_out,
     original_split,
@@ -36,7 +36,7 @@ def main(
     out: Path = typer.Option(...),
     metrics: Path = typer.Option(...),
 ) -> None:
-    p = load_section(params, "split")
+    p = load_section(params, SplitParams)
     ing = Ingested.load(ingested)
     groups, stats = group_ids(ing.flat, ing.shapes, ing.offsets, ing.lot if p.group_lots else None)
     if p.use_original:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import typer
 
-from wafer.classes import CLASS_NAMES
-from wafer.cli_util import one_line_errors
-from wafer.io import atomic_path
-from wafer.params import load_section
-from wafer.synth import class_mix, generate
+from wafer.config.params import load_section
+from wafer.config.sections import SynthesizeParams
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import one_line_errors
+from wafer.core.io import atomic_path
+from wafer.data.synth import class_mix, generate
 
 app = typer.Typer(add_completion=False)
 
@@ -24,7 +25,7 @@ def main(
     out: Path = typer.Option(..., "--out", help="output pickle (LSWMD.pkl layout)"),
 ) -> None:
     """Generate synthetic labelled wafer maps and their ground-truth pattern masks."""
-    p = load_section(params, "synthesize")
+    p = load_section(params, SynthesizeParams)
     start = time.perf_counter()
     df, masks = generate(p.n_maps, class_mix(floor=p.floor), p.seed)
     # The ground-truth pattern masks travel with the maps as an extra column (bool, same shape

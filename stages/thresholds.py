@@ -1,31 +1,35 @@
 """Stage `thresholds`: fit the two operating points on validation, with the served rule
-(wafer.thresholds.decide) on the calibrated served probabilities, every count weighted to the
-target class prior (the `prior` section, the one the headline reports under):
+(wafer.serving.thresholds.decide) on the calibrated served probabilities, every count weighted to
+the target class prior (the `prior` section, the one the headline reports under):
 
 * `cost`: tau minimises (c * escapes + false alarms) / N (the screen: few escapes);
 * `macro_f1`: tau maximises macro-F1 (the most accurate label; what the seed's 0.92 measures);
 
 then, at each tau, the per-class thresholds that raise validation macro-F1 (floor, minimum
-support and minimum gain: wafer.thresholds). `thresholds.objective` picks the point that
+support and minimum gain: wafer.serving.thresholds). `thresholds.objective` picks the point that
 `wafer predict` and the demo serve; `evaluate` reports both. Nothing here reads test data.
-Writes the served thresholds file (wafer.serve.Thresholds), the metrics, and the sweep CSV and PNG.
+Writes the served thresholds file (wafer.serving.files.Thresholds), the metrics, and the sweep CSV
+and PNG.
 """
 
 from pathlib import Path
 
 import typer
 
-from wafer.calibration import softmax
-from wafer.classes import CLASS_NAMES
-from wafer.cli_util import one_line_errors
-from wafer.data import Logits
-from wafer.evaluate import prior_from_list
-from wafer.io import sha256_file, write_csv, write_json
-from wafer.metrics import macro_f1, prevalence_weights
-from wafer.params import load_params, section_values
-from wafer.plotting import sweep_png
-from wafer.serve import OBJECTIVES, Calibration, OperatingPoint, Thresholds, decide
-from wafer.thresholds import fit_operating_point
+from wafer.config.params import load_params, section_values
+from wafer.config.rules import OBJECTIVES
+from wafer.config.sections import PriorParams, ThresholdsParams
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import one_line_errors
+from wafer.core.io import sha256_file, write_csv, write_json
+from wafer.data.files import Logits
+from wafer.report.evaluate import prior_from_list
+from wafer.report.metrics import macro_f1, prevalence_weights
+from wafer.report.plotting import sweep_png
+from wafer.serving.calibration import softmax
+from wafer.serving.decision import decide
+from wafer.serving.files import Calibration, OperatingPoint, Thresholds
+from wafer.serving.thresholds import fit_operating_point
 
 app = typer.Typer(add_completion=False)
 
@@ -42,8 +46,8 @@ def main(
     png: Path = typer.Option(..., "--png"),
 ) -> None:
     raw = load_params(params)
-    p = section_values(raw, "thresholds")
-    prior = prior_from_list(section_values(raw, "prior").target_prior)
+    p = section_values(raw, ThresholdsParams)
+    prior = prior_from_list(section_values(raw, PriorParams).target_prior)
     lg = Logits.load(logits)
     val_logits, y = lg.logits["val"], lg.y["val"]
     temperature = Calibration.load(calibration).temperature

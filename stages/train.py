@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 import typer
 
-from wafer.cli_util import one_line_errors
-from wafer.data import load_shard
-from wafer.io import write_csv, write_json, write_timing
-from wafer.losses import make_loss
-from wafer.model import ModelConfig, build_model, count_parameters, save_checkpoint
-from wafer.params import config_from, load_section
-from wafer.train import (
+from wafer.config.params import config_from, load_section
+from wafer.config.sections import TrainParams
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_csv, write_json, write_timing
+from wafer.data.files import load_shard
+from wafer.model.checkpoint import Checkpoint
+from wafer.model.losses import make_loss
+from wafer.model.net import ModelConfig, build_model, count_parameters
+from wafer.model.train import (
     TrainConfig,
     finish_distributed,
     fit,
@@ -58,7 +60,7 @@ def main(
     metrics: Path = typer.Option(..., "--metrics"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    p = load_section(params, "train")
+    p = load_section(params, TrainParams)
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
@@ -80,17 +82,12 @@ def main(
     if not d.main:  # rank 0 writes every output
         return
     model.load_state_dict(result.best_state)
-    save_checkpoint(
-        model_out,
-        model,
-        cfg,
-        train.size,
-        extra={
-            "train": asdict(p),  # every training option, as this run read it
-            "loss_weights": loss_weights,
-            "best_epoch": result.best_epoch,
-        },
-    )
+    extra = {
+        "train": asdict(p),  # every training option, as this run read it
+        "loss_weights": loss_weights,
+        "best_epoch": result.best_epoch,
+    }
+    Checkpoint.of(model, cfg, train.size, extra).save(model_out)
     write_json(
         metrics,
         {

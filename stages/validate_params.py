@@ -1,4 +1,4 @@
-"""Stage `validate_params`: check every value of params.yaml against wafer.params' table
+"""Stage `validate_params`: check every value of params.yaml against wafer.config.params' table
 before any other stage runs.
 
 It is the pipeline's first stage (`synthesize` and `ingest` depend on its marker file), so a bad
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import typer
 
-from wafer.cli_util import one_line_errors
-from wafer.io import write_text
-from wafer.params import load_params, validate_all
+from wafer.config.params import load_params, validate_all
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_text
 
 app = typer.Typer(add_completion=False)
 

@@ -114,14 +114,15 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
 
     import torch
 
-    from wafer.classes import CLASS_NAMES
-    from wafer.io import sha256_file
-    from wafer.model import ModelConfig, build_model, save_checkpoint
+    from wafer.core.classes import CLASS_NAMES
+    from wafer.core.io import sha256_file
+    from wafer.model.checkpoint import Checkpoint
+    from wafer.model.net import ModelConfig, build_model
 
     d = tmp_path_factory.mktemp("tiny_pipeline")
     torch.manual_seed(0)
     cfg = ModelConfig(stem="compact", cbam=False, cbam_reduction=16)
-    save_checkpoint(d / "model.pt", build_model(cfg), cfg, 16, {"note": "untrained, for tests"})
+    Checkpoint.of(build_model(cfg), cfg, 16, {"note": "untrained, for tests"}).save(d / "model.pt")
     model_sha, logits_sha = sha256_file(d / "model.pt"), "0" * 64
     (d / "calibration.json").write_text(
         json.dumps(
@@ -145,11 +146,12 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
     # the index stage's two files: features of 45 random "training" maps, 5 per class
     import numpy as np
 
-    from wafer.model import load_checkpoint
-    from wafer.novelty import METHODS, FeatureIndex, Novelty
-    from wafer.serve import predict_outputs
+    from wafer.model.checkpoint import load_model
+    from wafer.model.forward import predict_outputs
+    from wafer.serving.files import Novelty
+    from wafer.serving.novelty import METHODS, FeatureIndex
 
-    net, _ = load_checkpoint(d / "model.pt")
+    net, _ = load_model(d / "model.pt")
     x = np.random.default_rng(0).integers(0, 3, (45, 16, 16), dtype=np.uint8)
     feats = predict_outputs(net, x, 64, "cpu", features="first").features
     labels = np.arange(45) % len(CLASS_NAMES)
@@ -213,11 +215,16 @@ def pipeline_args(p: dict[str, Path], *extra: str) -> list[str]:
     ]
 
 
-def tiny_repo(dst: Path, changes: dict | None = None) -> dict:
-    """A throw-away git-less copy of the checkout in ``dst`` with tiny params (120 synthetic
-    maps, 8 px, one epoch) and ``changes`` (``{"section.key": value}``); returns the
+def tiny_repo(dst: Path, changes: dict | None = None, repro: str | None = None) -> dict:
+    """A throw-away git repository in ``dst``: a copy of the checkout with tiny params (120
+    synthetic maps, 8 px, one epoch) and ``changes`` (``{"section.key": value}``), committed;
+    with ``repro`` also ``dvc repro <repro>`` run and its results committed. Returns the
     environment to run dvc in it (PATH with this Python, PYTHONPATH its src/, a git identity).
-    ``git init`` is the caller's."""
+    Skips the test where git is missing."""
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is needed for dvc")
     skip = ("metrics/", "plots/train", "dvc.lock", "results/", "docs/", "benchmarks/")
     copy_checkout(dst, skip)
     params = yaml.safe_load((dst / "params.yaml").read_text())
@@ -233,6 +240,13 @@ def tiny_repo(dst: Path, changes: dict | None = None) -> dict:
     env["PYTHONPATH"] = str(dst / "src")
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t")
     env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], dst, env)
+    sh(["git", "add", "-A"], dst, env)
+    sh(["git", "commit", "-qm", "tiny"], dst, env)
+    if repro is not None:
+        sh([sys.executable, "-m", "dvc", "repro", repro], dst, env)
+        sh(["git", "add", "-A"], dst, env)
+        sh(["git", "commit", "-qm", f"repro {repro}"], dst, env)
     return env
 
 
@@ -261,3 +275,74 @@ def copy_checkout(dst: Path, skip: tuple[str, ...] = ()) -> None:
         if (ROOT / f).is_file() and not f.startswith(skip):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
+
+
+BATCH = 4  # wafer predict's --batch-size in tests: small: several chunks and several forward passes
+
+
+def good_maps() -> list[np.ndarray]:
+    return [
+        wafer(12, 12, (5, 5)),
+        wafer(25, 27, (3, 12)),
+        wafer(30, 20, None),
+        wafer(9, 14, (4, 2)),
+        wafer(40, 40, (20, 20)),
+    ]
+
+
+def run_cli(args: list[str]):
+    """`wafer <args>` in this process (typer's runner), exceptions raised."""
+    from typer.testing import CliRunner
+
+    from wafer.apps.cli import app
+
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+def small_batch_args(p: dict[str, Path]) -> list[str]:
+    """`wafer predict` options serving ``p`` with the small batch :data:`BATCH`."""
+    return pipeline_args(p, "--batch-size", str(BATCH))
+
+
+def expected(p: dict[str, Path], maps: list[np.ndarray]):
+    """The served pipeline of ``p`` by hand: block-max resize -> TTA logits -> decide."""
+    from wafer.data.shard import resize_map
+    from wafer.model.checkpoint import load_model
+    from wafer.model.forward import predict_outputs
+    from wafer.serving.decision import ServingConfig
+
+    model, ckpt = load_model(p["model"], "cpu")
+    x = np.stack([resize_map(m, ckpt.input_size) for m in maps])
+    serving = ServingConfig.load(p["calibration"], p["thresholds"])
+    assert serving.tta
+    logits = predict_outputs(model, x, BATCH, "cpu", tta=True).logits
+    return serving, serving.decide(logits)
+
+
+def one_line_error(res, *needles: str) -> str:
+    """The CLI run failed with exit 2 and a single ``error: ...`` line holding every needle;
+    no traceback, and no hint to turn a safety check off."""
+    err = res.stderr.strip()
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    assert "Traceback" not in res.output
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert "allow_pickle=True" not in err and "weights_only=False" not in err
+    return lines[0]
+
+
+class Evil:
+    """Unpickling this touches ``marker``: stands for any code a crafted pickle runs."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def evil_pickle(path: Path, marker: Path) -> Path:
+    path.write_bytes(pickle.dumps(Evil(marker)))
+    return path

@@ -1,0 +1,234 @@
+"""The demo's gradio page (:func:`build_app`, gradio imported there), the server
+(:func:`launch`, bound to 127.0.0.1 unless told otherwise, uploads capped) and its command
+line (:func:`main`)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from wafer.apps.demo.analysis import Analysis, analyse_in, handle_upload, header_markdown
+from wafer.apps.demo.assets import NEIGHBOURS, DemoAssets, load_assets
+from wafer.apps.process_modes import CAVEAT
+from wafer.core.errors import UsageError, one_line_errors
+from wafer.data.maprules import MAX_SIDE
+from wafer.model.forward import check_device
+from wafer.serving.predictor import MAX_NEIGHBOURS
+
+GRADIO_MISSING = "the demo needs gradio: pip install -e '.[demo]' (or pip install 'gradio>=4.44')"
+MAP_RGB = np.array([[242, 242, 242], [166, 189, 219], [215, 48, 31]], dtype=np.uint8)
+CSS = (
+    "#prediction h3{margin-top:0} #warning p{color:#b45309;font-weight:600} "
+    "#novelty.novel{border:3px solid #b91c1c;background:#fef2f2;border-radius:8px;"
+    "padding:10px 14px} #novelty.novel h3{color:#b91c1c;margin:0 0 4px} "
+    "#novelty.novel p{color:#7f1d1d} #novelty.known p{color:#4b5563} "
+    "#neighbours .caption-label{white-space:normal;max-width:100%;opacity:.85}"
+)
+NEIGHBOUR_COLUMNS = 3
+
+
+def map_thumbnail(m: np.ndarray, size: int = 160):
+    """RGB PIL image of a die map (grey outside, blue pass, red fail), nearest-upscaled."""
+    from PIL import Image
+
+    h, w = m.shape
+    scale = max(1, size // max(h, w))
+    return Image.fromarray(MAP_RGB[m]).resize((w * scale, h * scale), Image.NEAREST)
+
+
+def _import_gradio():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
+    try:
+        import gradio as gr
+    except ImportError:
+        raise SystemExit(f"error: {GRADIO_MISSING}") from None
+    return gr
+
+
+def _style(gr) -> tuple[dict, dict]:
+    """(Blocks kwargs, launch kwargs) for theme and CSS: gradio >= 6 takes them in launch(),
+    older versions in Blocks(). System fonts: the page loads nothing from the internet."""
+    import inspect
+
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "monospace"],
+    )
+    style = {"theme": theme, "css": CSS}
+    if "theme" in inspect.signature(gr.Blocks.launch).parameters:
+        return {}, style
+    return style, {}
+
+
+def build_app(assets: DemoAssets):
+    """The gradio Blocks app (gradio imported here)."""
+    gr = _import_gradio()
+    from PIL import Image
+
+    examples = assets.examples
+    blocks_kw, _ = _style(gr)
+    show_neighbours = assets.predictor.novelty is not None and assets.neighbours > 0
+
+    def outputs_of(a: Analysis):
+        cam = Image.open(io.BytesIO(a.cam_png)) if a.cam_png else None
+        verdict = {True: ["novel"], False: ["known"]}.get(a.novel, [])
+        near = [(map_thumbnail(m), caption) for m, caption in a.neighbours]
+        return (
+            gr.update(value=a.novelty_md, elem_classes=verdict),
+            a.warning_md,
+            a.result_md,
+            a.top3 or None,
+            a.mode_md,
+            cam,
+            near or None,
+        )
+
+    def on_example(evt):
+        ex = examples[int(evt.index)]
+        with assets.lock:
+            a = analyse_in(assets, ex.map, f"test example {ex.cls} (row {ex.row})", None, ex)
+        return outputs_of(a)
+
+    # gradio finds the event-data argument by its annotation; set it as a class, not as the
+    # string that `from __future__ import annotations` makes of it.
+    on_example.__annotations__ = {"evt": gr.SelectData}
+
+    def on_upload(path):
+        return outputs_of(handle_upload(assets, path))
+
+    title = "WM-811K wafer-map classifier"
+    with gr.Blocks(title=title, analytics_enabled=False, **blocks_kw) as app:
+        gr.Markdown(header_markdown(assets), elem_id="header")
+        with gr.Row():
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(
+                    value=[(map_thumbnail(ex.map), ex.cls) for ex in examples],
+                    label="Test examples, one per class: click one",
+                    columns=3,
+                    height=540,
+                    allow_preview=False,
+                    interactive=False,
+                    format="png",
+                    object_fit="contain",
+                    elem_id="examples",
+                )
+                upload = gr.File(
+                    label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
+                    "255 fail; one pixel per die) or .npy",
+                    file_types=[".png", ".npy"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+            with gr.Column(scale=3):
+                novelty = gr.Markdown(elem_id="novelty")
+                warning = gr.Markdown(elem_id="warning")
+                result = gr.Markdown("*Click an example or upload a map.*", elem_id="prediction")
+                top3 = gr.Label(num_top_classes=3, label="Top 3 (calibrated)", elem_id="top3")
+                near = gr.Gallery(
+                    label=f"The {assets.neighbours} nearest historical (training) maps: "
+                    "label · ingested row · distance",
+                    columns=NEIGHBOUR_COLUMNS,
+                    height=None,
+                    allow_preview=False,
+                    interactive=False,
+                    format="png",
+                    object_fit="contain",
+                    visible=show_neighbours,
+                    elem_id="neighbours",
+                )
+                gr.Markdown(
+                    "**Grad-CAM** of the predicted class (unrotated map): map | CAM | overlay"
+                )
+                cam = gr.Image(
+                    label="Grad-CAM",
+                    show_label=False,
+                    type="pil",
+                    interactive=False,
+                    elem_id="cam",
+                )
+                mode = gr.Markdown(f"*{CAVEAT}*", elem_id="process-mode")
+        outs = [novelty, warning, result, top3, mode, cam, near]
+        gallery.select(on_example, None, outs)
+        upload.upload(on_upload, upload, outs)
+    return app
+
+
+def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **kw):
+    """Start the server (bound to ``host``, 127.0.0.1 by default)."""
+    import inspect
+
+    gr = _import_gradio()
+    _, launch_kw = _style(gr)
+    if "max_file_size" in inspect.signature(app.launch).parameters:
+        launch_kw["max_file_size"] = "20mb"  # die maps are kilobytes
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        share=False,
+        inbrowser=False,
+        **launch_kw,
+        **kw,
+    )
+
+
+def main(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    model: Path | None = None,
+    calibration: Path | None = None,
+    thresholds: Path | None = None,
+    evaluate_metrics: Path | None = None,
+    calibrate_metrics: Path | None = None,
+    predictions: Path | None = None,
+    ingested: Path | None = None,
+    device: str = "auto",
+    max_side: int = MAX_SIDE,
+    index: Path | None = None,
+    novelty: Path | None = None,
+    neighbours: int = NEIGHBOURS,
+) -> None:
+    """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so;
+    uploads larger than --max-side dies a side are refused). Every file defaults to the
+    pipeline's own (dvc.yaml's paths, in the current directory); the index and novelty.json
+    are used when the index exists (novelty flag and the --neighbours nearest training maps)."""
+    _import_gradio()  # fail fast, before loading anything
+    device = check_device(device)
+    if max_side < 1:
+        raise UsageError(f"--max-side {max_side}: must be at least 1")
+    if not 0 <= neighbours <= MAX_NEIGHBOURS:
+        raise UsageError(f"--neighbours {neighbours}: must be 0 to {MAX_NEIGHBOURS}")
+    assets = load_assets(
+        model,
+        calibration,
+        thresholds,
+        evaluate_metrics,
+        calibrate_metrics,
+        predictions,
+        ingested,
+        device,
+        max_side,
+        index,
+        novelty,
+        neighbours,
+    )
+    for note in assets.notes:
+        print(f"warning: stale metrics: {note}")
+    if assets.novelty_note:
+        print(f"warning: {assets.novelty_note}")
+    print(
+        f"demo: serving {assets.predictor.paths['model']} on http://{host}:{port} (Ctrl-C to stop)"
+    )
+    launch(build_app(assets), host, port, block=True)
+
+
+def cli() -> None:
+    """``python -m wafer.apps.demo``: :func:`main` with typer's options."""
+    import typer
+
+    app = typer.Typer(add_completion=False)
+    app.command(help=main.__doc__)(one_line_errors(main))
+    app()

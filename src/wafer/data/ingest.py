@@ -1,0 +1,276 @@
+"""Any LSWMD-format input (a trusted pickle, read by :mod:`wafer.data.lswmd`, or the ragged-maps
+.npz that ``wafer convert`` writes) into a compact, validated, pickle-free intermediate.
+
+Rows are unwrapped (``array([['Center']])`` -> ``'Center'``; an empty array means unlabeled),
+validated by the map rules (:mod:`wafer.data.maprules`) and packed with
+:mod:`wafer.core.ragged`. Validation is vectorised over one concatenated buffer, so the
+811,457-row file costs one pass of Python over the rows (to collect the arrays) and numpy for
+the rest; there is no per-row ``DataFrame.apply``.
+
+Security: unpickling runs code. Only read pickles from a trusted source. :func:`convert_pickle`
+(``wafer convert``) turns a trusted pickle, once, into a **ragged-maps .npz** that runs no code
+when read: every row whose map is valid, labeled or not, packed like the intermediate
+(``flat``/``shapes``/``offsets`` + ``failure_type``, ``orig_split``, ``lot``, ``wafer_index``,
+``mask_flat`` and ``source_row``, the row in the pickle). :func:`ingest_file` reads either
+kind, so ``ingest.input`` may name the .npz; ``wafer predict`` reads it without
+``--trust-pickle``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wafer.core import ragged
+from wafer.core.classes import CLASS_INDEX, CLASS_NAMES
+from wafer.core.errors import WaferInputError
+from wafer.core.io import save_npz
+from wafer.core.io import sha256_file as io_sha256
+from wafer.data.files import Ingested
+from wafer.data.lswmd import read_lswmd, unwrap_label
+from wafer.data.maprules import REASONS, MapProblem, as_candidate, check_map, value_problems
+
+DROP_REASONS = ("unlabeled", "unknown_label", *REASONS)  # counted in metrics/ingest.json
+
+
+def _column(df: pd.DataFrame, name: str) -> list | None:
+    return df[name].tolist() if name in df.columns else None
+
+
+def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str) -> Ingested:
+    """Keep the labeled, valid rows of an LSWMD frame.
+
+    on_invalid: ``"drop"`` counts invalid rows by reason and goes on; ``"fail"`` raises
+    :class:`WaferInputError` at the first invalid row. Unlabeled rows are always dropped
+    (counted as ``unlabeled``): they are not errors, WM-811K has 638,507 of them.
+    """
+    if on_invalid not in ("drop", "fail"):
+        raise ValueError(f"on_invalid must be 'drop' or 'fail', not {on_invalid!r}")
+    for col in ("waferMap", "failureType"):
+        if col not in df.columns:
+            raise WaferInputError(
+                path, f"missing column '{col}' (columns: {', '.join(map(str, df.columns))})"
+            )
+    maps = df["waferMap"].tolist()
+    raw_labels = df["failureType"].tolist()
+    n = len(maps)
+    reason = np.full(n, "", dtype=object)
+
+    def reject(i: int, why: str, detail: str) -> None:
+        if on_invalid == "fail":
+            raise WaferInputError(path, f"{why}: {detail}", row=i)
+        reason[i] = why
+
+    labels = np.full(n, -1, dtype=np.int16)
+    candidates: list[np.ndarray] = []
+    cand_rows: list[int] = []
+    for i in range(n):
+        label = unwrap_label(raw_labels[i])
+        if label is None:
+            reason[i] = "unlabeled"
+            continue
+        if label not in CLASS_INDEX:
+            reject(i, "unknown_label", f"unknown label {label!r} (expected one of {CLASS_NAMES})")
+            continue
+        labels[i] = CLASS_INDEX[label]
+        try:
+            candidates.append(as_candidate(maps[i], "waferMap"))
+        except MapProblem as exc:
+            reject(i, exc.key, exc.detail)
+            continue
+        cand_rows.append(i)
+
+    # the value rules, vectorised over one concatenated buffer
+    keep_idx: list[int] = []
+    for j, problem in enumerate(value_problems(candidates, "waferMap")):
+        if problem is not None:
+            reject(cand_rows[j], problem.key, problem.detail)
+        else:
+            keep_idx.append(j)
+
+    kept_maps = [candidates[j].astype(np.uint8, copy=False) for j in keep_idx]
+    rows = np.array([cand_rows[j] for j in keep_idx], dtype=np.int64)
+    flat, shapes, offsets = ragged.pack(kept_maps)
+
+    split_col = _column(df, "trianTestLabel")
+    lot_col = _column(df, "lotName")
+    idx_col = _column(df, "waferIndex")
+    orig_split = np.array(
+        [(unwrap_label(split_col[i]) or "") if split_col else "" for i in rows], dtype=str
+    ).astype("<U16")
+    lot = np.array([str(lot_col[i]) if lot_col else "" for i in rows], dtype=str)
+    wafer_index = np.array(
+        [float(idx_col[i]) if idx_col else np.nan for i in rows], dtype=np.float64
+    )
+    mask_flat = np.zeros(0, dtype=np.uint8)
+    if "patternMask" in df.columns:  # ground truth of the synthetic data
+        mask_col = df["patternMask"].tolist()
+        kept_masks = [np.asarray(mask_col[i], dtype=np.uint8) for i in rows]
+        for i, m, mk in zip(rows, kept_maps, kept_masks, strict=True):
+            if mk.shape != m.shape:
+                raise WaferInputError(
+                    path, f"patternMask shape {mk.shape} differs from waferMap {m.shape}", row=i
+                )
+        mask_flat = ragged.pack(kept_masks)[0]
+    dropped = {r: int(np.sum(reason == r)) for r in DROP_REASONS}
+    first = {r: int(np.argmax(reason == r)) for r in DROP_REASONS if dropped[r]}
+    return Ingested(
+        flat=flat,
+        shapes=shapes,
+        offsets=offsets,
+        labels=labels[rows].astype(np.int8),
+        source_row=rows,
+        orig_split=orig_split if len(rows) else np.zeros(0, dtype="<U16"),
+        lot=lot if len(rows) else np.zeros(0, dtype="<U1"),
+        wafer_index=wafer_index,
+        mask_flat=mask_flat,
+        rows_read=n,
+        dropped=dropped,
+        first_dropped=first,
+    )
+
+
+def sha256_file(path: str | Path) -> str:
+    """:func:`wafer.core.io.sha256_file`, with a one-line error for a missing file."""
+    if not Path(path).is_file():
+        raise WaferInputError(path, "no such file")
+    return io_sha256(path)
+
+
+# --------------------------------------------------------------------------- ragged-maps .npz
+
+RAGGED_KEYS = ("flat", "shapes", "offsets")
+
+
+def convert_pickle(path: str | Path, out: str | Path) -> dict:
+    """Unpickle a TRUSTED LSWMD-format pickle and write its valid maps, labeled or not, as a
+    ragged-maps .npz (module docstring). Rows whose map is invalid (not 2-D numeric {0, 1, 2}
+    with a die) are left out and counted. Returns the counts."""
+    df = read_lswmd(path)
+    if "waferMap" not in df.columns:
+        cols = ", ".join(map(str, df.columns))
+        raise WaferInputError(path, f"missing column 'waferMap' (columns: {cols})")
+    maps = df["waferMap"].tolist()
+    labels = _column(df, "failureType")
+    kept, rows, reasons = [], [], {}
+    for i, m in enumerate(maps):
+        try:
+            kept.append(check_map(m, path, i, max_side=None))
+            rows.append(i)
+        except WaferInputError as exc:
+            key = exc.reason.split(":")[0]
+            reasons.setdefault(key, [0, i])[0] += 1
+    flat, shapes, offsets = ragged.pack(kept)
+    split_col, lot_col, idx_col = (
+        _column(df, c) for c in ("trianTestLabel", "lotName", "waferIndex")
+    )
+    failure = [(unwrap_label(labels[i]) or "") if labels else "" for i in rows]
+    arrays = {
+        "flat": flat,
+        "shapes": shapes,
+        "offsets": offsets,
+        "source_row": np.array(rows, dtype=np.int64),
+        "failure_type": np.array(failure, dtype=str).astype("<U32"),
+        "orig_split": np.array(
+            [(unwrap_label(split_col[i]) or "") if split_col else "" for i in rows], dtype=str
+        ).astype("<U16"),
+        "lot": np.array([str(lot_col[i]) if lot_col else "" for i in rows], dtype=str),
+        "wafer_index": np.array(
+            [float(idx_col[i]) if idx_col else np.nan for i in rows], dtype=np.float64
+        ),
+        "mask_flat": np.zeros(0, dtype=np.uint8),
+    }
+    if "patternMask" in df.columns:
+        col = df["patternMask"].tolist()
+        masks = [np.asarray(col[i], dtype=np.uint8) for i in rows]
+        if all(mk.shape == m.shape for mk, m in zip(masks, kept, strict=True)):
+            arrays["mask_flat"] = ragged.pack(masks)[0]
+    save_npz(out, **arrays)
+    return {
+        "rows_read": len(maps),
+        "rows_kept": len(rows),
+        "labeled": int(sum(1 for f in failure if f)),
+        "dropped": {k: v[0] for k, v in reasons.items()},
+        "first_dropped": {k: v[1] for k, v in reasons.items()},
+    }
+
+
+def is_ragged_npz(path: str | Path) -> bool:
+    """Whether ``path`` is a zip (.npz) holding the ragged-maps members."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+    return all(f"{k}.npy" in names for k in RAGGED_KEYS)
+
+
+def read_ragged_npz(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A ragged-maps .npz (``wafer convert``'s, or an ingested intermediate) as an LSWMD-layout
+    frame, and each frame row's row in the original pickle. Read with ``allow_pickle=False``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise WaferInputError(path, f"not a readable ragged-maps .npz: {exc}") from None
+    try:
+        flat, shapes, offsets = (d[k] for k in RAGGED_KEYS)
+        n = len(shapes)
+        sizes = shapes.astype(np.int64).reshape(n, 2).prod(axis=1)
+        if (
+            offsets.shape != (n + 1,)
+            or (np.diff(offsets) != sizes).any()
+            or (n and (offsets[0] != 0 or offsets[-1] != len(flat)))
+        ):
+            raise ValueError("offsets do not match the shapes")
+        if "failure_type" in d:
+            failure = [str(v) for v in d["failure_type"]]
+        elif "labels" in d:  # an ingested intermediate: every row is labeled
+            failure = [CLASS_NAMES[int(k)] for k in d["labels"]]
+        else:
+            failure = [""] * n
+
+        def col(name: str, default: object) -> list:
+            return d[name].tolist() if name in d and len(d[name]) == n else [default] * n
+
+        frame = pd.DataFrame(
+            {
+                "waferMap": [ragged.get(flat, shapes, offsets, i) for i in range(n)],
+                "lotName": col("lot", ""),
+                "waferIndex": col("wafer_index", np.nan),
+                "trianTestLabel": col("orig_split", ""),
+                "failureType": failure,
+            }
+        )
+        mask = d.get("mask_flat", np.zeros(0, dtype=np.uint8))
+        if len(mask) == len(flat) and len(flat):
+            frame["patternMask"] = [ragged.get(mask, shapes, offsets, i) for i in range(n)]
+        rows = d["source_row"] if "source_row" in d else np.arange(n)
+        if len(rows) != n or len(failure) != n:
+            raise ValueError("source_row / labels do not match the shapes")
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
+        raise WaferInputError(path, f"not a valid ragged-maps .npz: {exc}") from None
+    return frame, np.asarray(rows, dtype=np.int64)
+
+
+def ingest_file(path: str | Path, on_invalid: str) -> Ingested:
+    """``ingest.input`` -> :class:`Ingested`: a ragged-maps .npz (read without unpickling) or
+    an LSWMD-format pickle (unpickled: trusted files only). Row numbers (``source_row``, drop
+    reports) are those of the original pickle either way."""
+    if not Path(path).is_file():
+        raise WaferInputError(path, "no such file")
+    if not is_ragged_npz(path):
+        return validate_frame(read_lswmd(path), path, on_invalid)
+    frame, rows = read_ragged_npz(path)
+    try:
+        ing = validate_frame(frame, path, on_invalid)
+    except WaferInputError as exc:  # name the original row, not the position in the .npz
+        if exc.row is None:
+            raise
+        raise WaferInputError(path, exc.reason, int(rows[exc.row])) from None
+    ing.source_row = rows[ing.source_row]
+    ing.first_dropped = {k: int(rows[v]) for k, v in ing.first_dropped.items()}
+    return ing

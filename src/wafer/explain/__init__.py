@@ -1,0 +1,1 @@
+"""Grad-CAM / Grad-CAM++ and the report of how well they localise the defect."""

@@ -1,0 +1,65 @@
+"""Class-weighted cross-entropy and focal loss (Lin et al. 2017) for the imbalanced classes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+
+from wafer.core.classes import NUM_CLASSES
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """scikit-learn's 'balanced' weights n / (k * n_c) on the classes present; absent classes 0.
+
+    Computed on the train split only.
+    """
+    present = np.unique(labels)
+    w = compute_class_weight("balanced", classes=present, y=labels)
+    out = np.zeros(num_classes, dtype=np.float64)
+    out[present] = w
+    return out
+
+
+class FocalLoss(nn.Module):
+    """Mean over the batch of ``-alpha_y (1 - p_y)^gamma log p_y``.
+
+    ``gamma = 0`` with no ``alpha`` is exactly cross-entropy. ``alpha`` (optional per-class
+    weights) is off by default: the seed found focal + class weights unstable.
+    """
+
+    def __init__(self, gamma: float, alpha: Sequence[float] | None = None):
+        super().__init__()
+        self.gamma = float(gamma)
+        self.register_buffer(
+            "alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
+        )
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        loss = -((1.0 - logp.exp()).clamp(min=0.0) ** self.gamma) * logp
+        if self.alpha is not None:
+            loss = loss * self.alpha[target]
+        return loss.mean()
+
+
+def make_loss(
+    name: str,
+    train_labels: np.ndarray,
+    focal_gamma: float,
+    focal_alpha: Sequence[float] | None = None,
+) -> tuple[nn.Module, list[float] | None]:
+    """``ce``: class-weighted CE ('balanced' weights from the train labels); ``focal``: focal
+    loss with ``focal_gamma`` and optional ``focal_alpha``. Returns the loss and its weights."""
+    if name == "ce":
+        w = balanced_class_weights(train_labels)
+        return nn.CrossEntropyLoss(weight=torch.as_tensor(w, dtype=torch.float32)), w.tolist()
+    if name == "focal":
+        return FocalLoss(focal_gamma, focal_alpha), None if focal_alpha is None else list(
+            focal_alpha
+        )
+    raise ValueError(f"loss must be 'ce' or 'focal', not {name!r}")

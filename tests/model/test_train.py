@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import torch
+
+from wafer.model.augment import N_VIEWS, all_views, dihedral, random_dihedral
+from wafer.model.forward import predict_outputs
+from wafer.model.losses import make_loss
+from wafer.model.net import ModelConfig, build_model
+from wafer.model.train import TrainConfig, fit, seed_everything
+
+
+def _toy(n=96, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.ones((n, size, size), dtype=np.uint8)
+    y = rng.integers(0, 3, n)
+    x[y == 1, : size // 2] = 2  # a learnable pattern
+    x[y == 2, :, : size // 3] = 2
+    y = np.where(y == 2, 8, y)  # classes Center, Donut, none
+    return x, y.astype(np.int64)
+
+
+def _run(seed=0, epochs=2, lr=1e-3, patience=5):
+    x, y = _toy()
+    seed_everything(seed)
+    model = build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=32,
+        lr=lr,
+        weight_decay=1e-4,
+        patience=patience,
+        seed=seed,
+        device="cpu",
+        augment=True,
+        precision="fp32",
+        ema_decay=0.0,
+        progress=False,
+    )
+    crit, _ = make_loss("focal", y, 2.0)
+    return fit(model, crit, x, y, x[:48], y[:48], cfg)
+
+
+def test_same_seed_gives_identical_weights_and_metrics_on_cpu():
+    a, b = _run(seed=1), _run(seed=1)
+    assert [r["val_macro_f1"] for r in a.history] == [r["val_macro_f1"] for r in b.history]
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    assert all(torch.equal(a.best_state[k], b.best_state[k]) for k in a.best_state)
+    c = _run(seed=2)
+    assert [r["train_loss"] for r in a.history] != [r["train_loss"] for r in c.history]
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    res = _run(epochs=10, lr=0.0, patience=2)  # lr 0: no epoch improves on the first
+    assert res.epochs_run == 3 and res.best_epoch == 1 and res.stopped_early
+    assert len(res.history) == 3
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    x = torch.arange(16).view(1, 4, 4)
+    views = {tuple(dihedral(x, k).flatten().tolist()) for k in range(N_VIEWS)}
+    assert len(views) == 8
+    batch = torch.arange(32).view(2, 4, 4)
+    stacked = all_views(batch)
+    assert stacked.shape == (16, 4, 4) and torch.equal(stacked[2:4], dihedral(batch, 1))
+    aug = random_dihedral(batch, torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(aug[i], dihedral(batch[i], k)) for k in range(8)) for i in range(2))
+
+
+def test_tta_on_a_symmetric_input_equals_a_single_pass():
+    size = 16
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    sym = np.where(yy**2 + xx**2 < 40, 2, 1).astype(np.uint8)  # D4-symmetric disc
+    assert all(np.array_equal(np.rot90(sym, k), sym) for k in range(4))
+    model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16)).eval()
+    x = np.stack([sym, sym])
+    single = predict_outputs(model, x, tta=False).logits
+    tta = predict_outputs(model, x, tta=True).logits
+    np.testing.assert_allclose(tta, single, rtol=1e-4, atol=1e-5)
+    rng = np.random.default_rng(0)
+    asym = rng.integers(0, 3, (2, size, size)).astype(np.uint8)
+    assert not np.allclose(
+        predict_outputs(model, asym, tta=True).logits, predict_outputs(model, asym).logits
+    )
+
+
+@pytest.mark.parametrize("device", ["auto"])
+def test_resolve_device_auto_falls_back_to_cpu(device):
+    from wafer.model.forward import resolve_device
+
+    assert resolve_device(device).type in ("cpu", "cuda", "mps")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_torchrun_command_runs_the_script_with_its_arguments():
+    from wafer.model.train import torchrun_command
+
+    cmd, env = torchrun_command(2, ["stages/train.py", "--params", "params.yaml", "--shards=s"])
+    i = cmd.index("stages/train.py")
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+    assert "--nproc-per-node=2" in cmd[:i]
+    assert cmd[i + 1 :] == ["--params", "params.yaml", "--shards=s"]
+    assert int(env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    from wafer.model.train import Dist, init_distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed("cpu") == Dist(0, 1, 0)

@@ -1,0 +1,59 @@
+"""Every stage script is a standalone Typer app with a working --help."""
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT
+
+STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
+
+
+def test_every_dvc_stage_has_a_script():
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGES)
+    for name, stage in stages.items():
+        assert stage["cmd"].startswith(f"python stages/{name}.py"), name
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_help(name, load_stage):
+    result = CliRunner().invoke(load_stage(name).app, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_takes_values_only_from_the_params_file(name, load_stage):
+    """params.yaml is the one place a value is written: a stage's options are its params file
+    and its paths, all required (no default to drift from params.yaml); only the progress bar
+    switch has a default."""
+    import typer
+
+    options = typer.main.get_command(load_stage(name).app).params
+    assert "params" in {o.name for o in options}, name
+    for opt in options:
+        assert opt.required or opt.name == "progress", (name, opt.name)
+
+
+def test_paths_are_written_once_in_dvc_yaml():
+    """dvc.yaml's `paths` variable names every file passed between stages; commands, deps,
+    outs and artifacts use it, and no library module, stage script or tool spells one."""
+    import re
+
+    from wafer.config.pipeline import pipeline_paths
+
+    text = (ROOT / "dvc.yaml").read_text()
+    paths = pipeline_paths(ROOT)
+    assert {"model", "calibration", "thresholds", "ingested", "logits", "shards"} <= set(paths)
+    used = set(re.findall(r"\$\{paths\.(\w+)\}", text))
+    assert used == set(paths), set(paths) ^ used  # every name used, none unknown
+    code = [*(ROOT / "src" / "wafer").glob("*.py"), *(ROOT / "stages").glob("*.py")]
+    code += [*(ROOT / "scripts").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    code = [f for f in code if f.name != "report_results.py"]  # writes docs prose, reads none
+    for name, path in paths.items():
+        rel = path.relative_to(ROOT).as_posix()
+        assert text.count(rel) == 1, (name, rel)
+        for f in code:
+            assert rel not in f.read_text(), (rel, f.name)
