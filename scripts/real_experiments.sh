@@ -16,7 +16,7 @@ DATA=${DATA:-../shared/data/wm811k-subset/LSWMD-subset.pkl.xz}
 OUT=${OUT:-results}
 EPOCHS=${EPOCHS:-4}
 
-real=(-S "ingest.input=$DATA")
+real=(-S "ingest.input=$DATA" -S ingest.trust_pickle=true)  # the subset: a trusted pickle
 budget=(-S "train.epochs=$EPOCHS" -S "train.patience=$EPOCHS")  # the 4-epoch studies
 ce=(-S train.loss=ce -S train.cbam=false)
 focal=(-S train.loss=focal -S train.focal_gamma=2 -S train.cbam=true -S train.cbam_reduction=16)

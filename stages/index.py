@@ -41,6 +41,7 @@ from wafer.serving.novelty import (
     FeatureIndex,
     auroc,
     choose,
+    one_blas_thread,
     retrieval_metrics,
     scores,
     time_queries,
@@ -94,94 +95,105 @@ def main(
             net, sh.x, p.batch_size, dev, tta=tta, progress=True, features="mean"
         )
         feats[part], labels[part], rows[part], x[part] = out_s.features, sh.y, sh.rows, sh.x
-    index = FeatureIndex.build(feats["train"], rows["train"], labels["train"], tta, model_sha)
-    index.save(out)
+    # BLAS on one thread from here: the covariance, its inverse and the distances are then summed
+    # in one order, so index.npz, novelty.json and the metrics are byte-identical whatever the
+    # machine's core count (multithreaded BLAS moved the precision matrix by ~3e-6).
+    with one_blas_thread():
+        try:
+            index = FeatureIndex.build(
+                feats["train"], rows["train"], labels["train"], tta, model_sha
+            )
+        except ValueError as exc:
+            raise WaferInputError(model, str(exc)) from None
+        index.save(out)
 
-    choice = choose(
-        lg.logits["val"],
-        feats["val"],
-        labels["val"],
-        index,
-        temperature,
-        k,
-        p.false_flag_rate,
-        p.method,
-    )
-    held = [CLASS_NAMES.index(c) for c in holdout]
-    unknown = np.isin(labels["test"], held)
-    test_scores = {
-        m: scores(m, lg.logits["test"], feats["test"], index, temperature, k) for m in METHODS
-    }
-    test: dict = {
-        "known_maps": int((~unknown).sum()),
-        "known_false_flag_rate": {
-            m: float(np.mean(s[~unknown] > choice.thresholds[m])) for m, s in test_scores.items()
-        },
-    }
-    if held:
-        test |= {
-            "holdout": list(holdout),
-            "unknown_maps": int(unknown.sum()),
-            "auroc": {m: auroc(s[~unknown], s[unknown]) for m, s in test_scores.items()},
-            "detection_rate": {
-                m: float(np.mean(s[unknown] > choice.thresholds[m])) for m, s in test_scores.items()
+        choice = choose(
+            lg.logits["val"],
+            feats["val"],
+            labels["val"],
+            index,
+            temperature,
+            k,
+            p.false_flag_rate,
+            p.method,
+        )
+        held = [CLASS_NAMES.index(c) for c in holdout]
+        unknown = np.isin(labels["test"], held)
+        test_scores = {
+            m: scores(m, lg.logits["test"], feats["test"], index, temperature, k) for m in METHODS
+        }
+        test: dict = {
+            "known_maps": int((~unknown).sum()),
+            "known_false_flag_rate": {
+                m: float(np.mean(s[~unknown] > choice.thresholds[m]))
+                for m, s in test_scores.items()
             },
         }
-
-    known = ~unknown  # retrieval: the test maps of classes the index holds
-    q_lab, b_lab = labels["test"][known], labels["train"]
-    retrieval = {
-        "queries": int(known.sum()),
-        "index_maps": int(len(b_lab)),
-        "embedding": retrieval_metrics(
-            feats["test"][known], q_lab, feats["train"], b_lab, RETRIEVAL_KS
-        ),
-        f"pixels_{baseline_size}px": retrieval_metrics(
-            pixels(x["test"][known], baseline_size),
-            q_lab,
-            pixels(x["train"], baseline_size),
-            b_lab,
-            RETRIEVAL_KS,
-        ),
-    }
-    per_map = index.nbytes() / len(index)
-    write_json(
-        metrics,
-        {
-            "index": {
-                "maps": len(index),
-                "dim": int(index.features.shape[1]),
-                "tta": tta,
-                "bytes": index.nbytes(),
-                "bytes_per_map": per_map,
-                f"bytes_at_{WM811K_LABELED}_maps": per_map * WM811K_LABELED,
-                f"bytes_at_{WM811K_ALL}_maps": per_map * WM811K_ALL,
-            },
-            "novelty": {
-                "method": choice.method,
-                "false_flag_rate": p.false_flag_rate,
-                "k": k,
-                "validation": {
-                    "proxy_auroc": choice.proxy_auroc,
-                    "proxy_auroc_per_class": choice.proxy_per_class,
-                    "thresholds": choice.thresholds,
+        if held:
+            test |= {
+                "holdout": list(holdout),
+                "unknown_maps": int(unknown.sum()),
+                "auroc": {m: auroc(s[~unknown], s[unknown]) for m, s in test_scores.items()},
+                "detection_rate": {
+                    m: float(np.mean(s[unknown] > choice.thresholds[m]))
+                    for m, s in test_scores.items()
                 },
-                "test": test,
+            }
+
+        known = ~unknown  # retrieval: the test maps of classes the index holds
+        q_lab, b_lab = labels["test"][known], labels["train"]
+        retrieval = {
+            "queries": int(known.sum()),
+            "index_maps": int(len(b_lab)),
+            "embedding": retrieval_metrics(
+                feats["test"][known], q_lab, feats["train"], b_lab, RETRIEVAL_KS
+            ),
+            f"pixels_{baseline_size}px": retrieval_metrics(
+                pixels(x["test"][known], baseline_size),
+                q_lab,
+                pixels(x["train"], baseline_size),
+                b_lab,
+                RETRIEVAL_KS,
+            ),
+        }
+        per_map = index.nbytes() / len(index)
+        write_json(
+            metrics,
+            {
+                "index": {
+                    "maps": len(index),
+                    "dim": int(index.features.shape[1]),
+                    "tta": tta,
+                    "bytes": index.nbytes(),
+                    "bytes_per_map": per_map,
+                    f"bytes_at_{WM811K_LABELED}_maps": per_map * WM811K_LABELED,
+                    f"bytes_at_{WM811K_ALL}_maps": per_map * WM811K_ALL,
+                },
+                "novelty": {
+                    "method": choice.method,
+                    "false_flag_rate": p.false_flag_rate,
+                    "k": k,
+                    "validation": {
+                        "proxy_auroc": choice.proxy_auroc,
+                        "proxy_auroc_per_class": choice.proxy_per_class,
+                        "thresholds": choice.thresholds,
+                    },
+                    "test": test,
+                },
+                "retrieval": retrieval,
             },
-            "retrieval": retrieval,
-        },
-    )
-    Novelty(
-        method=choice.method,
-        threshold=choice.threshold,
-        thresholds=choice.thresholds,
-        k=k,
-        false_flag_rate=p.false_flag_rate,
-        temperature=temperature,
-        tta=tta,
-        model_sha256=model_sha,
-        index_sha256=sha256_file(out),
-    ).save(novelty)
+        )
+        Novelty(
+            method=choice.method,
+            threshold=choice.threshold,
+            thresholds=choice.thresholds,
+            k=k,
+            false_flag_rate=p.false_flag_rate,
+            temperature=temperature,
+            tta=tta,
+            model_sha256=model_sha,
+            index_sha256=sha256_file(out),
+        ).save(novelty)
     timing = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
     timing[f"ms_per_map_at_{WM811K_ALL}_maps"] = timing["ms_per_map"] * WM811K_ALL / len(index)
     write_timing("index", timing)

@@ -30,10 +30,10 @@ def main(
     metrics: Path = typer.Option(...),
 ) -> None:
     p = load_section(params, IngestParams)
-    input = Path(p.input)  # LSWMD-format pickle (trusted) or ragged-maps .npz
+    input = Path(p.input)  # a ragged-maps .npz, or an LSWMD pickle with ingest.trust_pickle
     t0 = time.perf_counter()
     digest = sha256_file(input)
-    ing = ingest_file(input, on_invalid=p.on_invalid)
+    ing = ingest_file(input, p.on_invalid, p.max_side, p.trust_pickle)
     save_npz(out, **ing.arrays())
     seconds = time.perf_counter() - t0
     for reason, row in ing.first_dropped.items():

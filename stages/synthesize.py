@@ -1,5 +1,6 @@
 """Stage synthesize: WM-811K-like wafer maps in the LSWMD.pkl layout, plus a `patternMask`
-column holding each map's ground-truth pattern mask."""
+column holding each map's ground-truth pattern mask, written as the ragged-maps .npz that
+`wafer convert` makes of such a frame: the default pipeline never unpickles anything."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from wafer.config.params import load_section
 from wafer.config.sections import SynthesizeParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import one_line_errors
-from wafer.core.io import atomic_path
+from wafer.core.io import save_npz
+from wafer.data.ingest import ragged_npz_arrays
 from wafer.data.synth import class_mix, generate
 
 app = typer.Typer(add_completion=False)
@@ -22,7 +24,7 @@ app = typer.Typer(add_completion=False)
 @one_line_errors
 def main(
     params: Path = typer.Option(..., "--params", help="params.yaml (section synthesize)"),
-    out: Path = typer.Option(..., "--out", help="output pickle (LSWMD.pkl layout)"),
+    out: Path = typer.Option(..., "--out", help="output ragged-maps .npz (LSWMD.pkl columns)"),
 ) -> None:
     """Generate synthetic labelled wafer maps and their ground-truth pattern masks."""
     p = load_section(params, SynthesizeParams)
@@ -31,8 +33,8 @@ def main(
     # The ground-truth pattern masks travel with the maps as an extra column (bool, same shape
     # as waferMap); ingest keeps them for the Grad-CAM localisation check.
     df["patternMask"] = masks
-    with atomic_path(out) as tmp:
-        df.to_pickle(tmp)
+    arrays, _ = ragged_npz_arrays(df, out)
+    save_npz(out, **arrays)
     labels = [str(cell[0, 0]) for cell in df["failureType"]]
     per_class = " ".join(f"{c}={labels.count(c)}" for c in CLASS_NAMES)
     seconds = time.perf_counter() - start

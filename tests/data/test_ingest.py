@@ -123,7 +123,7 @@ def test_stage_prints_one_line_error(tmp_path, load_stage):
         load_stage("ingest").app,
         [
             "--params",
-            str(params_file(tmp_path, {"ingest.input": str(path)})),
+            str(params_file(tmp_path, {"ingest.input": str(path), "ingest.trust_pickle": True})),
             "--out",
             str(tmp_path / "o.npz"),
             "--metrics",

@@ -9,6 +9,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from wafer.config.params import load_params, validate_all
@@ -142,6 +143,30 @@ def test_stage_scripts_check_their_section_with_the_same_table(load_stage, tmp_p
         ), (stage, res.stderr)
 
 
+IMPOSSIBLE = [  # well formed (the table accepts them) but impossible here (issue 29)
+    ({"gradcam.layer": "layer2.nope"}, "gradcam.layer: no module 'layer2.nope' in ResNet"),
+    ({"ingest.input": "/missing.pkl"}, "ingest.input: /missing.pkl: no such file"),
+    ({"gradcam.device": "mps"}, "gradcam.device 'mps': MPS is not available on this machine"),
+    ({"train.device": "cuda"}, "train.device 'cuda': no CUDA GPU is available"),
+    ({"infer.device": "cuda"}, "infer.device 'cuda': no CUDA GPU is available"),
+    ({"index.device": "cuda:3"}, "index.device 'cuda:3': "),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), IMPOSSIBLE)
+def test_impossible_values_stop_first(tmp_path, load_stage, changes, message):
+    """validate_params finds what the table cannot (a device this machine lacks, a layer the
+    network has not, a missing input) in one line, so `dvc exp run -S train.device=cuda`
+    deletes nothing (it was a 93-line traceback after models/model.pt was gone)."""
+    if "cuda" in str(changes) and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = ["--params", str(params_file(tmp_path, changes)), "--synthetic", "data/raw/x.npz"]
+    args += ["--out", str(tmp_path / "ok")]
+    res = CliRunner().invoke(load_stage("validate_params").app, args)
+    assert res.exit_code == 2 and res.output.startswith(f"error: {message}"), res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "ok").exists()
+
+
 @pytest.mark.slow
 def test_bad_param_in_dvc_exp_run_deletes_no_output(tmp_path):
     """`dvc exp run -S train.loss=foo` fails in the validate_params stage, before DVC deletes
@@ -153,12 +178,19 @@ def test_bad_param_in_dvc_exp_run_deletes_no_output(tmp_path):
     outs = ["models/model.pt", "metrics/train.json", "plots/train_curves.csv"]
     before = {f: (tmp_path / f).read_bytes() for f in outs}
 
-    proc = sh([*dvc, "exp", "run", "-S", "train.loss=foo", "train"], tmp_path, env, ok=False)
-    assert proc.returncode != 0
-    assert "error: train.loss: 'foo' is not one of ce, focal" in proc.stdout + proc.stderr
-    assert "Running stage 'train'" not in proc.stdout
-    for f in outs:
-        assert (tmp_path / f).read_bytes() == before[f], f
+    bad = [  # a value the table refuses, and one it lets through but the machine cannot run
+        ("index.method=foo", "index.method: 'foo' is not one of auto, msp, energy, knn"),
+        ("gradcam.layer=layer2.nope", "gradcam.layer: no module 'layer2.nope' in ResNet"),
+    ]  # the other impossible values stop the same stage: test_impossible_values_stop_first
+    for value, message in bad:
+        proc = sh([*dvc, "exp", "run", "-S", value, "train"], tmp_path, env, ok=False)
+        assert proc.returncode != 0, value
+        assert f"error: {message}" in proc.stdout + proc.stderr, (value, proc.stderr)
+        assert "Running stage 'train'" not in proc.stdout
+        assert "Traceback" not in proc.stdout + proc.stderr, value
+        for f in outs:
+            assert (tmp_path / f).read_bytes() == before[f], (value, f)
+        sh(["git", "checkout", "params.yaml"], tmp_path, env)
 
     sh(["git", "checkout", "params.yaml"], tmp_path, env)
     sh([*dvc, "checkout", "--with-deps", "train"], tmp_path, env)

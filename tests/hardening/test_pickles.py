@@ -8,11 +8,13 @@ import json
 import zipfile
 
 import numpy as np
+import yaml
 from typer.testing import CliRunner
 
 from wafer.inputs.read import read_maps
 
 from conftest import (
+    ROOT,
     evil_pickle,
     lswmd_frame,
     one_line_error,
@@ -97,7 +99,8 @@ def test_convert_then_predict_and_ingest_without_unpickling(tmp_path, tiny_pipel
     assert res.exit_code == 0, res.output
     assert [r["source"] for r in json.loads(out.read_text())] == [it.source for it in got]
 
-    a, b = ingest_file(tmp_path / "LSWMD.pkl", "drop"), ingest_file(npz, "drop")
+    a = ingest_file(tmp_path / "LSWMD.pkl", "drop", trust_pickle=True)
+    b = ingest_file(npz, "drop")
     for key, arr in a.arrays().items():
         np.testing.assert_array_equal(arr, b.arrays()[key], err_msg=key)
     assert a.dropped["unlabeled"] == b.dropped["unlabeled"] == 1
@@ -137,3 +140,26 @@ def test_convert_needs_the_explicit_opt_in(tmp_path):
     res = run_cli(["convert", str(tmp_path / "evil.pkl"), "-o", str(tmp_path / "o.npz")])
     one_line_error(res, "evil.pkl: converting reads a pickle", "--trust-pickle")
     assert not marker.exists() and not (tmp_path / "o.npz").exists()
+
+
+def test_ingest_reads_a_pickle_only_when_trusted(tmp_path, load_stage):
+    """`ingest.input=evil.pkl` runs no code: without ingest.trust_pickle the ingest stage (and
+    validate_params before it) stops in one line; the embedded default is an .npz."""
+    from typer.testing import CliRunner
+
+    marker = tmp_path / "pwned"
+    evil = evil_pickle(tmp_path / "evil.pkl", marker)
+    params = params_file(tmp_path, {"ingest.input": str(evil)})
+    args = ["--params", str(params), "--out", str(tmp_path / "i.npz")]
+    args += ["--metrics", str(tmp_path / "m.json")]
+    res = CliRunner().invoke(load_stage("ingest").app, args)
+    assert res.exit_code == 2 and not marker.exists()
+    assert res.output.strip().startswith(f"error: {evil}: is not a ragged-maps .npz")
+    assert "ingest.trust_pickle" in res.output and len(res.output.strip().splitlines()) == 1
+    check = ["--params", str(params), "--synthetic", "data/raw/synthetic.npz"]
+    check += ["--out", str(tmp_path / "ok")]
+    res = CliRunner().invoke(load_stage("validate_params").app, check)
+    assert res.exit_code == 2 and not marker.exists()
+    assert res.output.startswith(f"error: ingest.input: {evil}: is not a ragged-maps .npz")
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]["trust_pickle"] is False
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]["input"].endswith(".npz")

@@ -143,3 +143,30 @@ def test_a_text_file_given_as_model_is_named_for_what_it_is(tmp_path, tiny_pipel
     )
     line = one_line_error(res, "model.txt: not a loadable checkpoint", "not a PyTorch checkpoint")
     assert "objects other than tensors" not in line
+
+
+def test_a_killed_run_leaves_no_stale_temporary_file(tmp_path, tiny_pipeline):
+    """A run killed with -9 leaves its hidden temporary beside --out; the next run for the
+    same --out removes it (a temporary of a process still alive is left alone)."""
+    np.save(tmp_path / "m.npy", wafer())
+    dead = tmp_path / f".p.{_dead_pid()}-x1y2.tmp.csv"
+    dead.write_bytes(b"")
+    alive = tmp_path / f".p.{os.getpid()}-abcd.tmp.csv"
+    alive.write_bytes(b"")
+    res = run_cli(
+        ["predict", str(tmp_path / "m.npy"), "-o", str(tmp_path / "p.csv")]
+        + pipeline_args(tiny_pipeline)
+    )
+    assert res.exit_code == 0, res.output
+    assert not dead.exists() and alive.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "m.npy", "p.csv"])
+
+
+def _dead_pid() -> int:
+    """A process id no process has now."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

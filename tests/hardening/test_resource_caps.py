@@ -11,8 +11,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from wafer.core.errors import WaferInputError
 from wafer.inputs.read import read_maps
 
 from conftest import (
@@ -175,3 +177,59 @@ def test_a_decompression_bomb_is_refused_from_the_zip_directory(tmp_path, tiny_p
     assert [ln for ln in res.stderr.splitlines() if "decompression bomb" in ln][0].startswith(
         f"error: {tmp_path / 'bomb.npz'}[maps]: decompresses to"
     )
+
+
+def _ragged(maps: list[np.ndarray]) -> dict[str, np.ndarray]:
+    flat = np.concatenate([m.ravel() for m in maps]).astype(np.uint8)
+    shapes = np.array([m.shape for m in maps], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
+    labels = np.array(["Center"] * len(maps)).astype("<U32")
+    return {"flat": flat, "shapes": shapes, "offsets": offsets, "failure_type": labels}
+
+
+def test_ingest_caps_the_map_size_before_reading_the_dies(tmp_path):
+    """ingest.max_side: a map over the cap in a ragged .npz is invalid (too_large: dropped and
+    counted, or one line with on_invalid=fail) and its dies are never read; the others are
+    kept (issue 29: ingest had no map-size cap)."""
+    from wafer.data.ingest import ingest_file
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(1, 3, size=(3000, 2500), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "in.npz", **_ragged([wafer(20, 20), big, wafer(30, 24)]))
+    ing = ingest_file(tmp_path / "in.npz", "drop", max_side=1024)
+    assert len(ing.labels) == 2 and ing.dropped["too_large"] == 1
+    assert ing.first_dropped["too_large"] == 1
+    with pytest.raises(WaferInputError, match=r"row 1: too_large: map is 3000x2500 dies"):
+        ingest_file(tmp_path / "in.npz", "fail", max_side=1024)
+    assert len(ingest_file(tmp_path / "in.npz", "drop", max_side=4096).labels) == 3
+
+
+def test_a_small_npz_cannot_make_ingest_grow(tmp_path):
+    """The issue's case: a 200 KB .npz holding one 10000 x 20000 map. The ingest stage refuses
+    it in one line from the zip directory (a 1000:1 decompression bomb), adding little to the
+    peak; it used to peak at 2.4 GB and write a 200 MB ingested.npz."""
+    zeros = np.zeros((10000, 20000), np.uint8)
+    arrays = _ragged([zeros])
+    np.savez_compressed(tmp_path / "bomb.npz", **arrays)
+    del zeros, arrays
+    assert (tmp_path / "bomb.npz").stat().st_size < 400_000
+    code = (
+        "import resource, sys\n"
+        "from wafer.core.errors import WaferInputError\n"
+        "from wafer.data.ingest import ingest_file\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    ingest_file(sys.argv[1], 'drop', 1024)\n"
+        "    print('read')\n"
+        "except WaferInputError as exc:\n"
+        "    print(exc)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "bomb.npz")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "refused as a decompression bomb" in out[0]
+    assert float(out[1]) < 50

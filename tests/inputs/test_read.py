@@ -78,7 +78,7 @@ def test_readers_are_lazy_and_read_stored_arrays_in_place(tmp_path):
     """read_maps knows the count at once and makes each item only when taken; a stack is read
     map by map (FileArray), from the file when uncompressed and from the member's stream when
     compressed, and both give the same maps."""
-    from wafer.inputs.arrays import FileArray
+    from wafer.data.arrays import FileArray
     from wafer.inputs.read import Items
 
     made = []

@@ -180,7 +180,7 @@ def test_queued_experiments_both_run(repo):
     for seed in (1, 2):
         _run(
             [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"q{seed}"]
-            + ["-S", f"train.seed={seed}"],
+            + ["-S", f"train.seed={seed}", "train"],  # up to train: the queue is the point
             dst,
             env,
         )
@@ -214,6 +214,7 @@ def test_exp_run_boolean_round_trip(repo):
             "train.cbam=false",
             "-S",
             "train.loss=ce",
+            "train",  # the stages up to train: what the round trip is about
         ],
         dst,
         env,

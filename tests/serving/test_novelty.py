@@ -58,6 +58,11 @@ def test_index_round_trip_and_neighbours(tmp_path):
         (lambda z: z.update(rows=z["rows"][:-1]), "rows/labels"),
         (lambda z: z.update(labels=z["labels"] + 20), "class indices"),
         (lambda z: z.update(features=z["features"][:, :3]), "class_means"),
+        # non-finite values (issue 29): a traceback with knn and --neighbours, and an inf class
+        # mean made every Mahalanobis score null and the flag silently off
+        (lambda z: z["features"].__setitem__((0, 0), np.nan), "features hold NaN or infinite"),
+        (lambda z: z["class_means"].__setitem__((1, 2), np.inf), "class_means hold infinite"),
+        (lambda z: z["precision"].__setitem__((0, 0), np.nan), "precision holds NaN"),
     ],
 )
 def test_bad_index_files_are_refused_in_one_line(tmp_path, change, reason):
@@ -72,6 +77,45 @@ def test_bad_index_files_are_refused_in_one_line(tmp_path, change, reason):
     assert "\n" not in str(err.value) and "bad.npz" in str(err.value)
     with pytest.raises(WaferInputError, match="no such file"):
         FeatureIndex.load(tmp_path / "absent.npz")
+
+
+def test_an_index_of_non_finite_features_is_not_built():
+    f, y, _, _ = _clusters()
+    f[3, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        FeatureIndex.build(f, np.arange(len(y)), y, False, "")
+
+
+def test_the_index_stage_is_the_same_bytes_whatever_the_thread_count(tmp_path):
+    """The covariance, its inverse and the k-NN distances run on one BLAS thread
+    (one_blas_thread): the index, novelty.json and the metrics do not move with the core count
+    (the precision matrix moved by 3e-6 between 1 and 2 threads, changing dvc.lock)."""
+    import os
+    import subprocess
+    import sys
+
+    f, y, _, _ = _clusters()
+    code = (
+        "import sys, numpy as np\n"
+        "from wafer.serving.novelty import FeatureIndex, mahalanobis_score, one_blas_thread\n"
+        "f, y = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
+        "with one_blas_thread():\n"
+        "    idx = FeatureIndex.build(f, np.arange(len(y)), y, False, '')\n"
+        "    s = mahalanobis_score(idx, f)\n"
+        "np.save(sys.argv[3], np.concatenate([idx.precision.ravel(), s]))\n"
+    )
+    big = np.tile(f, (40, 8)).astype(np.float32) + np.arange(f.shape[1] * 8, dtype=np.float32)
+    big += np.random.default_rng(1).normal(0, 0.01, big.shape).astype(np.float32)
+    np.save(tmp_path / "f.npy", big)
+    np.save(tmp_path / "y.npy", np.tile(y, 40))
+    outs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
+        out = tmp_path / f"o{threads}.npy"
+        args = [str(tmp_path / "f.npy"), str(tmp_path / "y.npy"), str(out)]
+        subprocess.run([sys.executable, "-c", code, *args], env=env, check=True)
+        outs.append(np.load(out))
+    assert np.array_equal(outs[0], outs[1])
 
 
 def test_feature_scores_flag_a_class_the_index_never_held():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from wafer.apps.options import cam_settings, check_output_dir, check_output_file, served_files
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors, write_failure
-from wafer.core.io import atomic_path, csv_writer, json_text
+from wafer.core.io import atomic_path, csv_writer, json_text, remove_stale_temps
 from wafer.data.maprules import MAX_SIDE
 
 app = typer.Typer(
@@ -301,6 +301,8 @@ def predict(
         disable=not progress,
         file=sys.stderr,
     )
+    for stale in remove_stale_temps(out):  # left by a run that was killed
+        print(f"removed {stale}, left by an interrupted run", file=sys.stderr)
     try:
         with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
             writer = RowWriter(fh, suffix)

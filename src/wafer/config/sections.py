@@ -54,7 +54,9 @@ class SynthesizeParams:
 class IngestParams:
     SECTION: ClassVar[str] = "ingest"
     input: str = param(pattern=r".+", pattern_help="a file name")
+    trust_pickle: bool = param()
     on_invalid: str = param(choices=("drop", "fail"))
+    max_side: int = param(lo=8, hi=100_000)
 
 
 @dataclass(frozen=True)

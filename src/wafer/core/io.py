@@ -20,17 +20,24 @@ import numpy as np
 from wafer.core.errors import WaferInputError
 
 
+def _temp_prefix(path: Path, pid: int | str) -> str:
+    return f".{path.stem}.{pid}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
     An interrupted writer (Ctrl-C, crash) leaves the previous file, or none, never half a file.
-    The temporary name keeps the final suffix so that numpy/torch/matplotlib pick the right format.
+    The temporary name keeps the final suffix so that numpy/torch/matplotlib pick the right
+    format, and holds the writer's process id (``.<stem>.<pid>-<random>.tmp<suffix>``), so that
+    one left by a killed process can be told from one being written
+    (:func:`remove_stale_temps`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+        dir=path.parent, prefix=_temp_prefix(path, os.getpid()), suffix=f".tmp{path.suffix}"
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -43,6 +50,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` for ``path`` whose writing process is
+    gone (killed with -9, the machine restarted): a temporary of a live process is kept.
+    Returns the files removed."""
+    path = Path(path)
+    pattern = f"{_temp_prefix(path, '*')}*.tmp{path.suffix}"
+    removed = []
+    for tmp in path.parent.glob(pattern) if path.parent.is_dir() else []:
+        pid = tmp.name[len(f".{path.stem}.") :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _to_builtin(obj: Any) -> Any:

@@ -29,6 +29,7 @@ from wafer.core.classes import CLASS_INDEX, CLASS_NAMES
 from wafer.core.errors import WaferInputError
 from wafer.core.io import save_npz
 from wafer.core.io import sha256_file as io_sha256
+from wafer.data.arrays import check_member, clean_reason, member_array, read_array
 from wafer.data.files import Ingested
 from wafer.data.lswmd import read_lswmd, unwrap_label
 from wafer.data.maprules import REASONS, MapProblem, as_candidate, check_map, value_problems
@@ -40,12 +41,15 @@ def _column(df: pd.DataFrame, name: str) -> list | None:
     return df[name].tolist() if name in df.columns else None
 
 
-def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str) -> Ingested:
+def validate_frame(
+    df: pd.DataFrame, path: str | Path, on_invalid: str, max_side: int | None = None
+) -> Ingested:
     """Keep the labeled, valid rows of an LSWMD frame.
 
     on_invalid: ``"drop"`` counts invalid rows by reason and goes on; ``"fail"`` raises
     :class:`WaferInputError` at the first invalid row. Unlabeled rows are always dropped
-    (counted as ``unlabeled``): they are not errors, WM-811K has 638,507 of them.
+    (counted as ``unlabeled``): they are not errors, WM-811K has 638,507 of them. A map over
+    ``max_side`` dies a side is invalid (``too_large``), like one that breaks a map rule.
     """
     if on_invalid not in ("drop", "fail"):
         raise ValueError(f"on_invalid must be 'drop' or 'fail', not {on_invalid!r}")
@@ -77,10 +81,15 @@ def validate_frame(df: pd.DataFrame, path: str | Path, on_invalid: str) -> Inges
             continue
         labels[i] = CLASS_INDEX[label]
         try:
-            candidates.append(as_candidate(maps[i], "waferMap"))
+            m = maps[i] if isinstance(maps[i], Oversized) else as_candidate(maps[i], "waferMap")
         except MapProblem as exc:
             reject(i, exc.key, exc.detail)
             continue
+        if max_side is not None and max(m.shape) > max_side:
+            h, w = m.shape
+            reject(i, "too_large", f"map is {h}x{w} dies, over ingest.max_side = {max_side}")
+            continue
+        candidates.append(m)
         cand_rows.append(i)
 
     # the value rules, vectorised over one concatenated buffer
@@ -145,11 +154,10 @@ def sha256_file(path: str | Path) -> str:
 RAGGED_KEYS = ("flat", "shapes", "offsets")
 
 
-def convert_pickle(path: str | Path, out: str | Path) -> dict:
-    """Unpickle a TRUSTED LSWMD-format pickle and write its valid maps, labeled or not, as a
-    ragged-maps .npz (module docstring). Rows whose map is invalid (not 2-D numeric {0, 1, 2}
-    with a die) are left out and counted. Returns the counts."""
-    df = read_lswmd(path)
+def ragged_npz_arrays(df: pd.DataFrame, path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """An LSWMD-layout frame as the arrays of a ragged-maps .npz (module docstring): every row
+    whose map is valid, labeled or not; rows whose map is invalid (not 2-D numeric {0, 1, 2}
+    with a die) are left out and counted. Returns (arrays, counts)."""
     if "waferMap" not in df.columns:
         cols = ", ".join(map(str, df.columns))
         raise WaferInputError(path, f"missing column 'waferMap' (columns: {cols})")
@@ -188,14 +196,22 @@ def convert_pickle(path: str | Path, out: str | Path) -> dict:
         masks = [np.asarray(col[i], dtype=np.uint8) for i in rows]
         if all(mk.shape == m.shape for mk, m in zip(masks, kept, strict=True)):
             arrays["mask_flat"] = ragged.pack(masks)[0]
-    save_npz(out, **arrays)
-    return {
+    counts = {
         "rows_read": len(maps),
         "rows_kept": len(rows),
         "labeled": int(sum(1 for f in failure if f)),
         "dropped": {k: v[0] for k, v in reasons.items()},
         "first_dropped": {k: v[1] for k, v in reasons.items()},
     }
+    return arrays, counts
+
+
+def convert_pickle(path: str | Path, out: str | Path) -> dict:
+    """Unpickle a TRUSTED LSWMD-format pickle and write it as a ragged-maps .npz
+    (:func:`ragged_npz_arrays`). Returns the counts."""
+    arrays, counts = ragged_npz_arrays(read_lswmd(path), path)
+    save_npz(out, **arrays)
+    return counts
 
 
 def is_ragged_npz(path: str | Path) -> bool:
@@ -208,65 +224,139 @@ def is_ragged_npz(path: str | Path) -> bool:
     return all(f"{k}.npy" in names for k in RAGGED_KEYS)
 
 
-def read_ragged_npz(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+class Oversized:
+    """A map over the ingest map-size cap, known by its shape alone: its dies are never read."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+
+
+def read_ragged_npz(
+    path: str | Path, max_side: int | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """A ragged-maps .npz (``wafer convert``'s, or an ingested intermediate) as an LSWMD-layout
-    frame, and each frame row's row in the original pickle. Read with ``allow_pickle=False``."""
+    frame, and each frame row's row in the original pickle; never unpickles. The shapes are
+    read and checked first; a map over ``max_side`` dies a side stays an :class:`Oversized`
+    (its dies unread); the die buffers are read map by map (:func:`wafer.data.arrays.member_array`:
+    in place when stored, streamed when compressed, decompression bombs refused), so memory
+    holds the maps kept and never a whole compressed member at once."""
+    path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise WaferInputError(path, f"not a readable ragged-maps .npz: {exc}") from None
-    try:
-        flat, shapes, offsets = (d[k] for k in RAGGED_KEYS)
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise WaferInputError(
+            path, f"not a readable ragged-maps .npz: {clean_reason(exc)}"
+        ) from None
+    with zf:
+        members = {n[:-4] if n.endswith(".npy") else n: n for n in zf.namelist()}
+
+        def load(name: str, kinds: str = "iufb") -> np.ndarray:
+            where = f"{path}[{name}]"
+            check_member(zf.getinfo(members[name]), where)
+            return read_array(lambda: zf.open(members[name]), where, None, None, kinds)
+
+        def buffer(name: str):
+            where = f"{path}[{name}]"
+            arr = member_array(path, zf, members[name], where, None, (1,))
+            return load(name) if arr is None else arr
+
+        missing = [k for k in RAGGED_KEYS if k not in members]
+        if missing:
+            raise WaferInputError(path, f"not a ragged-maps .npz (no {', '.join(missing)})")
+        shapes, offsets = load("shapes").astype(np.int64), load("offsets").astype(np.int64)
         n = len(shapes)
-        sizes = shapes.astype(np.int64).reshape(n, 2).prod(axis=1)
-        if (
-            offsets.shape != (n + 1,)
-            or (np.diff(offsets) != sizes).any()
-            or (n and (offsets[0] != 0 or offsets[-1] != len(flat)))
-        ):
-            raise ValueError("offsets do not match the shapes")
-        if "failure_type" in d:
-            failure = [str(v) for v in d["failure_type"]]
-        elif "labels" in d:  # an ingested intermediate: every row is labeled
-            failure = [CLASS_NAMES[int(k)] for k in d["labels"]]
+        if shapes.shape != (n, 2) or offsets.shape != (n + 1,) or (shapes < 0).any():
+            raise WaferInputError(path, "ragged maps: shapes must be (N, 2) and offsets (N + 1,)")
+        if (np.diff(offsets) != shapes.prod(axis=1)).any() or (n and offsets[0] != 0):
+            raise WaferInputError(path, "ragged maps: offsets do not match the shapes")
+        flat = buffer("flat")
+        if len(flat) != (offsets[-1] if n else 0):
+            raise WaferInputError(path, "ragged maps: flat does not hold sum(h*w) dies")
+        has_masks = "mask_flat" in members and zf.getinfo(members["mask_flat"]).file_size > 128
+        mask = buffer("mask_flat") if has_masks else None
+        if mask is not None and len(mask) != len(flat):
+            mask = None  # no masks (an empty member), or not one per die: none kept
+
+        def column(name: str, default: object) -> list:
+            if name not in members:
+                return [default] * n
+            values = load(name, "iufbU")
+            return values.tolist() if len(values) == n else [default] * n
+
+        if "failure_type" in members:
+            failure = [str(v) for v in load("failure_type", "U")]
+        elif "labels" in members:  # an ingested intermediate: every row is labeled
+            failure = [CLASS_NAMES[int(k)] for k in load("labels")]
         else:
             failure = [""] * n
+        rows = load("source_row") if "source_row" in members else np.arange(n)
+        if len(rows) != n or len(failure) != n:
+            raise WaferInputError(path, "ragged maps: source_row / labels do not match the shapes")
 
-        def col(name: str, default: object) -> list:
-            return d[name].tolist() if name in d and len(d[name]) == n else [default] * n
+        def maps(buf) -> list:
+            out = []
+            for i in range(n):
+                h, w = (int(v) for v in shapes[i])
+                if max_side is not None and max(h, w) > max_side:
+                    out.append(Oversized((h, w)))
+                else:
+                    out.append(np.array(buf[offsets[i] : offsets[i + 1]]).reshape(h, w))
+            return out
 
         frame = pd.DataFrame(
             {
-                "waferMap": [ragged.get(flat, shapes, offsets, i) for i in range(n)],
-                "lotName": col("lot", ""),
-                "waferIndex": col("wafer_index", np.nan),
-                "trianTestLabel": col("orig_split", ""),
+                "waferMap": maps(flat),
+                "lotName": column("lot", ""),
+                "waferIndex": column("wafer_index", np.nan),
+                "trianTestLabel": column("orig_split", ""),
                 "failureType": failure,
             }
         )
-        mask = d.get("mask_flat", np.zeros(0, dtype=np.uint8))
-        if len(mask) == len(flat) and len(flat):
-            frame["patternMask"] = [ragged.get(mask, shapes, offsets, i) for i in range(n)]
-        rows = d["source_row"] if "source_row" in d else np.arange(n)
-        if len(rows) != n or len(failure) != n:
-            raise ValueError("source_row / labels do not match the shapes")
-    except (KeyError, ValueError, IndexError, TypeError) as exc:
-        raise WaferInputError(path, f"not a valid ragged-maps .npz: {exc}") from None
+        if mask is not None:
+            frame["patternMask"] = maps(mask)
     return frame, np.asarray(rows, dtype=np.int64)
 
 
-def ingest_file(path: str | Path, on_invalid: str) -> Ingested:
-    """``ingest.input`` -> :class:`Ingested`: a ragged-maps .npz (read without unpickling) or
-    an LSWMD-format pickle (unpickled: trusted files only). Row numbers (``source_row``, drop
-    reports) are those of the original pickle either way."""
-    if not Path(path).is_file():
+PICKLE_OPT_IN = (
+    "is not a ragged-maps .npz, so it would be read as an LSWMD pickle, and unpickling runs "
+    "any code the file holds: set ingest.trust_pickle: true (-S ingest.trust_pickle=true) for a "
+    "pickle from a source you trust, or convert it once with `wafer convert --trust-pickle`"
+)
+
+
+def check_input(path: str | Path, trust_pickle: bool) -> str:
+    """What ``ingest.input`` is ('npz' or 'pickle'), after checking that it can be read as
+    configured: an existing, readable file, and a pickle only with ``trust_pickle``; else one
+    line naming the file. The validate_params stage calls it before any stage runs."""
+    path = Path(path)
+    if path.is_dir():
+        raise WaferInputError(path, "is a folder, not a data file")
+    if not path.is_file():
         raise WaferInputError(path, "no such file")
-    if not is_ragged_npz(path):
-        return validate_frame(read_lswmd(path), path, on_invalid)
-    frame, rows = read_ragged_npz(path)
     try:
-        ing = validate_frame(frame, path, on_invalid)
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise WaferInputError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if is_ragged_npz(path):
+        return "npz"
+    if not trust_pickle:
+        raise WaferInputError(path, PICKLE_OPT_IN)
+    return "pickle"
+
+
+def ingest_file(
+    path: str | Path, on_invalid: str, max_side: int | None = None, trust_pickle: bool = False
+) -> Ingested:
+    """``ingest.input`` -> :class:`Ingested`: a ragged-maps .npz (read without unpickling) or,
+    with ``trust_pickle``, an LSWMD-format pickle (unpickled: trusted files only). Maps over
+    ``max_side`` dies a side are invalid (``too_large``; in an .npz their dies are never read).
+    Row numbers (``source_row``, drop reports) are those of the original pickle either way."""
+    if check_input(path, trust_pickle) == "pickle":
+        return validate_frame(read_lswmd(path), path, on_invalid, max_side)
+    frame, rows = read_ragged_npz(path, max_side)
+    try:
+        ing = validate_frame(frame, path, on_invalid, max_side)
     except WaferInputError as exc:  # name the original row, not the position in the .npz
         if exc.row is None:
             raise

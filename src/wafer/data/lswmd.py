@@ -111,7 +111,9 @@ def read_lswmd(path: str | Path) -> pd.DataFrame:
             obj = LegacyUnpickler(fh).load()
     except errors as exc:
         raise WaferInputError(
-            path, f"not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {exc}"
+            path,
+            "not a readable pickle (truncated or corrupt?): "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
         ) from None
     if not isinstance(obj, pd.DataFrame):
         raise WaferInputError(path, f"expected a pandas DataFrame, found {type(obj).__name__}")

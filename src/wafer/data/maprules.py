@@ -22,6 +22,7 @@ REASONS = {
     "empty": "no cells",
     "bad_values": "not numbers, or values outside {0, 1, 2}",
     "no_dies": "every cell is 0 (outside the wafer)",
+    "too_large": "more dies a side than the map-size cap",
 }
 
 

@@ -22,7 +22,7 @@ Inputs (:func:`read_maps`; each map becomes one :class:`Item`, named by its sour
 
 Bounded resources: a map larger than ``max_side`` dies a side (default
 :data:`wafer.data.maprules.MAX_SIDE`) is refused, and so is any array over
-:data:`wafer.inputs.arrays.MAX_ARRAY_BYTES`, from the file's header (the PNG header, the
+:data:`wafer.data.arrays.MAX_ARRAY_BYTES`, from the file's header (the PNG header, the
 ``.npy`` header of a file or of each ``.npz`` member, the ragged shapes) before anything is
 decoded; pickled maps are checked by shape before they are resized.
 
@@ -33,7 +33,7 @@ that cannot be read, becomes an item with an error
 items are unaffected.
 
 The PNG encoding is :mod:`wafer.inputs.png`; array headers and ranged reads are
-:mod:`wafer.inputs.arrays`.
+:mod:`wafer.data.arrays`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wafer.core.errors import WaferInputError
-from wafer.data.lswmd import read_lswmd
-from wafer.data.maprules import MAX_SIDE, check_map, check_side
-from wafer.inputs.arrays import (
+from wafer.data.arrays import (
     NPY_MAGIC,
     bad_ndim,
     check_member,
@@ -59,6 +57,8 @@ from wafer.inputs.arrays import (
     read_array,
     stream_array,
 )
+from wafer.data.lswmd import read_lswmd
+from wafer.data.maprules import MAX_SIDE, check_map, check_side
 from wafer.inputs.png import PNG_MAGIC, decode_pixels, looks_like_wafer, png_pixels
 
 

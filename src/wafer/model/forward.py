@@ -21,30 +21,30 @@ from wafer.model.net import one_hot
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
-def check_device(name: str) -> str:
+def check_device(name: str, what: str = "--device") -> str:
     """``name`` when it is a device this machine has ('auto' always is), else a one-line
-    :class:`UsageError` (``--device 'tpu9': ...``)."""
+    :class:`UsageError` naming ``what`` (the option or param: ``--device 'tpu9': ...``)."""
     if name == "auto":
         return name
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise UsageError(f"--device {name!r}: not a device name (use {DEVICES})") from None
+        raise UsageError(f"{what} {name!r}: not a device name (use {DEVICES})") from None
     if dev.type == "cpu":
         return name
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise UsageError(f"--device {name!r}: no CUDA GPU is available on this machine")
+            raise UsageError(f"{what} {name!r}: no CUDA GPU is available on this machine")
         if dev.index is not None and dev.index >= n:
-            raise UsageError(f"--device {name!r}: this machine has {n} CUDA GPU(s)")
+            raise UsageError(f"{what} {name!r}: this machine has {n} CUDA GPU(s)")
         return name
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise UsageError(f"--device {name!r}: MPS is not available on this machine")
+            raise UsageError(f"{what} {name!r}: MPS is not available on this machine")
         return name
-    raise UsageError(f"--device {name!r}: not supported (use {DEVICES})")
+    raise UsageError(f"{what} {name!r}: not supported (use {DEVICES})")
 
 
 def resolve_device(name: str) -> torch.device:

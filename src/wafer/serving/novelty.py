@@ -25,6 +25,7 @@ and no test map, enters either choice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 
 from wafer.config.rules import NOVELTY_METHODS
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
@@ -44,6 +46,15 @@ from wafer.serving.files import Novelty
 
 METHODS = NOVELTY_METHODS
 RIDGE = 1e-6  # added to the covariance's diagonal (relative to its mean variance)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS (numpy's and scikit-learn's matrix products, the inverse) on one thread inside:
+    its sums then run in one order, so the index, scores and thresholds computed inside are
+    the same bytes on any machine of the same processor kind, whatever its core count."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -91,6 +102,10 @@ class FeatureIndex:
         tta: bool,
         model_sha256: str,
     ) -> FeatureIndex:
+        """The index of these features; ValueError when any is NaN or infinite (a broken
+        model: every novelty score and neighbour would be meaningless)."""
+        if not np.isfinite(features).all():
+            raise ValueError("the training maps' features hold NaN or infinite values")
         labels = np.asarray(labels, dtype=np.int8)
         means, precision = gaussian_stats(features, labels)
         return cls(
@@ -122,11 +137,21 @@ class FeatureIndex:
         z = load_npz(path, ("features", "rows", "labels", "class_means", "precision", "tta"))
         f, rows, labels = z["features"], z["rows"], z["labels"]
         n, d = f.shape if f.ndim == 2 else (-1, -1)
+        means = z["class_means"]
+        floating = f.ndim == 2 and np.issubdtype(f.dtype, np.floating)
+        absent = np.isnan(means).all(axis=1) if means.ndim == 2 else np.zeros(0, bool)
         problems = [
-            (f.ndim != 2 or not np.issubdtype(f.dtype, np.floating), "features must be (N, D)"),
+            (not floating, "features must be (N, D)"),
+            (floating and not np.isfinite(f).all(), "features hold NaN or infinite values"),
             (rows.shape != (n,) or labels.shape != (n,), "rows/labels must have N entries"),
             (z["class_means"].shape != (len(CLASS_NAMES), d), "class_means must be (9, D)"),
             (z["precision"].shape != (d, d), "precision must be (D, D)"),
+            (
+                means.shape == (len(CLASS_NAMES), d) and not np.isfinite(means[~absent]).all(),
+                "class_means hold infinite or partly NaN rows (a class absent from the index "
+                "is a row of NaN)",
+            ),
+            (not np.isfinite(z["precision"]).all(), "precision holds NaN or infinite values"),
             (n < 1, "the index is empty"),
             (
                 bool(labels.size) and not (0 <= labels.min() and labels.max() < len(CLASS_NAMES)),

@@ -227,8 +227,9 @@ def effective_params(
     changes: dict[str, Any] = {}
     if recipe:
         changes.update(load_recipe(recipe, params, recipes_dir or repo / "recipes"))
-    if data is not None:
+    if data is not None:  # naming the file is trusting it (a pickle: its code runs when read)
         changes["ingest.input"] = data
+        changes["ingest.trust_pickle"] = True
     for text in overrides:
         key, value = parse_override(text)
         if key == "ingest.input" and data is not None:

@@ -17,6 +17,20 @@ GPU and CPU names) and log are then copied to ``--out`` (default ``results/gpu/<
     python -m wafer.tools.run_stages --synthetic -S shard.input_px=32 -S train.epochs=1 --name tiny
 
 Imports only the standard library and PyYAML.
+
+Why this runner still exists (issue 28, measured 2026-12-02 on the CPU machine): a user's GPU
+box has DVC, and the lent GPU machine could have it too. DVC 3.67.1 needs 64 packages that its
+image lacks; as Python 3.12 manylinux wheels they weigh 19 MiB (``pip download --no-deps
+--only-binary=:all:`` of each, antlr4-python3-runtime 4.9.3 built from its pure-Python sdist),
+which with the tracked tree (7 MiB) and the real subset (6.3 MiB) fits the 64 MiB that travels.
+But ``dvc exp run`` also needs the git repository there (``.git``, 11.7 MiB, carried by name)
+and a ``git`` binary, which the image's package list does not promise, and none of this can be
+checked without a lease: this session had none, and a lease's 15 minutes belong to the
+``seed-224`` training first. So the runner stays, and its commands are tested against DVC's own
+rendering (tests/tools/test_run_stages.py). The next lease can settle it in one minute before
+training: carry ``.whl`` and ``.git``, install with ``pip install --no-index --no-deps --target``,
+and run ``git --version && python -m dvc exp run --dry``; if both answer, the GPU recipe runs as
+``dvc exp run`` and this module goes.
 """
 
 from __future__ import annotations
@@ -213,7 +227,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     data.add_argument(
         "--data",
         default=str(DEFAULT_DATA),
-        help="WM-811K pickle for ingest.input, relative to the repository "
+        help="WM-811K data for ingest.input (a ragged-maps .npz, or a pickle: naming it here is "
+        "trusting it, ingest.trust_pickle=true), relative to the repository "
         f"(default: {DEFAULT_DATA})",
     )
     data.add_argument(

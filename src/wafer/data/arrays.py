@@ -66,11 +66,13 @@ def npy_header(
     max_side: int | None,
     ndims: tuple[int, ...] | None = (2, 3),
     byte_cap: bool = True,
+    kinds: str = "iufb",
 ) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Read and check a .npy header (file or .npz member) without reading the data: the
-    magic, a numeric dtype (no objects), ``ndims`` dimensions, the map-size cap, the byte
-    cap (unless ``byte_cap`` is off: a :class:`FileArray`, never read whole into memory).
-    Returns (shape, fortran_order, dtype); ``fh`` is left at the first data byte."""
+    magic, a dtype of one of ``kinds`` (numbers by default; never objects), ``ndims``
+    dimensions, the map-size cap, the byte cap (unless ``byte_cap`` is off: a
+    :class:`FileArray`, never read whole into memory). Returns (shape, fortran_order, dtype);
+    ``fh`` is left at the first data byte."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fh)
@@ -87,8 +89,9 @@ def npy_header(
         raise WaferInputError(where, f"not a readable .npy header: {clean_reason(exc)}") from None
     if dtype.hasobject:
         raise WaferInputError(where, OBJECT_ARRAY_REFUSED)
-    if dtype.kind not in "iufb":
-        raise WaferInputError(where, f"array has non-numeric dtype {dtype}")
+    if dtype.kind not in kinds:
+        what = "non-numeric" if kinds == "iufb" else "unexpected"
+        raise WaferInputError(where, f"array has {what} dtype {dtype}")
     if ndims is not None and len(shape) not in ndims:
         raise WaferInputError(where, bad_ndim(tuple(shape)))
     check_side(tuple(shape), where, None, max_side)
@@ -241,10 +244,12 @@ def read_array(
     where: str | Path,
     max_side: int | None,
     ndims: tuple[int, ...] | None = (2, 3),
+    kinds: str = "iufb",
 ) -> np.ndarray:
-    """Header first (:func:`npy_header`), then the data, never unpickling."""
+    """Header first (:func:`npy_header`: capped, ``kinds`` of dtype), then the data, never
+    unpickling."""
     with open_fh() as fh:
-        npy_header(fh, where, max_side, ndims)
+        npy_header(fh, where, max_side, ndims, kinds=kinds)
     try:
         with open_fh() as fh:
             return np.lib.format.read_array(fh, allow_pickle=False)
