@@ -19,9 +19,8 @@ import numpy as np
 import typer
 
 from wafer.config.params import load_params, section_values
-from wafer.config.rules import OBJECTIVES
 from wafer.config.sections import EvaluateParams, PriorParams
-from wafer.core.classes import CLASS_NAMES
+from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.errors import one_line_errors
 from wafer.core.io import write_csv, write_json
 from wafer.data.files import Logits
@@ -29,7 +28,9 @@ from wafer.report.evaluate import compact, evaluate, prior_from_list
 from wafer.report.metrics import confusion, prevalence_weights
 from wafer.report.plotting import confusion_png
 from wafer.report.predictions import Predictions
+from wafer.serving.conformal import coverage_report
 from wafer.serving.decision import ServingConfig, decide
+from wafer.serving.screen import defect_mix, escape_rate, escapes_per_class, false_alarm_rate
 from wafer.serving.thresholds import floor_thresholds
 
 app = typer.Typer(add_completion=False)
@@ -38,12 +39,15 @@ app = typer.Typer(add_completion=False)
 def split_report(
     logits: np.ndarray, y: np.ndarray, served: ServingConfig, prior: dict, n_boot: int, seed: int
 ) -> dict:
-    """Both operating points, argmax and tau-only figures of one split."""
+    """Every fitted operating point, argmax and tau-only figures, the screen's escape and
+    false-alarm rates (target prior, per defect class) and the prediction sets of one split."""
     weights = prevalence_weights(y, prior)
+    w = defect_mix(np.array([prior[c] for c in CLASS_NAMES], dtype=np.float64))
     out: dict = {}
-    for name in OBJECTIVES:
+    for name, _ in served.points:
         point = served.at(name)
         d = point.decide(logits)
+        p_defect = 1.0 - d.probs[:, NONE_INDEX]
         out[name] = evaluate(y, d.pred, d.probs, served.cost_ratio, prior, n_boot, seed)
         out[name]["operating_point"] = {
             "tau": point.tau,
@@ -53,8 +57,27 @@ def split_report(
         out[name]["tau_only"] = compact(
             y, decide(d.probs, floor, point.tau), served.cost_ratio, weights
         )
+        out[name]["screen"] = {
+            "escape_rate": escape_rate(p_defect, y, point.tau, w),
+            "false_alarm_rate": false_alarm_rate(p_defect, y, point.tau),
+            "per_class": escapes_per_class(p_defect, y, point.tau),
+        }
+        if name == "escape_budget" and served.budget is not None:
+            b = served.budget
+            realised = out[name]["screen"]["escape_rate"]
+            out[name]["screen"] |= {
+                "budget": b["alpha"],
+                "confidence": b["confidence"],
+                "bound": b["bound"],  # certified on validation
+                "within_budget": bool(realised <= b["alpha"]),
+            }
     probs = served.decide(logits).probs
     out["argmax"] = compact(y, probs.argmax(axis=1), served.cost_ratio, weights)
+    if served.sets is not None:
+        out["prediction_sets"] = coverage_report(served.sets.sets(probs), y) | {
+            "method": served.sets.method,
+            "target_coverage": 1.0 - served.sets.alpha,
+        }
     return out
 
 
@@ -79,6 +102,7 @@ def main(
         "objective": served.objective,
         "temperature": served.temperature,
         "tta": served.tta,
+        "escape_budget": served.budget,  # its guarantee, or why it was refused
     }
     for split in ("val", "test"):
         report[split] = split_report(
@@ -100,7 +124,7 @@ def main(
     )
     Predictions.save(predictions, rows, y, decision.pred, decision.probs, decision.defect)
     for split in ("val", "test"):
-        for name in OBJECTIVES:
+        for name, _ in served.points:
             r = report[split][name]
             pc = r["prevalence_corrected"]
             print(
@@ -110,7 +134,15 @@ def main(
                 f"(tau only {r['tau_only']['macro_f1_prevalence_corrected']:.4f}, argmax "
                 f"{report[split]['argmax']['macro_f1_prevalence_corrected']:.4f}), macro-F1 "
                 f"{r['macro_f1']:.4f}; escapes {r['escapes']:.0f}, false alarms "
-                f"{r['false_alarms']:.0f}"
+                f"{r['false_alarms']:.0f}; escape rate (target prior) "
+                f"{r['screen']['escape_rate']:.4f}"
+            )
+        sets = report[split].get("prediction_sets")
+        if sets:
+            print(
+                f"evaluate: {split} prediction sets ({sets['method']}): coverage "
+                f"{sets['coverage']:.3f} (target {sets['target_coverage']:.2f}), mean size "
+                f"{sets['mean_size']:.2f}, singletons {sets['singleton_share']:.1%}"
             )
 
 

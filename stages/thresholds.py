@@ -1,37 +1,54 @@
-"""Stage `thresholds`: fit the two operating points on validation, with the served rule
-(wafer.serving.thresholds.decide) on the calibrated served probabilities, every count weighted to
-the target class prior (the `prior` section, the one the headline reports under):
+"""Stage `thresholds`: fit the operating points and the prediction-set rule on validation,
+with the served rule (wafer.serving.decision.decide) on the calibrated served probabilities,
+every count weighted to the target class prior (the `prior` section, the one the headline
+reports under):
 
 * `cost`: tau minimises (c * escapes + false alarms) / N (the screen: few escapes);
 * `macro_f1`: tau maximises macro-F1 (the most accurate label; what the seed's 0.92 measures);
+* `escape_budget`: the largest tau whose upper confidence bound on the escape rate is at most
+  `thresholds.escape_budget` with probability `thresholds.confidence` (wafer.serving.screen);
+  when validation cannot give that guarantee the point is recorded as refused, with why, and
+  never served (serving it is then a one-line error here and in `wafer predict`);
 
 then, at each tau, the per-class thresholds that raise validation macro-F1 (floor, minimum
-support and minimum gain: wafer.serving.thresholds). `thresholds.objective` picks the point that
-`wafer predict` and the demo serve; `evaluate` reports both. Nothing here reads test data.
-Writes the served thresholds file (wafer.serving.files.Thresholds), the metrics, and the sweep CSV
-and PNG.
+support and minimum gain: wafer.serving.thresholds). Prediction sets: split-conformal at
+coverage 1 - `thresholds.set_alpha`, the score chosen by cross-fitting on validation
+(wafer.serving.conformal). `thresholds.objective` picks the point that `wafer predict` and the
+demo serve; `evaluate` reports all. Nothing here reads test data. Writes the served thresholds
+file (wafer.serving.files.Thresholds), the metrics, the sweep CSV and PNG, the screen's
+operating curve and the prediction sets' coverage curve.
 """
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from wafer.config.params import load_params, section_values
-from wafer.config.rules import OBJECTIVES
 from wafer.config.sections import PriorParams, ThresholdsParams
-from wafer.core.classes import CLASS_NAMES
-from wafer.core.errors import one_line_errors
+from wafer.core.classes import CLASS_NAMES, NONE_INDEX
+from wafer.core.errors import UsageError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json
 from wafer.data.files import Logits
 from wafer.report.evaluate import prior_from_list
 from wafer.report.metrics import macro_f1, prevalence_weights
-from wafer.report.plotting import sweep_png
+from wafer.report.plotting import screen_png, sets_png, sweep_png
+from wafer.serving import conformal
 from wafer.serving.calibration import softmax
 from wafer.serving.decision import decide
 from wafer.serving.files import Calibration, OperatingPoint, Thresholds
-from wafer.serving.thresholds import fit_operating_point
+from wafer.serving.screen import (
+    class_bounds,
+    class_conditional,
+    defect_mix,
+    fit_budget,
+    upper_bound,
+)
+from wafer.serving.thresholds import CHOOSERS, fit_class_thresholds, fit_operating_point, sweep
 
 app = typer.Typer(add_completion=False)
+
+SET_ALPHAS = np.array([0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3])  # the coverage curve's points
 
 
 @app.command()
@@ -44,6 +61,9 @@ def main(
     metrics: Path = typer.Option(..., "--metrics"),
     curve: Path = typer.Option(..., "--curve"),
     png: Path = typer.Option(..., "--png"),
+    screen_png_out: Path = typer.Option(..., "--screen-png"),
+    sets_curve: Path = typer.Option(..., "--sets-curve"),
+    sets_png_out: Path = typer.Option(..., "--sets-png"),
 ) -> None:
     raw = load_params(params)
     p = section_values(raw, ThresholdsParams)
@@ -57,9 +77,8 @@ def main(
         name: fit_operating_point(
             probs, y, name, p.cost_ratio, weights, p.min_threshold, p.min_support, p.min_gain
         )
-        for name in OBJECTIVES
+        for name in CHOOSERS
     }
-
     points, report = {}, {}
     for name, f in fits.items():
         pred = decide(probs, f["class_thresholds"], f["tau"])
@@ -69,6 +88,40 @@ def main(
             "thresholds_fitted": [CLASS_NAMES[k] for k in f["fit"]["fitted"]],
             "too_few_val_maps": [CLASS_NAMES[k] for k in f["fit"]["too_few_maps"]],
         }
+
+    # the escape budget: a guaranteed escape rate, or a refusal that says why
+    prior_vec = np.array([prior[c] for c in CLASS_NAMES], dtype=np.float64)
+    delta = 1.0 - p.confidence
+    p_defect = 1.0 - probs[:, NONE_INDEX]
+    budget = fit_budget(p_defect, y, prior_vec, p.escape_budget, delta)
+    if budget["attainable"]:
+        tau = budget["tau"]
+        t, rec = fit_class_thresholds(
+            probs, y, tau, weights, p.min_threshold, p.min_support, p.min_gain
+        )
+        points["escape_budget"] = OperatingPoint(tau, tuple(map(float, t)))
+        row = sweep(probs, y, np.array([tau]), p.cost_ratio, None, weights)[0]
+        pred = decide(probs, t, tau)
+        report["escape_budget"] = points["escape_budget"].to_dict() | {
+            "val": row | {"macro_f1_with_class_thresholds": macro_f1(y, pred, weights)},
+            "thresholds_fitted": [CLASS_NAMES[k] for k in rec["fitted"]],
+            "too_few_val_maps": [CLASS_NAMES[k] for k in rec["too_few_maps"]],
+        }
+    elif p.objective == "escape_budget":
+        raise UsageError(f"thresholds.objective: escape_budget cannot be served: {budget['why']}")
+    report["budget"] = budget | {
+        "per_class_at_budget": (
+            class_bounds(p_defect, y, budget["tau"], p.escape_budget, delta)
+            if budget["attainable"]
+            else None
+        ),
+        "class_conditional": class_conditional(p_defect, y, p.escape_budget, delta),
+    }
+
+    # prediction sets: the score chosen on validation, cross-fitted; then fit on all of it
+    rule, compared = conformal.choose(probs, y, p.set_alpha, p.set_score)
+    report["prediction_sets"] = rule.to_dict() | compared
+    set_rows = conformal.curve(probs, y, rule.method, SET_ALPHAS)
     total = sum(prior.values())
     shares = {c: v / total for c, v in prior.items()}
     Thresholds(
@@ -79,6 +132,8 @@ def main(
         temperature=temperature,
         model_sha256=lg.model_sha256,
         logits_sha256=sha256_file(logits),
+        budget=budget,
+        sets=rule,
     ).save(out)
     write_json(
         metrics,
@@ -86,16 +141,23 @@ def main(
         | {"min_threshold": p.min_threshold, "min_support": p.min_support, "min_gain": p.min_gain}
         | report,
     )
-    rows = fits[p.objective]["sweep"]  # the same tau sweep (floor thresholds) for both points
+    rows = fits["cost"]["sweep"]  # the same tau sweep (floor thresholds) for every point
+    w = defect_mix(prior_vec)
+    for r in rows:  # the bound the budget point is held to, at every tau of the sweep
+        r["escape_bound"] = upper_bound(p_defect, y, r["tau"], w, delta)
     write_csv(curve, list(rows[0]), ([round(float(v), 6) for v in r.values()] for r in rows))
-    sweep_png(
-        rows,
-        {name: f["tau"] for name, f in fits.items()},
-        p.cost_ratio,
-        png,
-        "Operating-point sweep on validation (weighted to the target prior)",
-    )
-    for name in OBJECTIVES:
+    taus = {name: pt.tau for name, pt in points.items()}
+    sweep_png(rows, taus, p.cost_ratio, png, "Operating-point sweep on validation (target prior)")
+    marks = {
+        name: (report[name]["val"]["false_alarm_rate"], report[name]["val"]["escape_rate"])
+        for name in points
+    }
+    screen_png(rows, marks, p.escape_budget, screen_png_out)
+    write_csv(sets_curve, list(set_rows[0]), ([round(v, 6) for v in r.values()] for r in set_rows))
+    sets_png(set_rows, p.set_alpha, sets_png_out)
+    if not budget["attainable"]:
+        print(f"thresholds: escape_budget point refused: {budget['why']}")
+    for name in points:
         v = report[name]["val"]
         print(
             f"thresholds: {name} point tau={points[name].tau:.2f}: val (target prior) "

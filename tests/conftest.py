@@ -140,6 +140,22 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
                 "temperature": 1.3,
                 "model_sha256": model_sha,
                 "logits_sha256": logits_sha,
+                # the budget the untrained model's 0 validation maps could not guarantee
+                "escape_budget": {
+                    "alpha": 0.005,
+                    "confidence": 0.95,
+                    "attainable": False,
+                    "tau": None,
+                    "bound": 1.0,
+                    "why": "0 validation defects, about 598 needed (mix ratio 1.00)",
+                },
+                "prediction_sets": {
+                    "method": "aps",
+                    "alpha": 0.1,
+                    "qhat": 0.8,
+                    "lambda": 0.01,
+                    "k_reg": 1,
+                },
             }
         )
     )

@@ -303,3 +303,27 @@ def test_outside_a_checkout_the_files_must_be_given(tmp_path, monkeypatch):
         "error: --model not given, and no dvc.yaml: run from the pipeline's checkout or give "
         "the files' paths"
     )
+
+
+def test_prediction_sets_and_a_refused_operating_point(tmp_path, tiny_pipeline):
+    """Every row carries its prediction set (most probable class first, the predicted class's
+    neighbours at the stated coverage); --operating-point escape_budget, refused on
+    validation, is one line and writes nothing."""
+    np.save(tmp_path / "m.npy", np.stack([wafer(), wafer(12, 12, (4, 9))]))
+    out = tmp_path / "p.csv"
+    args = ["predict", str(tmp_path / "m.npy"), "-o", str(out)]
+    res = run_cli([*args, *small_batch_args(tiny_pipeline)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    for r in rows:
+        members = r["prediction_set"].split(";")
+        assert members and set(members) <= set(CLASS_NAMES)
+        probs = [float(r[f"p_{c}"]) for c in members]
+        assert probs == sorted(probs, reverse=True)
+    args = ["predict", str(tmp_path / "m.npy"), "-o", str(tmp_path / "q.csv")]
+    res = run_cli([*args, "--operating-point", "escape_budget", *small_batch_args(tiny_pipeline)])
+    assert res.exit_code == 2 and not (tmp_path / "q.csv").exists()
+    (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert "the escape_budget point is refused: 0 validation defects" in line
+    res = run_cli([*args, "--operating-point", "macro_f1", *small_batch_args(tiny_pipeline)])
+    assert res.exit_code == 0 and "macro_f1" in (tmp_path / "q.csv").read_text()

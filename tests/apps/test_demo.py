@@ -266,6 +266,9 @@ def test_analyse_uploads(demo_files, tmp_path):
         in a.result_md
     )
     assert ("DEFECT" if row["defect"] else "no defect") in a.result_md
+    assert f"**Prediction set** (90% coverage, aps): {', '.join(row['prediction_set'])}" in (
+        a.result_md
+    )
     assert list(a.top3) == [c for c, _ in row["top3"]]
     assert PROCESS_MODES[row["predicted"]]["signature"] in a.mode_md and a.warning_md == ""
 

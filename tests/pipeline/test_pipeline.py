@@ -16,6 +16,8 @@ import pytest
 import torch
 import yaml
 
+from wafer.core.classes import CLASS_NAMES
+
 from conftest import copy_checkout
 
 TINY = {
@@ -107,8 +109,15 @@ def test_repro_writes_every_output(repo):
                 "prevalence_corrected",
                 "tau_only",
                 "operating_point",
+                "screen",
             ):
                 assert key in ev[split][point], (split, point, key)
+        sets = ev[split]["prediction_sets"]  # coverage of the served prediction sets
+        assert sets["target_coverage"] == 0.9 and 0 <= sets["coverage"] <= 1
+        assert sets["mean_size"] >= 1 and set(sets["per_class"]) == set(CLASS_NAMES)
+    # the tiny run's few validation defects cannot guarantee 0.5 %: refused, and says why
+    assert ev["escape_budget"]["attainable"] is False and ev["escape_budget"]["why"]
+    assert "escape_budget" not in ev["test"]
     html = (dst / "reports/gradcam/index.html").read_text()
     assert all(c in html for c in ("Center", "Scratch", "Near-full"))
 

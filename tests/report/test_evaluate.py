@@ -152,6 +152,12 @@ def test_nothing_is_fit_on_test(tmp_path, load_stage):
                 str(d / "sweep.csv"),
                 "--png",
                 str(d / "sweep.png"),
+                "--screen-png",
+                str(d / "screen.png"),
+                "--sets-curve",
+                str(d / "sets.csv"),
+                "--sets-png",
+                str(d / "sets.png"),
             ],
         )
         assert r.exit_code == 0, r.output

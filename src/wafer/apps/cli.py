@@ -22,6 +22,7 @@ import typer
 from tqdm import tqdm
 
 from wafer.apps.options import cam_settings, check_output_dir, check_output_file, served_files
+from wafer.config.rules import OBJECTIVES
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors, write_failure
 from wafer.core.io import atomic_path, csv_writer, json_text, remove_stale_temps
@@ -42,6 +43,7 @@ CSV_COLUMNS = [
     "operating_point",
     "top3",
     *[f"p_{c}" for c in CLASS_NAMES],
+    "prediction_set",
     "novelty_score",
     "novel",
     "neighbours",
@@ -79,6 +81,7 @@ def _csv_row(r: dict) -> list[str]:
         r["operating_point"],
         format_top3(r["top3"]),
         *[f"{r['probabilities'][c]:.6f}" for c in CLASS_NAMES],
+        ";".join(r.get("prediction_set", [])),
         f"{r['novelty_score']:.6g}" if "novelty_score" in r else "",
         int(r["novel"]) if "novel" in r else "",
         " ".join(f"{n['row']}:{n['label']}:{n['distance']:.4f}" for n in r.get("neighbours", [])),
@@ -154,6 +157,14 @@ def predict(
         "dvc.yaml's paths.thresholds]",
         show_default=False,
     ),
+    operating_point: str | None = typer.Option(
+        None,
+        "--operating-point",
+        help="serve this fitted point instead of the file's: cost, macro_f1 or escape_budget "
+        "(the screen with a guaranteed escape rate; refused when validation could not give the "
+        "guarantee) [default: thresholds.json's objective]",
+        show_default=False,
+    ),
     cam_dir: Path | None = typer.Option(
         None, help="write a Grad-CAM PNG (map | CAM | overlay) per map into this folder"
     ),
@@ -212,6 +223,8 @@ def predict(
 
     Columns: source, predicted, confidence (calibrated probability of the predicted class),
     defect (1 if P(defect) = 1 - p_none >= tau), tau, top3, p_<class> (calibrated),
+    prediction_set (the classes the map may be, most probable first, ';'-separated: the true
+    class is in it with the coverage set on validation, thresholds.set_alpha),
     novelty_score and novel (1: unlike every known pattern at the threshold set on validation;
     blank without the index), neighbours (with --neighbours K: ingested row, label and distance
     of each, nearest first, e.g. 1234:Center:0.12), error (not predicted), warning (predicted,
@@ -254,7 +267,17 @@ def predict(
         if neighbours:
             raise typer.BadParameter(f"--neighbours needs the index: {why}")
         print(f"warning: {why}", file=sys.stderr)
-    predictor = Predictor.load(**files, device=device, cam_layer=cam_layer, cam_method=cam_method)
+    if operating_point is not None and operating_point not in OBJECTIVES:
+        raise UsageError(
+            f"--operating-point {operating_point!r}: not one of {', '.join(OBJECTIVES)}"
+        )
+    predictor = Predictor.load(
+        **files,
+        device=device,
+        cam_layer=cam_layer,
+        cam_method=cam_method,
+        objective=operating_point,
+    )
     if cam_dir is not None:
         from wafer.explain.cam import resolve_layer_name, target_layer
 

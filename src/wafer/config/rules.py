@@ -32,7 +32,8 @@ class ParamError(UsageError):
 NOVELTY_METHODS = ("msp", "energy", "knn", "mahalanobis")  # index.method (wafer.serving.novelty)
 CAM_METHODS = ("gradcam", "gradcam++")  # gradcam.method (wafer.explain.cam)
 STEMS = ("standard", "compact", "cifar")  # train.stem (wafer.model.net)
-OBJECTIVES = ("cost", "macro_f1")  # thresholds.objective: the operating points
+OBJECTIVES = ("cost", "macro_f1", "escape_budget")  # thresholds.objective: operating points
+SET_SCORES = ("lac", "aps", "raps")  # thresholds.set_score (wafer.serving.conformal)
 PRECISIONS = ("fp32", "bf16")  # train.precision (wafer.model.train)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 

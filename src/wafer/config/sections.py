@@ -26,6 +26,7 @@ from wafer.config.rules import (
     NOVELTY_METHODS,
     OBJECTIVES,
     PRECISIONS,
+    SET_SCORES,
     STEMS,
     Rule,
     distinct,
@@ -140,6 +141,10 @@ class ThresholdsParams:
     min_threshold: float = param(lo=0.0, hi=1.0, lo_open=True)
     min_support: int = param(lo=0)
     min_gain: float = param(lo=0.0)
+    escape_budget: float = param(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    confidence: float = param(lo=0.5, hi=1.0, hi_open=True)
+    set_alpha: float = param(lo=0.0, hi=0.5, lo_open=True)
+    set_score: str = param(choices=("auto", *SET_SCORES))
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,52 @@ def sweep_png(
     ax.legend(handles=handles, fontsize=8, loc="center right")
     ax.set_title(title or "Operating-point sweep on validation")
     _save(fig, path)
+
+
+def screen_png(
+    rows: list[dict],
+    points: dict[str, tuple[float, float]],
+    alpha: float | None,
+    path: str | Path,
+    title: str = "",
+) -> None:
+    """The screen's operating curve: escape rate against false-alarm rate over tau (``rows``:
+    ``false_alarm_rate``, ``escape_rate`` and, when known, ``escape_bound``), each operating
+    point marked (``{name: (false_alarm_rate, escape_rate)}``) and the escape budget ``alpha``
+    as a line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fa = [r["false_alarm_rate"] for r in rows]
+    ax.plot(fa, [r["escape_rate"] for r in rows], label="escape rate (target prior)")
+    if rows and "escape_bound" in rows[0]:
+        ax.plot(fa, [r["escape_bound"] for r in rows], ls="--", label="its upper bound")
+    if alpha is not None:
+        ax.axhline(alpha, color="grey", lw=1, ls=":", label=f"escape budget {alpha:g}")
+    for (name, (x, y)), color in zip(points.items(), ("red", "purple", "green"), strict=False):
+        ax.plot([x], [y], "o", color=color, label=f"{name} point")
+    ax.set_xlabel("false-alarm rate (true none flagged)")
+    ax.set_ylabel("escape rate (true defects called none)")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "The screen's operating curve (validation)")
+    _save(fig, path)
+
+
+def sets_png(rows: list[dict], served_alpha: float, path: str | Path, title: str = "") -> None:
+    """Coverage against mean prediction-set size over the target coverage (``rows``:
+    ``target_coverage``, ``coverage``, ``mean_size``), the served coverage marked."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot([r["mean_size"] for r in rows], [r["coverage"] for r in rows], "o-", label="measured")
+    ax.plot(
+        [r["mean_size"] for r in rows],
+        [r["target_coverage"] for r in rows],
+        ls=":",
+        color="grey",
+        label="target coverage",
+    )
+    ax.axhline(1 - served_alpha, color="red", lw=1, label=f"served: {1 - served_alpha:.0%}")
+    ax.set_xlabel("mean prediction-set size (classes)")
+    ax.set_ylabel("coverage (true class in the set)")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Prediction sets: coverage against size (validation, cross-fitted)")
+    _save(fig, path)

@@ -38,6 +38,7 @@ from wafer.core.classes import NONE_INDEX
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
 from wafer.serving.calibration import softmax
+from wafer.serving.conformal import SetRule
 from wafer.serving.files import Calibration, OperatingPoint, Thresholds, check_binding
 
 
@@ -80,6 +81,7 @@ class Decision:
     probs: np.ndarray  # (N, C) calibrated probabilities
     pred: np.ndarray  # (N,) class index after thresholds and operating point
     defect: np.ndarray  # (N,) bool: flagged as a defect (1 - p_none >= tau)
+    sets: np.ndarray | None = None  # (N, C) bool: the prediction set (None: no set rule)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class ServingConfig:
     cost_ratio: float  # escape : false-alarm cost of the `cost` operating point
     objective: str  # which operating point is served
     points: tuple[tuple[str, OperatingPoint], ...]  # every fitted point, by objective
+    budget: dict | None = None  # the escape budget's guarantee (wafer.serving.screen)
+    sets: SetRule | None = None  # the prediction-set rule (wafer.serving.conformal)
 
     @classmethod
     def load(
@@ -112,6 +116,10 @@ class ServingConfig:
             digest = model_sha256 or sha256_file(model)
             check_binding(model, digest, calibration, cal, thresholds, thr)
         served = objective or thr.objective
+        if served == "escape_budget" and thr.budget is not None and not thr.budget["attainable"]:
+            raise WaferInputError(
+                thresholds, f"the escape_budget point is refused: {thr.budget['why']}"
+            )
         if served not in thr.points:
             raise WaferInputError(thresholds, f"missing field 'operating_points.{served}'")
         point = thr.points[served]
@@ -123,6 +131,8 @@ class ServingConfig:
             cost_ratio=thr.cost_ratio,
             objective=served,
             points=tuple(thr.points.items()),
+            budget=thr.budget,
+            sets=thr.sets,
         )
 
     def at(self, objective: str) -> ServingConfig:
@@ -138,4 +148,5 @@ class ServingConfig:
         """Served logits (TTA-combined when ``tta``) -> calibrated probabilities and decisions."""
         probs = softmax(logits, self.temperature)
         pred = decide(probs, np.asarray(self.class_thresholds), self.tau)
-        return Decision(probs=probs, pred=pred, defect=flag_defects(probs, self.tau))
+        sets = self.sets.sets(probs) if self.sets is not None else None
+        return Decision(probs=probs, pred=pred, defect=flag_defects(probs, self.tau), sets=sets)

@@ -15,10 +15,11 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wafer.config.rules import NOVELTY_METHODS, OBJECTIVES
+from wafer.config.rules import NOVELTY_METHODS, OBJECTIVES, SET_SCORES
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import WaferInputError
 from wafer.core.io import write_json
+from wafer.serving.conformal import SetRule
 
 
 def _finite(v: object) -> bool:
@@ -45,6 +46,15 @@ FIELD_RULES = {
     "k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "false_flag_rate": (lambda v: _finite(v) and 0 < v < 1, "a number in (0, 1)"),
     "index_sha256": (_hex64, "a SHA-256 hex digest"),
+    # thresholds.json's escape_budget and prediction_sets records
+    "alpha": (lambda v: _finite(v) and 0 < v < 1, "a number in (0, 1)"),
+    "confidence": (lambda v: _finite(v) and 0.5 <= v < 1, "a number in [0.5, 1)"),
+    "attainable": (lambda v: isinstance(v, bool), "true or false"),
+    "bound": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "set_score": (lambda v: v in SET_SCORES, f"one of {', '.join(SET_SCORES)}"),
+    "qhat": (lambda v: v is None or _finite(v), "a number, or null (every class)"),
+    "lambda": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    "k_reg": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer"),
 }
 
 
@@ -137,9 +147,11 @@ def _point(data: dict, name: str, path: str | Path) -> OperatingPoint:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The `thresholds` stage's output (``paths.thresholds``): both operating points fit on
+    """The `thresholds` stage's output (``paths.thresholds``): the operating points fit on
     validation at ``temperature``, the one served (``objective``), the cost ratio and class
-    prior they were fit under, and what the logits came from."""
+    prior they were fit under, the escape budget's record (its guarantee, or why it cannot be
+    given: then there is no ``escape_budget`` point), the prediction-set rule, and what the
+    logits came from."""
 
     objective: str
     cost_ratio: float
@@ -148,6 +160,8 @@ class Thresholds:
     temperature: float
     model_sha256: str
     logits_sha256: str
+    budget: dict | None = None  # wafer.serving.screen.fit_budget's record
+    sets: SetRule | None = None  # wafer.serving.conformal
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(
@@ -161,7 +175,9 @@ class Thresholds:
                 "temperature": self.temperature,
                 "model_sha256": self.model_sha256,
                 "logits_sha256": self.logits_sha256,
-            },
+            }
+            | ({"escape_budget": self.budget} if self.budget is not None else {})
+            | ({"prediction_sets": self.sets.to_dict()} if self.sets is not None else {}),
         )
 
     @classmethod
@@ -185,7 +201,42 @@ class Thresholds:
             temperature=float(checked_field(data, "temperature", path)),
             model_sha256=checked_field(data, "model_sha256", path),
             logits_sha256=checked_field(data, "logits_sha256", path),
+            budget=_budget(data, path),
+            sets=_sets(data, path),
         )
+
+
+def _budget(data: dict, path: str | Path) -> dict | None:
+    """The escape_budget record (None in files made before it existed)."""
+    rec = data.get("escape_budget")
+    if rec is None:
+        return None
+    w = "escape_budget."
+    for key in ("alpha", "confidence", "attainable", "bound"):
+        checked_field(rec, key, path, where=w)
+    if rec["attainable"]:
+        checked_field(rec, "tau", path, where=w)
+        if "escape_budget" not in data.get("operating_points", {}):
+            raise WaferInputError(path, "field 'operating_points.escape_budget' missing")
+    elif not isinstance(rec.get("why"), str):
+        raise WaferInputError(path, "field 'escape_budget.why' must say why it is refused")
+    return dict(rec)
+
+
+def _sets(data: dict, path: str | Path) -> SetRule | None:
+    """The prediction-set rule (None in files made before it existed)."""
+    rec = data.get("prediction_sets")
+    if rec is None:
+        return None
+    w = "prediction_sets."
+    qhat = checked_field(rec, "qhat", path, where=w)
+    return SetRule(
+        method=checked_field(rec, "method", path, "set_score", w),
+        alpha=float(checked_field(rec, "alpha", path, where=w)),
+        qhat=float("inf") if qhat is None else float(qhat),
+        lam=float(checked_field(rec, "lambda", path, where=w)),
+        k_reg=checked_field(rec, "k_reg", path, where=w),
+    )
 
 
 def check_binding(

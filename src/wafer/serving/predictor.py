@@ -77,9 +77,11 @@ class Predictor:
         cam_method: str | None = None,
         index: str | os.PathLike | None = None,
         novelty: str | os.PathLike | None = None,
+        objective: str | None = None,
     ) -> Predictor:
         """Load the three pipeline outputs, each by its explicit path, and with ``index`` and
-        ``novelty`` the novelty scorer (stage `index`); bad files raise
+        ``novelty`` the novelty scorer (stage `index`); ``objective`` serves another fitted
+        operating point than the file's. Bad files, or a refused point, raise
         :class:`WaferInputError` (one line naming the file)."""
         dev = resolve_device(device) if isinstance(device, str) else device
         for p in (model, calibration, thresholds):
@@ -95,7 +97,9 @@ class Predictor:
             ) from None
         # checks every field and that the calibration and thresholds were fit for this model
         digest = sha256_file(model)
-        serving = ServingConfig.load(calibration, thresholds, model=model, model_sha256=digest)
+        serving = ServingConfig.load(
+            calibration, thresholds, model=model, objective=objective, model_sha256=digest
+        )
         paths = {
             "model": str(model),
             "calibration": str(calibration),
@@ -141,10 +145,11 @@ class Predictor:
     ) -> list[dict]:
         """One row per map: source, predicted class (after the per-class thresholds and the
         operating point), confidence (its calibrated probability), defect decision (1 - p_none
-        >= tau), p_defect, tau, the served operating point's name, top-3 [(class, p)] and all
-        calibrated probabilities; with the novelty scorer its score, flag (``novel``) and
-        method, and with ``neighbours`` K the K nearest training maps (ingested row, label,
-        distance), nearest first."""
+        >= tau), p_defect, tau, the served operating point's name, top-3 [(class, p)], all
+        calibrated probabilities and, with a set rule, the prediction set (the classes whose
+        conformal score clears it: the true class is in it with the stated coverage); with the
+        novelty scorer its score, flag (``novel``) and method, and with ``neighbours`` K the K
+        nearest training maps (ingested row, label, distance), nearest first."""
         if neighbours and self.novelty is None:
             raise ValueError("neighbours need the embedding index (index stage)")
         if not 0 <= neighbours <= MAX_NEIGHBOURS:
@@ -179,6 +184,9 @@ class Predictor:
                     "probabilities": {c: float(v) for c, v in zip(CLASS_NAMES, p, strict=True)},
                 }
             )
+            if d.sets is not None:  # the classes it may be, most probable first
+                members = [j for j in np.argsort(-p, kind="stable") if d.sets[i, j]]
+                rows[-1]["prediction_set"] = [CLASS_NAMES[j] for j in members]
             if score is not None:
                 rows[-1] |= {
                     "novelty_score": float(score[i]),

@@ -154,6 +154,13 @@ def analyse(
         "",
         f"Source: {source} ({m.shape[0]}×{m.shape[1]} dies)",
     ]
+    if "prediction_set" in row and s.sets is not None:
+        members = ", ".join(row["prediction_set"])
+        lines[4:4] = [
+            f"**Prediction set** ({1 - s.sets.alpha:.0%} coverage, {s.sets.method}): {members}"
+            + (" — the model hesitates: review" if len(row["prediction_set"]) > 1 else ""),
+            "",
+        ]
     if example is not None:
         verdict = "correct" if example.correct else "wrong"
         lines.append(
