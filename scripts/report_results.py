@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from wafer.config.rules import NOVELTY_METHODS
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.io import atomic_path, write_text
 from wafer.model.net import stage_side
@@ -802,9 +803,6 @@ def _seed_comparison(runs: dict[str, Run], chosen: dict[str, str]) -> list[str]:
                 f"{_recipe_text(r)}) |"
             )
     return out
-
-
-NOVELTY_METHODS = ("msp", "energy", "knn", "mahalanobis")
 
 
 def _novelty(root: Path) -> list[str]:
