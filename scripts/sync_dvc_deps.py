@@ -6,7 +6,11 @@
 * the `validate_params` stage's `params:` list equals the sections of the rule table
   (:data:`wafer.config.sections.SECTIONS`), so every section of params.yaml is checked first.
 
-    python scripts/sync_dvc_deps.py          # rewrite those lines of dvc.yaml
+It does so for every pipeline of :data:`PIPELINES`: the 9-class ``dvc.yaml`` and the mixed-type
+``pipelines/mixed/dvc.yaml`` (whose commands run in its folder, so its paths start ``../../``,
+and whose rule table is :data:`wafer.config.mixed.MIXED_SECTIONS`).
+
+    python scripts/sync_dvc_deps.py          # rewrite those lines of every dvc.yaml
     python scripts/sync_dvc_deps.py --check  # exit 1 and list the differences
 
 A stage that misses a module it runs would not re-run when that module changes, and `dvc status`
@@ -17,6 +21,8 @@ value reach a stage that deletes its outputs first. tests/stages/test_dvc_deps.p
 from __future__ import annotations
 
 import ast
+import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,16 +32,34 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "wafer"
 VALIDATE = "validate_params"  # the stage that checks every section first
+# each pipeline's folder (where its commands run) -> the module and name of its rule table
+PIPELINES = {
+    ".": ("wafer.config.sections", "SECTIONS"),
+    "pipelines/mixed": ("wafer.config.mixed", "MIXED_SECTIONS"),
+}
 
 
-def rule_sections() -> list[str]:
-    """The sections of the rule table, in its order."""
+def _wdir(dvc_yaml: Path) -> Path:
+    """Where the pipeline's commands run: its folder (a copy outside the repo: the root)."""
+    folder = dvc_yaml.resolve().parent
+    return folder if folder.is_relative_to(ROOT) else ROOT
+
+
+def _prefix(dvc_yaml: Path) -> str:
+    """How the pipeline's folder names the repository root ('' or '../../')."""
+    rel = Path(os.path.relpath(ROOT, _wdir(dvc_yaml))).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
+def rule_sections(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
+    """The sections of the pipeline's rule table, in its order."""
+    module, name = PIPELINES[_wdir(dvc_yaml).relative_to(ROOT).as_posix()]
     sys.path.insert(0, str(ROOT / "src"))
     try:
-        from wafer.config.sections import SECTIONS
+        table = getattr(importlib.import_module(module), name)
     finally:
         sys.path.pop(0)
-    return list(SECTIONS)
+    return list(table)
 
 
 def _module_file(name: str) -> Path | None:
@@ -84,22 +108,24 @@ def closure(script: Path) -> set[Path]:
 
 
 def expected_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
-    """Stage name -> sorted src/wafer paths its script needs (relative to the repo root)."""
+    """Stage name -> sorted src/wafer paths its script needs (as the pipeline's folder names
+    them: relative to the repo root, or ``../../src/wafer/...``)."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    out = {}
+    prefix, out = _prefix(dvc_yaml), {}
     for name, stage in stages.items():
-        script = re.search(r"python\s+(stages/\S+\.py)", stage["cmd"])
+        script = re.search(r"python\s+(\S*stages/\S+\.py)", stage["cmd"])
         if script is None:
-            raise SystemExit(f"dvc.yaml: stage {name}: no 'python stages/<x>.py' in its cmd")
-        files = closure(ROOT / script.group(1))
-        out[name] = sorted(str(f.relative_to(ROOT)) for f in files)
+            raise SystemExit(f"{dvc_yaml}: stage {name}: no 'python stages/<x>.py' in its cmd")
+        files = closure((_wdir(dvc_yaml) / script.group(1)).resolve())
+        out[name] = sorted(prefix + str(f.relative_to(ROOT)) for f in files)
     return out
 
 
 def declared_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    lib = _prefix(dvc_yaml) + "src/wafer/"
     return {
-        name: sorted(d for d in stage.get("deps", []) if str(d).startswith("src/wafer/"))
+        name: sorted(d for d in stage.get("deps", []) if str(d).startswith(lib))
         for name, stage in stages.items()
     }
 
@@ -112,7 +138,7 @@ def declared_sections(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
 def differences(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
     want, have = expected_deps(dvc_yaml), declared_deps(dvc_yaml)
     problems = []
-    sections, checked = rule_sections(), declared_sections(dvc_yaml)
+    sections, checked = rule_sections(dvc_yaml), declared_sections(dvc_yaml)
     if checked != sections:
         missing = [s for s in sections if s not in checked]
         problems.append(
@@ -133,7 +159,8 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
     """dvc.yaml's text with each stage's src/wafer deps replaced by the expected list (placed
     where the first one was, or after the stage's script)."""
     want = expected_deps(dvc_yaml)
-    sections = rule_sections()
+    sections = rule_sections(dvc_yaml)
+    lib, scripts = _prefix(dvc_yaml) + "src/wafer/", _prefix(dvc_yaml) + "stages/"
     out: list[str] = []
     stage = None
     in_deps = inserted = in_params = False
@@ -156,12 +183,12 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
             continue
         if in_deps and not re.match(r"^      - ", line):
             in_deps = False
-        if in_deps and re.match(r"^      - src/wafer/", line):
+        if in_deps and line.startswith(f"      - {lib}"):
             if not inserted:
                 out += [f"      - {p}" for p in want[stage]]
                 inserted = True
             continue
-        if in_deps and not inserted and re.match(r"^      - stages/", line):
+        if in_deps and not inserted and line.startswith(f"      - {scripts}"):
             out.append(line)
             out += [f"      - {p}" for p in want[stage]]
             inserted = True
@@ -171,15 +198,19 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
 
 
 def main() -> int:
-    path = ROOT / "dvc.yaml"
-    if "--check" in sys.argv:
-        problems = differences(path)
-        for p in problems:
-            print(f"dvc.yaml: {p}", file=sys.stderr)
-        return 1 if problems else 0
-    path.write_text(rewrite(path))
-    print("dvc.yaml: src/wafer deps synced" if not differences(path) else "still different")
-    return 0
+    status = 0
+    for folder in PIPELINES:
+        path = ROOT / folder / "dvc.yaml"
+        name = path.relative_to(ROOT)
+        if "--check" in sys.argv:
+            problems = differences(path)
+            for p in problems:
+                print(f"{name}: {p}", file=sys.stderr)
+            status |= 1 if problems else 0
+            continue
+        path.write_text(rewrite(path))
+        print(f"{name}: src/wafer deps synced" if not differences(path) else f"{name}: differs")
+    return status
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX, NUM_CLASSES
 from wafer.serving.calibration import (
-    _bin_index,
+    bin_index,
     brier,
     calibration_report,
     classwise_ece,
@@ -38,7 +38,7 @@ def test_softmax_stable_and_normalised():
 def test_bin_edges_lower_open_upper_closed():
     # bins (0, 0.5], (0.5, 1]; 0 goes to the first bin
     np.testing.assert_array_equal(
-        _bin_index(np.array([0.0, 0.25, 0.5, 0.51, 1.0]), 2), [0, 0, 0, 1, 1]
+        bin_index(np.array([0.0, 0.25, 0.5, 0.51, 1.0]), 2), [0, 0, 0, 1, 1]
     )
 
 

@@ -28,18 +28,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wafer.config.rules import ParamError
-from wafer.config.sections import CROSS_CHECKS, SECTIONS, rules
+from wafer.config.sections import CROSS_CHECKS, SECTIONS, section_rules
 
 S = TypeVar("S")
 
 
-def check_section(section: str, values: Mapping[str, Any]) -> None:
-    """Check one section's values against the table; raise :class:`ParamError` at the first
-    bad one. Unknown keys are errors (a typo in a key name must not be ignored), and so are
-    missing keys."""
-    table = rules().get(section)
-    if table is None:
-        raise ParamError(f"{section}: unknown params section (known: {', '.join(rules())})")
+def check_section(
+    section: str, values: Mapping[str, Any], sections: Mapping[str, type] = SECTIONS
+) -> None:
+    """Check one section's values against the table of ``sections`` (default: the 9-class
+    pipeline's; :data:`wafer.config.mixed.MIXED_SECTIONS` for the mixed-type one); raise
+    :class:`ParamError` at the first bad one. Unknown keys are errors (a typo in a key name must
+    not be ignored), and so are missing keys."""
+    if section not in sections:
+        raise ParamError(f"{section}: unknown params section (known: {', '.join(sections)})")
+    table = section_rules(sections[section])
     if not isinstance(values, Mapping):
         raise ParamError(f"{section}: expected a mapping of parameters, found {values!r}")
     for key in values:
@@ -79,19 +82,19 @@ def section_values(params: Mapping[str, Any], section: type[S]) -> S:
     if name not in params:
         raise ParamError(f"{name}: section missing from params")
     values = params[name]
-    check_section(name, values)
-    table = rules()[name]
+    check_section(name, values, {name: section})
+    table = section_rules(section)
     return section(**{k: table[k].coerce(values[k]) for k in table})
 
 
-def validate_all(params: Mapping[str, Any]) -> None:
-    """Check every section of a parsed ``params.yaml`` (all sections of the table must be
-    there, and no other)."""
+def validate_all(params: Mapping[str, Any], sections: Mapping[str, type] = SECTIONS) -> None:
+    """Check every section of a parsed ``params.yaml`` (all sections of the table ``sections``
+    must be there, and no other)."""
     if isinstance(params, Mapping):
         for name in params:
-            if name not in SECTIONS:
-                raise ParamError(f"{name}: unknown params section (known: {', '.join(SECTIONS)})")
-    for cls in SECTIONS.values():
+            if name not in sections:
+                raise ParamError(f"{name}: unknown params section (known: {', '.join(sections)})")
+    for cls in sections.values():
         section_values(params, cls)
 
 

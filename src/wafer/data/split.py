@@ -120,10 +120,16 @@ def group_ids(
     return groups, stats
 
 
+def _n_strata(labels: np.ndarray) -> int:
+    """Number of strata: the 9 classes, or more when ``labels`` are other codes (the mixed-type
+    pipeline stratifies on its 38 pattern codes)."""
+    return max(len(CLASS_NAMES), int(labels.max()) + 1 if len(labels) else 0)
+
+
 def _group_labels(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Most common label of each group (ties -> smallest class index)."""
     n_groups = int(groups.max()) + 1 if len(groups) else 0
-    counts = np.zeros((n_groups, len(CLASS_NAMES)), dtype=np.int64)
+    counts = np.zeros((n_groups, _n_strata(labels)), dtype=np.int64)
     np.add.at(counts, (groups, labels), 1)
     return counts.argmax(axis=1)
 
@@ -134,7 +140,8 @@ def stratified_group_split(
     fractions: tuple[float, float, float],
     seed: int,
 ) -> np.ndarray:
-    """Assign every row to TRAIN/VAL/TEST (int8), whole groups at a time, stratified by label.
+    """Assign every row to TRAIN/VAL/TEST (int8), whole groups at a time, stratified by label
+    (a class index, or any non-negative stratum code).
 
     Within each class the shuffled groups go to test first, then val, until each has reached
     its share of the class's rows; the rest go to train. Tiny classes still get at least one
@@ -146,7 +153,7 @@ def stratified_group_split(
     glabel = _group_labels(groups, labels)
     gsize = np.bincount(groups, minlength=len(glabel))
     gsplit = np.full(len(glabel), TRAIN, dtype=np.int8)
-    for c in range(len(CLASS_NAMES)):
+    for c in range(_n_strata(labels)):
         members = np.flatnonzero(glabel == c)
         if len(members) == 0:
             continue

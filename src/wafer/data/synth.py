@@ -354,7 +354,7 @@ PATTERNS: dict[str, Callable[[WaferGrid, np.random.Generator], np.ndarray]] = {
 assert set(PATTERNS) == set(CLASS_NAMES)
 
 
-def _background(g: WaferGrid, rng: np.random.Generator) -> np.ndarray:
+def background_field(g: WaferGrid, rng: np.random.Generator) -> np.ndarray:
     """Per-die probability of a background failure (independent of the class)."""
     rate = min(0.005 + rng.gamma(1.6, 0.025), 0.2)
     p = rate * (1 + rng.uniform(0, 1) * g.r**8)
@@ -369,7 +369,7 @@ def draw_map(g: WaferGrid, label: str, rng: np.random.Generator) -> tuple[np.nda
     """One wafer map (uint8, 0/1/2) of class ``label`` on grid ``g`` and its pattern mask."""
     pattern = PATTERNS[label](g, rng)
     mask = (rng.random((g.h, g.w)) < pattern) & g.inside
-    failing = mask | ((rng.random((g.h, g.w)) < _background(g, rng)) & g.inside)
+    failing = mask | ((rng.random((g.h, g.w)) < background_field(g, rng)) & g.inside)
     wafer_map = g.inside.astype(np.uint8)
     wafer_map[failing] = 2
     return wafer_map, mask

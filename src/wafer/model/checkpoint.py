@@ -33,10 +33,18 @@ class Checkpoint:
     class_names: tuple[str, ...] = CLASS_NAMES
 
     @classmethod
-    def of(cls, model: nn.Module, config: ModelConfig, input_size: int, extra: dict) -> Checkpoint:
-        """The checkpoint of ``model``'s current weights (copied to the CPU)."""
+    def of(
+        cls,
+        model: nn.Module,
+        config: ModelConfig,
+        input_size: int,
+        extra: dict,
+        class_names: tuple[str, ...] = CLASS_NAMES,
+    ) -> Checkpoint:
+        """The checkpoint of ``model``'s current weights (copied to the CPU); ``class_names``
+        are its outputs' (the mixed-type task's 8 labels for its model)."""
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        return cls(state, config, int(input_size), extra)
+        return cls(state, config, int(input_size), extra, tuple(class_names))
 
     def payload(self) -> dict:
         """The dict that is saved (its keys in this order: the file's bytes depend on it)."""
@@ -58,9 +66,15 @@ class Checkpoint:
             tmp.write_bytes(buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        class_names: tuple[str, ...] = CLASS_NAMES,
+    ) -> Checkpoint:
         """Read and check a model file (``torch.load(weights_only=True)``: no code runs); a bad
-        file raises ValueError with a one-line reason."""
+        file, or one whose outputs are not ``class_names`` (a mixed-type model where a 9-class
+        one is expected), raises ValueError with a one-line reason."""
         with open(path, "rb") as fh:
             head = fh.read(4)
         if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
@@ -85,14 +99,18 @@ class Checkpoint:
         if why:
             raise ValueError(f"input_size: {why}")
         names = tuple(payload.get("class_names", ()))
-        if names != CLASS_NAMES:
-            raise ValueError(f"class names {list(names)} differ from {list(CLASS_NAMES)}")
+        if names != tuple(class_names):
+            raise ValueError(f"class names {list(names)} differ from {list(class_names)}")
         try:
             config = ModelConfig(**payload["model_config"])
         except TypeError as exc:
             raise ValueError(f"model_config: {exc}") from None
         return cls(
-            payload["state_dict"], config, int(payload["input_size"]), payload.get("extra", {})
+            payload["state_dict"],
+            config,
+            int(payload["input_size"]),
+            payload.get("extra", {}),
+            names,
         )
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
@@ -103,8 +121,10 @@ class Checkpoint:
 
 
 def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    class_names: tuple[str, ...] = CLASS_NAMES,
 ) -> tuple[nn.Module, Checkpoint]:
     """The network of a model file, on ``device`` in eval mode, and its checkpoint."""
-    ckpt = Checkpoint.load(path, device)
+    ckpt = Checkpoint.load(path, device, class_names)
     return ckpt.build(device), ckpt

@@ -63,3 +63,52 @@ def make_loss(
             focal_alpha
         )
     raise ValueError(f"loss must be 'ce' or 'focal', not {name!r}")
+
+
+# --------------------------------------------------------------------------- multi-label
+
+
+class BinaryFocalLoss(nn.Module):
+    """Multi-label losses on sigmoid outputs, mean over the batch and the labels, for float
+    multi-hot targets ``(B, L)``:
+
+    * ``gamma_pos = gamma_neg = 0``, ``clip = 0``: binary cross-entropy;
+    * ``gamma_pos = gamma_neg = gamma``: focal BCE (Lin et al. 2017, on each label);
+    * ``gamma_neg > gamma_pos`` and ``clip > 0``: the asymmetric loss (ASL, Ridnik et al.
+      2021): negatives are focused harder and those with ``p < clip`` are dropped, which
+      suits labels that are mostly absent.
+
+    ``L = -[y (1 - p)^gamma_pos log p + (1 - y) p_m^gamma_neg log(1 - p_m)]``, ``p_m =
+    max(p - clip, 0)``; log-sigmoid terms keep it finite at any logit.
+    """
+
+    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 0.0, clip: float = 0.0):
+        super().__init__()
+        self.gamma_pos, self.gamma_neg, self.clip = float(gamma_pos), float(gamma_neg), float(clip)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        z, y = logits.float(), target.float()
+        p = torch.sigmoid(z)
+        log_p, log_not_p = F.logsigmoid(z), F.logsigmoid(-z)
+        if self.clip > 0:
+            p_m = (p - self.clip).clamp(min=0.0)
+            log_not_p = torch.log1p(-p_m.clamp(max=1.0 - 1e-6))
+        else:
+            p_m = p
+        pos = y * (1.0 - p) ** self.gamma_pos * log_p
+        neg = (1.0 - y) * p_m**self.gamma_neg * log_not_p
+        return -(pos + neg).mean()
+
+
+def make_multilabel_loss(
+    name: str, focal_gamma: float, asl_gamma_neg: float, asl_clip: float
+) -> nn.Module:
+    """``bce`` | ``focal`` (``focal_gamma`` on both sides) | ``asl`` (``focal_gamma`` on the
+    positives, ``asl_gamma_neg`` and ``asl_clip`` on the negatives)."""
+    if name == "bce":
+        return BinaryFocalLoss()
+    if name == "focal":
+        return BinaryFocalLoss(focal_gamma, focal_gamma)
+    if name == "asl":
+        return BinaryFocalLoss(focal_gamma, asl_gamma_neg, asl_clip)
+    raise ValueError(f"loss must be 'bce', 'focal' or 'asl', not {name!r}")

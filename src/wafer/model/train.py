@@ -151,8 +151,15 @@ def fit(
     y_val: np.ndarray,
     cfg: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
+    score: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> FitResult:
-    """Train with early stopping on validation macro-F1; returns the best weights."""
+    """Train with early stopping on validation macro-F1; returns the best weights.
+
+    Labels ``y`` are class indices ``(N,)`` (the criterion gets int64 targets) or multi-hot
+    ``(N, L)`` for a multi-label task (float targets). ``score(y_val, val_logits)`` is the
+    validation figure that early stopping maximises: by default the macro-F1 of the argmax
+    (single-label); the mixed-type pipeline passes its multi-label macro-F1."""
+    score = score or _argmax_macro_f1
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     d = current_dist()
@@ -184,7 +191,7 @@ def fit(
     evaluated = model if ema is None else ema.module
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     xt = torch.from_numpy(np.ascontiguousarray(x_train))
-    yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+    yt = targets(y_train)
     n = len(xt)
     best = FitResult(best_state={}, best_epoch=-1, best_val_macro_f1=-1.0, epochs_run=0)
     since_best, train_time, seen = 0, 0.0, 0
@@ -238,12 +245,9 @@ def fit(
         val_logits = _val_logits(evaluated, x_val, cfg.eval_batch_size, device, d)
         with torch.no_grad():
             val_loss = float(
-                criterion(
-                    torch.from_numpy(val_logits).to(device),
-                    torch.from_numpy(np.asarray(y_val)).to(device),
-                )
+                criterion(torch.from_numpy(val_logits).to(device), targets(y_val).to(device))
             )
-        val_f1 = macro_f1(np.asarray(y_val), val_logits.argmax(axis=1))
+        val_f1 = score(np.asarray(y_val), val_logits)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / n,
@@ -278,6 +282,17 @@ def fit(
     best.train_seconds = train_time
     best.train_maps_per_s = seen / train_time if train_time > 0 else 0.0
     return best
+
+
+def targets(y: np.ndarray) -> torch.Tensor:
+    """The criterion's targets: int64 class indices for ``(N,)`` labels, float multi-hot for
+    ``(N, L)``."""
+    y = np.asarray(y)
+    return torch.from_numpy(y.astype(np.int64 if y.ndim == 1 else np.float32))
+
+
+def _argmax_macro_f1(y: np.ndarray, logits: np.ndarray) -> float:
+    return macro_f1(y, logits.argmax(axis=1))
 
 
 def _sum_device(device: torch.device) -> torch.device:

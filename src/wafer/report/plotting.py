@@ -142,3 +142,55 @@ def sets_png(rows: list[dict], served_alpha: float, path: str | Path, title: str
     ax.legend(fontsize=8)
     ax.set_title(title or "Prediction sets: coverage against size (validation, cross-fitted)")
     _save(fig, path)
+
+
+def label_matrix_png(
+    matrix: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    path: str | Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> None:
+    """A heat map of rates in [0, 1] with each cell's value written in it (the mixed-type
+    pipeline's per-label confusion view: row i = maps with label i, column j = share of them
+    predicted with label j, last column = share where label i was missed)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.85 * len(cols), 1.0 + 0.6 * len(rows)))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = matrix[i, j]
+            if np.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 0.5 else "black",
+                )
+    _save(fig, path)
+
+
+def bars_png(
+    names: Sequence[str], values: Sequence[float], path: str | Path, title: str, xlabel: str
+) -> None:
+    """Horizontal bars, one per name, with the value written beside each (the mixed-type
+    pipeline's accuracy per pattern code)."""
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.22 * len(names)))
+    ax.barh(range(len(names)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(min(0.5, float(np.min(values)) - 0.05) if len(values) else 0, 1.0)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center", fontsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    _save(fig, path)

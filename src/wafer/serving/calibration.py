@@ -82,19 +82,19 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(torch.exp(log_t.detach()).item())
 
 
-def _bin_index(values: np.ndarray, n_bins: int) -> np.ndarray:
+def bin_index(values: np.ndarray, n_bins: int) -> np.ndarray:
     """Bin of each value in ``[0, 1]``: equal-width bins ``(lo, hi]``, 0 goes to the first bin."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.searchsorted(edges, values, side="left") - 1
     return np.clip(idx, 0, n_bins - 1)
 
 
-def _binned_gap(pred: np.ndarray, observed: np.ndarray, n_bins: int) -> float:
+def binned_gap(pred: np.ndarray, observed: np.ndarray, n_bins: int) -> float:
     """``sum_b (n_b / N) * |mean(observed)_b - mean(pred)_b|`` over equal-width bins of ``pred``."""
     n = len(pred)
     if n == 0:
         return float("nan")
-    idx = _bin_index(pred, n_bins)
+    idx = bin_index(pred, n_bins)
     sum_pred = np.bincount(idx, weights=pred, minlength=n_bins)
     sum_obs = np.bincount(idx, weights=observed.astype(np.float64), minlength=n_bins)
     # sum_b (n_b/N) |obs_b/n_b - pred_b/n_b| = sum_b |sum_obs_b - sum_pred_b| / N
@@ -107,14 +107,14 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
     labels = np.asarray(labels)
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
-    return _binned_gap(conf, correct, n_bins)
+    return binned_gap(conf, correct, n_bins)
 
 
 def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndarray:
     """Per-class ECE, shape ``(C,)``: bins on ``p_k`` over all samples vs frequency of class k."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
-    return np.array([_binned_gap(probs[:, k], labels == k, n_bins) for k in range(probs.shape[1])])
+    return np.array([binned_gap(probs[:, k], labels == k, n_bins) for k in range(probs.shape[1])])
 
 
 def defect_ece(
@@ -155,7 +155,7 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> list
     labels = np.asarray(labels)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    idx = _bin_index(conf, n_bins)
+    idx = bin_index(conf, n_bins)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     rows = []
     for b in range(n_bins):

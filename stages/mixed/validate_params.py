@@ -1,0 +1,41 @@
+"""Stage `validate_params` of the mixed-type pipeline: every value of its params.yaml against
+the rule table (wafer.config.mixed.MIXED_SECTIONS), then what can be known before any stage
+runs (every `device` is one this machine has; `ingest.input` exists, unless it is the
+synthesize stage's output). First stage: a bad value stops `dvc repro` here, before DVC
+deletes any other stage's outputs. The marker's content is constant."""
+
+from pathlib import Path
+
+import typer
+
+from wafer.config.mixed import MIXED_SECTIONS, MixedIngestParams, MixedTrainParams
+from wafer.config.params import load_params, section_values, validate_all
+from wafer.config.rules import ParamError
+from wafer.config.sections import InferParams
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_text
+from wafer.model.forward import check_device
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@one_line_errors
+def main(
+    params: Path = typer.Option(..., "--params"),
+    synthetic: Path = typer.Option(..., "--synthetic", help="the synthesize stage's output"),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
+    values = load_params(params)
+    validate_all(values, MIXED_SECTIONS)
+    for section in (MixedTrainParams, InferParams):
+        check_device(section_values(values, section).device, f"{section.SECTION}.device")
+    source = Path(section_values(values, MixedIngestParams).input)
+    if source != synthetic and not source.is_file():
+        raise ParamError(f"ingest.input: {source}: no such file")
+    write_text(out, "ok\n")
+    print(f"validate_params: {params} is valid")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,162 @@
+"""End to end: the mixed-type DVC pipeline (pipelines/mixed/dvc.yaml) on tiny params in a
+temporary copy of the repository: every stage runs, a second `dvc repro` is a no-op,
+`dvc exp run -S` reaches its params, and the served files refuse a mismatched set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from wafer.core.errors import WaferInputError
+from wafer.mixed.labels import MIXED_LABELS
+from wafer.mixed.served import MixedCalibration, MixedThresholds, check_mixed_binding
+from wafer.model.checkpoint import Checkpoint
+
+from conftest import copy_checkout
+
+PIPE = Path("pipelines/mixed")
+TINY = {
+    "synthesize": {"n_maps": 190, "side": 24},
+    "shard": {"input_px": 16},
+    "train": {"epochs": 1, "batch_size": 32},
+    "infer": {"batch_size": 256},
+    "evaluate": {"bootstrap": 20},
+}
+
+
+def _run(args: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    if shutil.which("git") is None:
+        pytest.skip("git is needed for dvc")
+    dst = tmp_path_factory.mktemp("mixed")
+    copy_checkout(
+        dst,
+        (
+            "dvc.lock",
+            "metrics/",
+            "plots/",
+            "results/",
+            "docs/",
+            "pipelines/mixed/dvc.lock",
+            "pipelines/mixed/metrics/",
+            "pipelines/mixed/plots/",
+        ),
+    )
+    params_file = dst / PIPE / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    _run(["git", "init", "-q"], dst, env)
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "tiny"], dst, env)
+    out = _run([sys.executable, "-m", "dvc", "repro", str(PIPE / "dvc.yaml")], dst, env)
+    assert "Running stage 'pipelines/mixed/dvc.yaml:evaluate'" in out
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "results"], dst, env)
+    return dst, env
+
+
+def test_every_stage_writes_its_outputs_and_a_second_repro_is_a_no_op(repo):
+    dst, env = repo
+    pipe = dst / PIPE
+    for name in ("ingest", "split", "shard", "train", "calibrate", "thresholds", "evaluate"):
+        assert (pipe / "metrics" / f"{name}.json").is_file(), name
+    for f in (
+        "plots/label_confusion.png",
+        "plots/patterns.png",
+        "plots/reliability.png",
+        "data/predictions.csv",
+        "models/model.pt",
+        "dvc.lock",
+    ):
+        assert (pipe / f).is_file(), f
+    out = _run([sys.executable, "-m", "dvc", "repro", str(PIPE / "dvc.yaml")], dst, env)
+    assert "Running stage" not in out
+    status = _run([sys.executable, "-m", "dvc", "status", str(PIPE / "dvc.yaml")], dst, env)
+    assert "up to date" in status
+
+
+def test_evaluate_reports_every_figure_the_task_needs(repo):
+    dst, _ = repo
+    ev = json.loads((dst / PIPE / "metrics" / "evaluate.json").read_text())
+    test = ev["test"][ev["served"]]
+    for key in ("macro_f1", "micro_f1", "exact_match", "hamming_loss", "escapes", "ci95"):
+        assert key in test, key
+    assert set(test["per_label"]) == set(MIXED_LABELS)
+    assert sum(v["maps"] for v in test["per_pattern"].values()) == ev["test"]["maps"]
+    assert set(ev["test"]) >= {"cost", "macro_f1", "p0.5", "auprc"}
+    cal = json.loads((dst / PIPE / "metrics" / "calibrate.json").read_text())
+    assert set(cal["test"]["label_ece_after"]) == set(MIXED_LABELS)
+
+
+def test_the_model_names_its_8_labels_and_a_9_class_reader_refuses_it(repo):
+    dst, _ = repo
+    model = dst / PIPE / "models" / "model.pt"
+    assert Checkpoint.load(model, class_names=MIXED_LABELS).config.num_classes == 8
+    with pytest.raises(ValueError, match="class names"):
+        Checkpoint.load(model)  # the 9-class default
+
+
+def test_served_files_refuse_a_set_that_does_not_belong_together(repo, tmp_path):
+    dst, _ = repo
+    models = dst / PIPE / "models"
+    cal = MixedCalibration.load(models / "calibration.json")
+    thr = MixedThresholds.load(models / "thresholds.json")
+    check_mixed_binding("m", cal.model_sha256, "c", cal, "t", thr)
+    with pytest.raises(WaferInputError, match="another model"):
+        check_mixed_binding("m", "0" * 64, "c", cal, "t", thr)
+    data = json.loads((models / "thresholds.json").read_text())
+    data["points"]["cost"][2] = 1.5
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(WaferInputError, match=r"cost\[2\]"):
+        MixedThresholds.load(bad)
+
+
+def test_exp_run_sets_a_mixed_param(repo):
+    dst, env = repo
+    target = str(PIPE / "dvc.yaml")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            target,
+            "-S",
+            f"{PIPE}/params.yaml:thresholds.objective=cost",
+        ],
+        dst,
+        env,
+    )
+    served = json.loads((dst / PIPE / "models" / "thresholds.json").read_text())["objective"]
+    assert served == "cost"
+    rows = np.loadtxt(
+        dst / PIPE / "data" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(4, 12)
+    )
+    assert rows.shape[1] == 8 and torch.all(torch.from_numpy(rows) <= 1)
