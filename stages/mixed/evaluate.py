@@ -86,8 +86,9 @@ def main(
                 names,
                 [*MIXED_LABELS, "(nothing)"],
                 confusion_png,
-                f"Test, served {thr.objective} point: share of the maps of each row "
-                "predicted with each label",
+                f"Test, served {thr.objective} point: diagonal = recall; off-diagonal = "
+                "share of the row's maps without\nthat label predicted with it (false alarm); "
+                "last column = predicted normal",
                 "predicted label present",
                 "true label present",
             )

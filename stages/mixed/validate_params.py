@@ -1,8 +1,9 @@
 """Stage `validate_params` of the mixed-type pipeline: every value of its params.yaml against
 the rule table (wafer.config.mixed.MIXED_SECTIONS), then what can be known before any stage
-runs (every `device` is one this machine has; `ingest.input` exists, unless it is the
-synthesize stage's output). First stage: a bad value stops `dvc repro` here, before DVC
-deletes any other stage's outputs. The marker's content is constant."""
+runs (every `device` is one this machine has; `gradcam.layer` names a module of the network
+`train` builds; `ingest.input` exists, unless it is the synthesize stage's output). First
+stage: a bad value stops `dvc repro` here, before DVC deletes any other stage's outputs. The
+marker's content is constant."""
 
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import typer
 from wafer.config.mixed import MIXED_SECTIONS, MixedIngestParams, MixedTrainParams
 from wafer.config.params import load_params, section_values, validate_all
 from wafer.config.rules import ParamError
-from wafer.config.sections import InferParams
+from wafer.config.sections import GradcamParams, InferParams, ShardParams
 from wafer.core.errors import one_line_errors
 from wafer.core.io import write_text
+from wafer.explain.cam import resolve_layer_name, target_layer
 from wafer.model.forward import check_device
+from wafer.model.net import ModelConfig, build_model
 
 app = typer.Typer(add_completion=False)
 
@@ -28,8 +31,17 @@ def main(
 ) -> None:
     values = load_params(params)
     validate_all(values, MIXED_SECTIONS)
-    for section in (MixedTrainParams, InferParams):
+    for section in (MixedTrainParams, InferParams, GradcamParams):
         check_device(section_values(values, section).device, f"{section.SECTION}.device")
+    train, cam = section_values(values, MixedTrainParams), section_values(values, GradcamParams)
+    net = build_model(
+        ModelConfig(stem=train.stem, cbam=train.cbam, cbam_reduction=train.cbam_reduction)
+    )
+    size = section_values(values, ShardParams).input_px
+    try:
+        target_layer(net, resolve_layer_name(cam.layer, train.stem, size))
+    except ValueError as exc:
+        raise ParamError(f"gradcam.layer: {exc}") from None
     source = Path(section_values(values, MixedIngestParams).input)
     if source != synthetic and not source.is_file():
         raise ParamError(f"ingest.input: {source}: no such file")

@@ -96,3 +96,12 @@ def test_the_real_subset_reads_clean_and_splits_its_duplicates_together():
     split, groups, stats = mixed_split(data, 0.15, 0.2, seed=20200101)
     assert stats["maps_in_exact_duplicate_groups"] >= 271
     assert split_report(split, data, groups)["groups_spanning_splits"] == 0
+
+
+def test_wafer_predict_reads_only_the_maps_of_a_mixedwm38_file(tmp_path):
+    from wafer.inputs.read import read_maps
+
+    path = _write(tmp_path / "m.npz", source=np.full(60, "x"), source_index=np.arange(60))
+    items = list(read_maps(path))
+    assert len(items) == 60 and all(it.error is None for it in items)
+    assert items[3].source.endswith("m.npz[maps] row 3")

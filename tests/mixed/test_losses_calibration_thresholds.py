@@ -70,6 +70,9 @@ def test_metrics_agree_with_scikit_learn():
     assert lab["Near-full"]["escape_rate"] is None
     m = metrics.label_matrix(y, pred)
     assert m[0, 0] == pytest.approx(lab["Center"]["recall"])
+    only_center = (y[:, 0] == 1) & (y[:, 1] == 0)  # co-occurring Donut is not a false alarm
+    assert m[0, 1] == pytest.approx(pred[only_center, 1].mean())
+    assert m[8, 8] == pytest.approx((pred[y.sum(axis=1) == 0].sum(axis=1) == 0).mean())
     assert np.isnan(m[5]).all()
     ci = metrics.bootstrap(y, pred, 50, 0)
     assert ci["macro_f1"][0] <= metrics.macro_f1(y, pred) <= ci["macro_f1"][1]

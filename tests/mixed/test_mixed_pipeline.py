@@ -4,6 +4,7 @@ temporary copy of the repository: every stage runs, a second `dvc repro` is a no
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import torch
 import yaml
 
 from wafer.core.errors import WaferInputError
-from wafer.mixed.labels import MIXED_LABELS
+from wafer.mixed.labels import MIXED_LABELS, code_of
 from wafer.mixed.served import MixedCalibration, MixedThresholds, check_mixed_binding
 from wafer.model.checkpoint import Checkpoint
 
@@ -30,6 +31,7 @@ TINY = {
     "train": {"epochs": 1, "batch_size": 32},
     "infer": {"batch_size": 256},
     "evaluate": {"bootstrap": 20},
+    "gradcam": {"max_maps": 6, "per_class": 1},
 }
 
 
@@ -74,7 +76,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "tiny"], dst, env)
     out = _run([sys.executable, "-m", "dvc", "repro", str(PIPE / "dvc.yaml")], dst, env)
-    assert "Running stage 'pipelines/mixed/dvc.yaml:evaluate'" in out
+    assert "Running stage 'pipelines/mixed/dvc.yaml:gradcam'" in out
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "results"], dst, env)
     return dst, env
@@ -160,3 +162,54 @@ def test_exp_run_sets_a_mixed_param(repo):
         dst / PIPE / "data" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(4, 12)
     )
     assert rows.shape[1] == 8 and torch.all(torch.from_numpy(rows) <= 1)
+
+
+def test_gradcam_scores_each_labels_cam_against_its_own_pattern(repo):
+    dst, _ = repo
+    cam = json.loads((dst / PIPE / "metrics" / "gradcam.json").read_text())
+    assert cam["masks"] is True
+    scored = {k: v for k, v in cam["per_label"].items() if v["maps"]}
+    assert scored, cam
+    for v in scored.values():
+        assert 0 <= v["own_energy"] <= 1 and 0 <= v["own_area"] <= 1
+        assert 0 <= v["own_beats_other"] <= 1
+    assert list((dst / PIPE / "reports" / "gradcam" / "png").glob("*.png"))
+
+
+def test_wafer_predict_serves_the_mixed_model(repo, tmp_path):
+    dst, env = repo
+    out = tmp_path / "mixed.csv"
+    wafer = [sys.executable, "-m", "wafer.apps.cli"]
+    src = str(PIPE / "data" / "raw" / "synthetic.npz")  # MixedWM38's layout: maps are read
+    _run(
+        [*wafer, "predict", src, "-o", str(out), "--pipeline", str(PIPE), "--no-progress"], dst, env
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == TINY["synthesize"]["n_maps"]
+    assert rows[0]["source"].endswith("synthetic.npz[maps] row 0")
+    assert {f"p_{n}" for n in MIXED_LABELS} <= set(rows[0])
+    for r in rows:
+        present = [n for n in r["labels"].split(";") if n]
+        assert r["pattern_code"] == code_of(labels_vector(present))
+    proc = subprocess.run(
+        [
+            *wafer,
+            "predict",
+            src,
+            "-o",
+            str(tmp_path / "x.csv"),
+            "--pipeline",
+            str(PIPE),
+            "--neighbours",
+            "3",
+        ],
+        cwd=dst,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "not available for a mixed-type model" in proc.stderr
+
+
+def labels_vector(names: list[str]) -> np.ndarray:
+    return np.array([n in names for n in MIXED_LABELS], dtype=np.uint8)

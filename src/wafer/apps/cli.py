@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from wafer.apps.options import cam_settings, check_output_dir, check_output_file, served_files
 from wafer.config.rules import OBJECTIVES
-from wafer.core.classes import CLASS_NAMES
+from wafer.core.classes import CLASS_NAMES, MIXED_LABELS
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors, write_failure
 from wafer.core.io import atomic_path, csv_writer, json_text, remove_stale_temps
 from wafer.data.maprules import MAX_SIDE
@@ -69,6 +69,32 @@ def main() -> None:
     (its model, calibration and thresholds: dvc.yaml's artifacts)."""
 
 
+# the mixed-type model's rows (wafer.mixed.predictor.MixedPredictor)
+MIXED_CSV_COLUMNS = [
+    "source",
+    "pattern_code",
+    "labels",
+    "operating_point",
+    *[f"p_{c}" for c in MIXED_LABELS],
+    "error",
+    "warning",
+]
+
+
+def _mixed_csv_row(r: dict) -> list[str]:
+    if r.get("error"):
+        return [r["source"], *[""] * (len(MIXED_CSV_COLUMNS) - 3), r["error"], ""]
+    return [
+        r["source"],
+        r["pattern_code"],
+        ";".join(r["labels"]),
+        r["operating_point"],
+        *[f"{r['probabilities'][c]:.6f}" for c in MIXED_LABELS],
+        "",
+        r.get("warning") or "",
+    ]
+
+
 def _csv_row(r: dict) -> list[str]:
     if r.get("error"):
         return [r["source"], *[""] * (len(CSV_COLUMNS) - 3), r["error"], ""]
@@ -94,7 +120,8 @@ def _json_row(r: dict) -> dict:
     if r.get("error"):
         return {"source": r["source"], "error": r["error"]}
     r = dict(r)
-    r["top3"] = [{"class": c, "p": p} for c, p in r["top3"]]
+    if "top3" in r:
+        r["top3"] = [{"class": c, "p": p} for c, p in r["top3"]]
     r["error"] = None
     r.setdefault("warning", None)
     return r
@@ -104,20 +131,21 @@ class RowWriter:
     """Prediction rows written one at a time to an open text file: CSV (header, one line per
     row) or a JSON array formatted as :func:`wafer.core.io.write_json` formats it."""
 
-    def __init__(self, fh, suffix: str):
+    def __init__(self, fh, suffix: str, mixed: bool = False):
         self.fh, self.json, self.n = fh, suffix == ".json", 0
+        self.row = _mixed_csv_row if mixed else _csv_row
         if self.json:
             fh.write("[")
         else:
             self.csv = csv_writer(fh)
-            self.csv.writerow(CSV_COLUMNS)
+            self.csv.writerow(MIXED_CSV_COLUMNS if mixed else CSV_COLUMNS)
 
     def write(self, row: dict) -> None:
         if self.json:
             text = json_text(_json_row(row))
             self.fh.write(("," if self.n else "") + "\n  " + text.replace("\n", "\n  "))
         else:
-            self.csv.writerow(_csv_row(row))
+            self.csv.writerow(self.row(row))
         self.n += 1
 
     def close(self) -> None:
@@ -142,6 +170,13 @@ def predict(
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="predictions file: .csv or .json", show_default=False
+    ),
+    pipeline: Path = typer.Option(
+        Path("."),
+        "--pipeline",
+        help="the pipeline whose served files are the defaults: its folder (pipelines/mixed "
+        "for the mixed-type model); a mixed-type model writes the labels present, the pattern "
+        "code and p_<label> per map",
     ),
     model: Path | None = typer.Option(
         None, help="checkpoint (train stage) [default: dvc.yaml's paths.model]", show_default=False
@@ -229,15 +264,15 @@ def predict(
     blank without the index), neighbours (with --neighbours K: ingested row, label and distance
     of each, nearest first, e.g. 1234:Center:0.12), error (not predicted), warning (predicted,
     but it does not look like a wafer map).
+    A mixed-type model (``--pipeline pipelines/mixed``, or its --model) writes instead:
+    source, pattern_code (the labels present, e.g. C-EL-S; Normal for none), labels
+    (';'-separated), operating_point, p_<label> (calibrated, 8 labels), error, warning.
     The exit status is 2 when no map at all could be predicted (the output file is then not
     written).
     """
     from wafer.explain.cam import METHODS
-    from wafer.explain.report import served_cam_png
-    from wafer.inputs.read import read_maps
     from wafer.model.forward import check_device
-    from wafer.serving.predictor import MAX_NEIGHBOURS, Predictor
-    from wafer.serving.stream import predict_stream
+    from wafer.serving.predictor import MAX_NEIGHBOURS
 
     # Every option is checked before anything is loaded or computed.
     if neighbours > MAX_NEIGHBOURS:
@@ -254,6 +289,95 @@ def predict(
     if cam_method is not None and cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)
+    mixed = _task(model, pipeline) == "mixed"
+    if mixed:
+        predictor = _mixed_predictor(
+            pipeline,
+            model,
+            calibration,
+            thresholds,
+            operating_point,
+            device,
+            unsupported={
+                "--cam-dir": cam_dir,
+                "--neighbours": neighbours,
+                "--index": index,
+                "--novelty": novelty,
+            },
+        )
+    else:
+        predictor = _predictor(
+            pipeline,
+            model,
+            calibration,
+            thresholds,
+            index,
+            novelty,
+            operating_point,
+            device,
+            cam_dir,
+            cam_layer,
+            cam_method,
+            neighbours,
+        )
+    run_predict(
+        predictor,
+        inputs,
+        out,
+        suffix,
+        cam_dir,
+        batch_size,
+        trust_pickle,
+        max_side,
+        fail_fast,
+        progress,
+        neighbours,
+        mixed,
+    )
+
+
+def _task(model: Path | None, pipeline: Path) -> str:
+    """Which task the served model is for (wafer.model.checkpoint.TASKS), read from its class
+    names; a file that cannot be read is left to the predictor's own one-line error."""
+    from wafer.model.checkpoint import Checkpoint
+
+    try:
+        path = model if model is not None else served_files({"model": None}, pipeline)[0]["model"]
+        return Checkpoint.load(path, class_names=None).task
+    except (UsageError, ValueError, OSError):
+        return "wm811k"
+
+
+def _mixed_predictor(
+    pipeline, model, calibration, thresholds, operating_point, device, unsupported
+):
+    from wafer.mixed.predictor import MixedPredictor
+
+    for option, value in unsupported.items():
+        if value:
+            raise UsageError(f"{option}: not available for a mixed-type model")
+    files, _ = served_files(
+        {"model": model, "calibration": calibration, "thresholds": thresholds}, pipeline
+    )
+    return MixedPredictor.load(**files, device=device, objective=operating_point)
+
+
+def _predictor(
+    pipeline,
+    model,
+    calibration,
+    thresholds,
+    index,
+    novelty,
+    operating_point,
+    device,
+    cam_dir,
+    cam_layer,
+    cam_method,
+    neighbours,
+):
+    from wafer.serving.predictor import Predictor
+
     files, why = served_files(
         {
             "model": model,
@@ -261,7 +385,8 @@ def predict(
             "thresholds": thresholds,
             "index": index,
             "novelty": novelty,
-        }
+        },
+        pipeline,
     )
     if why:
         if neighbours:
@@ -288,6 +413,27 @@ def predict(
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
+    return predictor
+
+
+def run_predict(
+    predictor,
+    inputs,
+    out,
+    suffix,
+    cam_dir,
+    batch_size,
+    trust_pickle,
+    max_side,
+    fail_fast,
+    progress,
+    neighbours,
+    mixed,
+) -> None:
+    """Read, predict and write every map of ``inputs`` with ``predictor`` (either task's)."""
+    from wafer.explain.report import served_cam_png
+    from wafer.inputs.read import read_maps
+    from wafer.serving.stream import predict_stream
 
     t0 = time.perf_counter()
     n = {"error": 0, "warning": 0, "skipped": 0, "good": 0, "cam": 0}
@@ -328,7 +474,7 @@ def predict(
         print(f"removed {stale}, left by an interrupted run", file=sys.stderr)
     try:
         with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
-            writer = RowWriter(fh, suffix)
+            writer = RowWriter(fh, suffix, mixed)
             rows = predict_stream(predictor, items, batch_size, neighbours)
             for k, (item, row) in enumerate(rows):
                 writer.write(row)

@@ -1,6 +1,7 @@
 """The sections of the mixed-type pipeline's params (``pipelines/mixed/params.yaml``), one
 frozen dataclass each, as :mod:`wafer.config.sections` does for the 9-class pipeline: the
-sections whose meaning is the same (``shard``, ``infer``, ``calibrate``, ``evaluate``) are the
+sections whose meaning is the same (``shard``, ``infer``, ``calibrate``, ``evaluate``,
+``gradcam``) are the
 9-class classes themselves, so their rules are written once. :data:`MIXED_SECTIONS` is the
 table ``validate_all(params, MIXED_SECTIONS)`` checks."""
 
@@ -15,6 +16,7 @@ from wafer.config.sections import (
     SEED,
     CalibrateParams,
     EvaluateParams,
+    GradcamParams,
     InferParams,
     ShardParams,
 )
@@ -91,5 +93,6 @@ MIXED_SECTIONS: dict[str, type] = {
         CalibrateParams,
         MixedThresholdsParams,
         EvaluateParams,
+        GradcamParams,
     )
 }

@@ -1,4 +1,5 @@
-"""The nine WM-811K failure-pattern classes and reference class counts."""
+"""The nine WM-811K failure-pattern classes and reference class counts, and the eight labels of
+MixedWM38's mixed-type (multi-label) task."""
 
 CLASS_NAMES: tuple[str, ...] = (
     "Center",
@@ -28,3 +29,16 @@ WM811K_FULL_COUNTS: dict[str, int] = {
     "Scratch": 1193,
     "none": 147431,
 }
+
+# MixedWM38's multi-label targets, in the order of its label vectors (and of the real file's
+# ``label_names``): a map may carry several (wafer.mixed.labels: pattern codes).
+MIXED_LABELS: tuple[str, ...] = (
+    "Center",
+    "Donut",
+    "Edge-Loc",
+    "Edge-Ring",
+    "Loc",
+    "Near-full",
+    "Scratch",
+    "Random",
+)

@@ -72,7 +72,7 @@ class Ingested:
 @dataclass
 class Shard:
     x: np.ndarray  # uint8 (N, S, S), die states {0, 1, 2}
-    y: np.ndarray  # int64 (N,) class index
+    y: np.ndarray  # int64 (N,) class index; uint8 (N, 8) multi-hot in the mixed-type pipeline
     rows: np.ndarray  # int64 (N,) row of the ingested file
 
     @property
@@ -124,7 +124,7 @@ class Logits:
     tta: bool
     model_sha256: str
     logits: dict[str, np.ndarray]  # split -> (N, C) float32
-    y: dict[str, np.ndarray]  # split -> (N,) int64
+    y: dict[str, np.ndarray]  # split -> (N,) int64, or (N, 8) multi-hot (mixed-type pipeline)
     rows: dict[str, np.ndarray]  # split -> (N,) int64
 
     def save(self, path: str | os.PathLike) -> None:

@@ -39,6 +39,15 @@ def resize_map(m: np.ndarray, size: int) -> np.ndarray:
     return resize_stack(m[None], size)[0]
 
 
+def resize_maps(maps: list[np.ndarray], size: int) -> np.ndarray:
+    """Die maps of any shapes -> one uint8 ``(N, size, size)`` array (the served model input,
+    resized as the training shards)."""
+    out = np.empty((len(maps), size, size), dtype=np.uint8)
+    for i, m in enumerate(maps):
+        out[i] = resize_map(np.asarray(m, dtype=np.uint8), size)
+    return out
+
+
 def resize_ragged(
     flat: np.ndarray,
     shapes: np.ndarray,

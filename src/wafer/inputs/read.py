@@ -9,7 +9,9 @@ Inputs (:func:`read_maps`; each map becomes one :class:`Item`, named by its sour
   (``"file.npz[name] row i"``); no pickles. A **ragged-maps** ``.npz`` (members ``flat``,
   ``shapes``, ``offsets``: what ``wafer convert`` and the ``ingest`` stage write, see
   :mod:`wafer.data.ingest`) gives one map per row, ``"file.npz row 12"`` (its ``source_row`` when
-  it has one: the row of the pickle it was converted from).
+  it has one: the row of the pickle it was converted from). An ``.npz`` in MixedWM38's layout
+  (members ``maps``, ``labels``, ``label_names``: :mod:`wafer.mixed.data`) gives its ``maps``
+  only (``"file.npz[maps] row i"``): its other members are labels, not maps.
 * ``.png``: one map per image, in the encoding below (``"file.png"``).
 * an LSWMD-format pickle (``.pkl``/``.pickle``, optionally ``.xz``/``.gz``/``.bz2``/``.zip``;
   Kaggle's legacy ``LSWMD.pkl`` too), **only with** ``trust_pickle=True``
@@ -190,6 +192,11 @@ def _read_npy(path: Path, source: str, max_side: int | None, **_: object) -> Seq
     return _stack(source, arr, path, max_side)
 
 
+# MixedWM38's layout (wafer.mixed.data): the maps with their labels and provenance; the other
+# members are not maps
+MIXED_MEMBERS = ("maps", "labels", "label_names")
+
+
 def _read_npz(path: Path, source: str, max_side: int | None, **_: object) -> Sequence[Item]:
     try:
         zf = zipfile.ZipFile(path)
@@ -202,6 +209,8 @@ def _read_npz(path: Path, source: str, max_side: int | None, **_: object) -> Seq
         members = {n[:-4] if n.endswith(".npy") else n: n for n in names}
         if all(k in members for k in RAGGED_MEMBERS):
             return _read_ragged(zf, members, path, source, max_side)
+        if all(k in members for k in MIXED_MEMBERS):  # MixedWM38's layout: only its maps
+            members = {"maps": members["maps"]}
         parts: list[Sequence[Item]] = []
         for name, member in members.items():
             src, where = f"{source}[{name}]", f"{path}[{name}]"

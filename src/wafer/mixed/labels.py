@@ -11,16 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MIXED_LABELS: tuple[str, ...] = (
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Scratch",
-    "Random",
-)  # the order of MixedWM38's label vectors (and of the real file's ``label_names``)
+from wafer.core.classes import MIXED_LABELS
+
 ABBREVIATIONS: dict[str, str] = {
     "Center": "C",
     "Donut": "D",

@@ -120,16 +120,22 @@ def bootstrap(
 
 def label_matrix(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """The per-label confusion view, ``(L + 1, L + 1)``: row i < L = the maps with label i,
-    row L = the normal maps (no label); column j < L = the share of them predicted with label j
-    (the diagonal is each label's recall), column L = the share predicted normal (nothing).
-    NaN rows where no map has the label."""
+    row L = the normal maps (no label). Cell (i, i) = label i's recall; cell (i, j != i) = the
+    share of the maps with label i but *without* label j that were predicted with label j (a
+    false alarm of j next to i: which labels a pattern drags in; co-occurring labels, which are
+    not errors, are left out); column L = the share predicted normal (nothing at all). NaN where
+    no map qualifies."""
     y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
     n_labels = y.shape[1]
     out = np.full((n_labels + 1, n_labels + 1), np.nan)
     nothing = ~pred.any(axis=1)
     for i in range(n_labels + 1):
         rows = y[:, i] if i < n_labels else ~y.any(axis=1)
-        if rows.any():
-            out[i, :n_labels] = pred[rows].mean(axis=0)
-            out[i, n_labels] = nothing[rows].mean()
+        if not rows.any():
+            continue
+        out[i, n_labels] = nothing[rows].mean()
+        for j in range(n_labels):
+            sel = rows if j == i else rows & ~y[:, j]
+            if sel.any():
+                out[i, j] = pred[sel, j].mean()
     return out

@@ -19,9 +19,12 @@ import torch
 from torch import nn
 
 from wafer.config.sections import ShardParams, section_rules
-from wafer.core.classes import CLASS_NAMES
+from wafer.core.classes import CLASS_NAMES, MIXED_LABELS
 from wafer.core.io import atomic_path
 from wafer.model.net import ModelConfig, build_model
+
+# the outputs of each task's model: the 9 WM-811K classes, MixedWM38's 8 labels
+TASKS: dict[str, tuple[str, ...]] = {"wm811k": CLASS_NAMES, "mixed": MIXED_LABELS}
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,12 @@ class Checkpoint:
         cls,
         path: str | os.PathLike,
         device: str | torch.device = "cpu",
-        class_names: tuple[str, ...] = CLASS_NAMES,
+        class_names: tuple[str, ...] | None = CLASS_NAMES,
     ) -> Checkpoint:
         """Read and check a model file (``torch.load(weights_only=True)``: no code runs); a bad
         file, or one whose outputs are not ``class_names`` (a mixed-type model where a 9-class
-        one is expected), raises ValueError with a one-line reason."""
+        one is expected), raises ValueError with a one-line reason. ``class_names=None``
+        accepts either task's model (:data:`TASKS`); ``.class_names`` then says which."""
         with open(path, "rb") as fh:
             head = fh.read(4)
         if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
@@ -99,7 +103,9 @@ class Checkpoint:
         if why:
             raise ValueError(f"input_size: {why}")
         names = tuple(payload.get("class_names", ()))
-        if names != tuple(class_names):
+        if class_names is None and names not in TASKS.values():
+            raise ValueError(f"class names {list(names)} are neither task's")
+        if class_names is not None and names != tuple(class_names):
             raise ValueError(f"class names {list(names)} differ from {list(class_names)}")
         try:
             config = ModelConfig(**payload["model_config"])
@@ -113,6 +119,11 @@ class Checkpoint:
             names,
         )
 
+    @property
+    def task(self) -> str:
+        """The task this model serves (a key of :data:`TASKS`)."""
+        return next(k for k, v in TASKS.items() if v == tuple(self.class_names))
+
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The network with these weights, on ``device``, in eval mode."""
         model = build_model(self.config)
@@ -123,7 +134,7 @@ class Checkpoint:
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
-    class_names: tuple[str, ...] = CLASS_NAMES,
+    class_names: tuple[str, ...] | None = CLASS_NAMES,
 ) -> tuple[nn.Module, Checkpoint]:
     """The network of a model file, on ``device`` in eval mode, and its checkpoint."""
     ckpt = Checkpoint.load(path, device, class_names)

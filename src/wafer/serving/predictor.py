@@ -40,7 +40,7 @@ from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
 from wafer.data.maprules import check_map
-from wafer.data.shard import resize_map
+from wafer.data.shard import resize_maps
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import Outputs, predict_outputs, resolve_device
 from wafer.serving.decision import ServingConfig
@@ -119,11 +119,7 @@ class Predictor:
 
     def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
         """Valid die maps -> the uint8 ``(N, S, S)`` model input (block-max resize)."""
-        s = self.input_size
-        out = np.empty((len(maps), s, s), dtype=np.uint8)
-        for i, m in enumerate(maps):
-            out[i] = resize_map(np.asarray(m, dtype=np.uint8), s)
-        return out
+        return resize_maps(maps, self.input_size)
 
     def outputs(self, maps: list[np.ndarray], batch_size: int = 256) -> Outputs:
         """Served logits and, with the novelty scorer, the features it was built on, from one
