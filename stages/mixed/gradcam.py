@@ -97,7 +97,7 @@ def main(
     print(
         f"gradcam: layer {layer}, {len(list(png_dir.glob('*.png')))} pictures"
         + (
-            f", own pattern beats the others on {report['mean_own_beats_other']:.2f} of maps"
+            f", own pattern lifted most on {report['mean_own_beats_other']:.2f} of maps"
             if scored
             else ", no masks to score against"
         )

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from wafer.apps.cli import CSV_COLUMNS
+from wafer.apps.rows import CSV_COLUMNS
 from wafer.core.classes import CLASS_NAMES
 from wafer.data.shard import resize_map
 from wafer.inputs.png import encode_png

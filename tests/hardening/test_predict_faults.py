@@ -69,7 +69,7 @@ def test_full_disk(tmp_path, tiny_pipeline, monkeypatch):
     def full(self, *a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    from wafer.apps.cli import RowWriter
+    from wafer.apps.rows import RowWriter
 
     monkeypatch.setattr(RowWriter, "write", full)  # rows are streamed to --out
     res = run_cli(

@@ -50,3 +50,19 @@ def test_generation_is_deterministic_and_covers_every_type():
     assert set(a.codes) == set(pattern_codes())
     assert np.array_equal(codes_of(a.labels), a.codes)
     assert not np.array_equal(a.maps, generate_mixed(120, 24, 0.5, seed=8).maps)
+
+
+def test_a_cam_on_its_own_pattern_beats_one_on_another_even_when_the_other_is_larger():
+    from wafer.mixed.cam import own_vs_other, summarise
+
+    m = np.ones((20, 20), np.uint8)
+    masks = np.zeros((20, 20), np.uint8)
+    masks[2, 2:12] = 1 << 6  # a scratch: 10 dies
+    masks[10:20, 10:20] |= 1 << 0  # a large centre-ish blob: 100 dies
+    m[masks > 0] = 2
+    cam = np.zeros((20, 20), np.float32)
+    cam[2, 2:12], cam[10:20, 10:20] = 1.0, 0.2  # mass 10 on the scratch, 20 on the blob
+    r = own_vs_other(cam, m, masks, 6)
+    assert r["own_energy"] < r["other_energy"]  # raw shares favour the larger region ...
+    assert r["own_lift"] > r["other_lift"]  # ... lifts do not
+    assert summarise([r])["own_beats_other"] == 1.0

@@ -7,25 +7,22 @@
 `predict` serves exactly the pipeline that the `evaluate` stage reported on
 (:class:`wafer.serving.predictor.Predictor`: block-max resize, TTA logits, temperature, per-class
 thresholds, operating point), loaded from the pipeline's outputs: the paths given, else
-dvc.yaml's ``paths`` in the current directory (the checkout's); Grad-CAM method and layer from
-params.yaml's ``gradcam`` section unless given.
+dvc.yaml's ``paths`` in the current directory (the checkout's), or in ``--pipeline``'s folder
+(``pipelines/mixed``: the mixed-type model, :class:`wafer.mixed.predictor.MixedPredictor`);
+Grad-CAM method and layer from params.yaml's ``gradcam`` section unless given. The run itself
+is :func:`wafer.apps.predicting.run_predict`; the rows it writes, :mod:`wafer.apps.rows`.
 """
 
 from __future__ import annotations
 
-import re
-import sys
 import time
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-from wafer.apps.options import cam_settings, check_output_dir, check_output_file, served_files
-from wafer.config.rules import OBJECTIVES
-from wafer.core.classes import CLASS_NAMES, MIXED_LABELS
+from wafer.apps.options import cam_settings, check_output_dir, check_output_file
+from wafer.apps.predicting import mixed_predictor, predictor_9class, run_predict, task_of
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors, write_failure
-from wafer.core.io import atomic_path, csv_writer, json_text, remove_stale_temps
 from wafer.data.maprules import MAX_SIDE
 
 app = typer.Typer(
@@ -34,127 +31,11 @@ app = typer.Typer(
     help="WM-811K wafer-map defect classifier: serve the trained DVC pipeline.",
 )
 
-CSV_COLUMNS = [
-    "source",
-    "predicted",
-    "confidence",
-    "defect",
-    "tau",
-    "operating_point",
-    "top3",
-    *[f"p_{c}" for c in CLASS_NAMES],
-    "prediction_set",
-    "novelty_score",
-    "novel",
-    "neighbours",
-    "error",
-    "warning",
-]
-
-
-def safe_name(source: str, index: int) -> str:
-    """A file name for the CAM PNG of item ``index``: ``00012_file.pkl_row_12.png``."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", source)
-    return f"{index:05d}_{stem.strip('_')[:80]}.png"
-
-
-def format_top3(top3: list[tuple[str, float]]) -> str:
-    """``[('Center', 0.9), ...]`` -> ``'Center:0.900000;...'`` (the CSV cell)."""
-    return ";".join(f"{c}:{p:.6f}" for c, p in top3)
-
 
 @app.callback()
 def main() -> None:
     """WM-811K wafer-map defect classifier: serve the trained DVC pipeline
     (its model, calibration and thresholds: dvc.yaml's artifacts)."""
-
-
-# the mixed-type model's rows (wafer.mixed.predictor.MixedPredictor)
-MIXED_CSV_COLUMNS = [
-    "source",
-    "pattern_code",
-    "labels",
-    "operating_point",
-    *[f"p_{c}" for c in MIXED_LABELS],
-    "error",
-    "warning",
-]
-
-
-def _mixed_csv_row(r: dict) -> list[str]:
-    if r.get("error"):
-        return [r["source"], *[""] * (len(MIXED_CSV_COLUMNS) - 3), r["error"], ""]
-    return [
-        r["source"],
-        r["pattern_code"],
-        ";".join(r["labels"]),
-        r["operating_point"],
-        *[f"{r['probabilities'][c]:.6f}" for c in MIXED_LABELS],
-        "",
-        r.get("warning") or "",
-    ]
-
-
-def _csv_row(r: dict) -> list[str]:
-    if r.get("error"):
-        return [r["source"], *[""] * (len(CSV_COLUMNS) - 3), r["error"], ""]
-    return [
-        r["source"],
-        r["predicted"],
-        f"{r['confidence']:.6f}",
-        int(r["defect"]),
-        f"{r['tau']:.6f}",
-        r["operating_point"],
-        format_top3(r["top3"]),
-        *[f"{r['probabilities'][c]:.6f}" for c in CLASS_NAMES],
-        ";".join(r.get("prediction_set", [])),
-        f"{r['novelty_score']:.6g}" if "novelty_score" in r else "",
-        int(r["novel"]) if "novel" in r else "",
-        " ".join(f"{n['row']}:{n['label']}:{n['distance']:.4f}" for n in r.get("neighbours", [])),
-        "",
-        r.get("warning") or "",
-    ]
-
-
-def _json_row(r: dict) -> dict:
-    if r.get("error"):
-        return {"source": r["source"], "error": r["error"]}
-    r = dict(r)
-    if "top3" in r:
-        r["top3"] = [{"class": c, "p": p} for c, p in r["top3"]]
-    r["error"] = None
-    r.setdefault("warning", None)
-    return r
-
-
-class RowWriter:
-    """Prediction rows written one at a time to an open text file: CSV (header, one line per
-    row) or a JSON array formatted as :func:`wafer.core.io.write_json` formats it."""
-
-    def __init__(self, fh, suffix: str, mixed: bool = False):
-        self.fh, self.json, self.n = fh, suffix == ".json", 0
-        self.row = _mixed_csv_row if mixed else _csv_row
-        if self.json:
-            fh.write("[")
-        else:
-            self.csv = csv_writer(fh)
-            self.csv.writerow(MIXED_CSV_COLUMNS if mixed else CSV_COLUMNS)
-
-    def write(self, row: dict) -> None:
-        if self.json:
-            text = json_text(_json_row(row))
-            self.fh.write(("," if self.n else "") + "\n  " + text.replace("\n", "\n  "))
-        else:
-            self.csv.writerow(self.row(row))
-        self.n += 1
-
-    def close(self) -> None:
-        if self.json:
-            self.fh.write("\n]\n" if self.n else "]\n")
-
-
-class _NothingPredicted(Exception):
-    pass
 
 
 @app.command()
@@ -289,9 +170,9 @@ def predict(
     if cam_method is not None and cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)
-    mixed = _task(model, pipeline) == "mixed"
+    mixed = task_of(model, pipeline) == "mixed"
     if mixed:
-        predictor = _mixed_predictor(
+        predictor = mixed_predictor(
             pipeline,
             model,
             calibration,
@@ -306,7 +187,7 @@ def predict(
             },
         )
     else:
-        predictor = _predictor(
+        predictor = predictor_9class(
             pipeline,
             model,
             calibration,
@@ -333,185 +214,6 @@ def predict(
         progress,
         neighbours,
         mixed,
-    )
-
-
-def _task(model: Path | None, pipeline: Path) -> str:
-    """Which task the served model is for (wafer.model.checkpoint.TASKS), read from its class
-    names; a file that cannot be read is left to the predictor's own one-line error."""
-    from wafer.model.checkpoint import Checkpoint
-
-    try:
-        path = model if model is not None else served_files({"model": None}, pipeline)[0]["model"]
-        return Checkpoint.load(path, class_names=None).task
-    except (UsageError, ValueError, OSError):
-        return "wm811k"
-
-
-def _mixed_predictor(
-    pipeline, model, calibration, thresholds, operating_point, device, unsupported
-):
-    from wafer.mixed.predictor import MixedPredictor
-
-    for option, value in unsupported.items():
-        if value:
-            raise UsageError(f"{option}: not available for a mixed-type model")
-    files, _ = served_files(
-        {"model": model, "calibration": calibration, "thresholds": thresholds}, pipeline
-    )
-    return MixedPredictor.load(**files, device=device, objective=operating_point)
-
-
-def _predictor(
-    pipeline,
-    model,
-    calibration,
-    thresholds,
-    index,
-    novelty,
-    operating_point,
-    device,
-    cam_dir,
-    cam_layer,
-    cam_method,
-    neighbours,
-):
-    from wafer.serving.predictor import Predictor
-
-    files, why = served_files(
-        {
-            "model": model,
-            "calibration": calibration,
-            "thresholds": thresholds,
-            "index": index,
-            "novelty": novelty,
-        },
-        pipeline,
-    )
-    if why:
-        if neighbours:
-            raise typer.BadParameter(f"--neighbours needs the index: {why}")
-        print(f"warning: {why}", file=sys.stderr)
-    if operating_point is not None and operating_point not in OBJECTIVES:
-        raise UsageError(
-            f"--operating-point {operating_point!r}: not one of {', '.join(OBJECTIVES)}"
-        )
-    predictor = Predictor.load(
-        **files,
-        device=device,
-        cam_layer=cam_layer,
-        cam_method=cam_method,
-        objective=operating_point,
-    )
-    if cam_dir is not None:
-        from wafer.explain.cam import resolve_layer_name, target_layer
-
-        ckpt = predictor.checkpoint
-        try:
-            target_layer(
-                predictor.model, resolve_layer_name(cam_layer, ckpt.config.stem, ckpt.input_size)
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return predictor
-
-
-def run_predict(
-    predictor,
-    inputs,
-    out,
-    suffix,
-    cam_dir,
-    batch_size,
-    trust_pickle,
-    max_side,
-    fail_fast,
-    progress,
-    neighbours,
-    mixed,
-) -> None:
-    """Read, predict and write every map of ``inputs`` with ``predictor`` (either task's)."""
-    from wafer.explain.report import served_cam_png
-    from wafer.inputs.read import read_maps
-    from wafer.serving.stream import predict_stream
-
-    t0 = time.perf_counter()
-    n = {"error": 0, "warning": 0, "skipped": 0, "good": 0, "cam": 0}
-
-    def skipped(path: Path, reason: str) -> None:
-        n["skipped"] += 1
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
-
-    def reported(items):
-        """The items as read, each error and warning reported on stderr when it is read (the
-        first error stops the run with --fail-fast)."""
-        for item in items:
-            if item.error is not None:
-                n["error"] += 1
-                print(f"error: {item.error}", file=sys.stderr)
-                if fail_fast:
-                    raise SystemExit(2)
-            elif item.warning:
-                n["warning"] += 1
-                print(f"warning: {item.source}: {item.warning}", file=sys.stderr)
-            yield item
-
-    # Streamed: the inputs are read lazily (read_maps), predicted a chunk at a time
-    # (predict_stream) and written row by row into a temporary file that replaces --out only at
-    # the end, so memory stays bounded however many maps there are.
-    sources = [
-        read_maps(p, trust_pickle=trust_pickle, max_side=max_side, on_skip=skipped) for p in inputs
-    ]
-    items = reported(it for src in sources for it in src)
-    bar = tqdm(
-        total=sum(len(s) for s in sources),
-        desc="predict",
-        unit="map",
-        disable=not progress,
-        file=sys.stderr,
-    )
-    for stale in remove_stale_temps(out):  # left by a run that was killed
-        print(f"removed {stale}, left by an interrupted run", file=sys.stderr)
-    try:
-        with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
-            writer = RowWriter(fh, suffix, mixed)
-            rows = predict_stream(predictor, items, batch_size, neighbours)
-            for k, (item, row) in enumerate(rows):
-                writer.write(row)
-                bar.update(1)
-                if item.error is not None:
-                    continue
-                n["good"] += 1
-                if cam_dir is not None:
-                    target = cam_dir / safe_name(item.source, k)
-                    try:
-                        with atomic_path(target) as png:
-                            png.write_bytes(served_cam_png(predictor, item.map, row))
-                    except OSError as exc:
-                        raise write_failure(target, exc) from None
-                    n["cam"] += 1
-            writer.close()
-            if n["good"] == 0:  # nothing predicted: the temporary file is discarded
-                raise _NothingPredicted
-    except _NothingPredicted:
-        bar.close()
-        print(
-            f"error: no map was predicted ({n['error']} error(s), {n['skipped']} skipped "
-            f"file(s)); {out} not written",
-            file=sys.stderr,
-        )
-        raise SystemExit(2) from None
-    except OSError as exc:
-        raise write_failure(out, exc) from None
-    bar.close()
-    seconds = time.perf_counter() - t0
-    rate = n["good"] / seconds if seconds > 0 else float("inf")
-    cams = f", {n['cam']} Grad-CAM PNGs in {cam_dir}" if n["cam"] else ""
-    skips = f", {n['skipped']} skipped file(s)" if n["skipped"] else ""
-    print(
-        f"predict: {n['good']} maps in {seconds:.2f} s ({rate:.1f} maps/s, reading included) "
-        f"on {predictor.device}, {n['error']} error(s), {n['warning']} warning(s){skips} -> "
-        f"{out}{cams}"
     )
 
 

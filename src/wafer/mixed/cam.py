@@ -33,18 +33,22 @@ def own_vs_other(cam: np.ndarray, m: np.ndarray, masks: np.ndarray, k: int) -> d
     own = (masks & (1 << k)) > 0
     other = (masks & ~np.uint8(1 << k)) > 0
     other &= ~own
-    return {
+    out = {
         "own_energy": energy_share(grid, own, inside),
         "other_energy": energy_share(grid, other, inside),
         "own_area": area_share(own, inside),
         "other_area": area_share(other, inside),
         "own_hit": pointing_hit(grid, own, inside),
     }
+    for side in ("own", "other"):
+        area = out[f"{side}_area"]
+        out[f"{side}_lift"] = out[f"{side}_energy"] / area if area > 0 else math.nan
+    return out
 
 
 def summarise(rows: list[dict[str, float]]) -> dict:
-    """Means over the scored maps (NaNs left out) and the share of maps whose CAM puts more
-    mass on its own pattern than on the others'."""
+    """Means over the scored maps (NaNs left out) and the share of maps whose CAM lifts its own
+    pattern's region more than the other patterns' (``own_beats_other``)."""
     if not rows:
         return {"maps": 0}
     out: dict = {"maps": len(rows)}
@@ -52,9 +56,9 @@ def summarise(rows: list[dict[str, float]]) -> dict:
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         out[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
     wins = [
-        r["own_energy"] > r["other_energy"]
+        r["own_lift"] > r["other_lift"]
         for r in rows
-        if not (math.isnan(r["own_energy"]) or math.isnan(r["other_energy"]))
+        if not (math.isnan(r["own_lift"]) or math.isnan(r["other_lift"]))
     ]
     out["own_beats_other"] = float(np.mean(wins)) if wins else None
     return out
