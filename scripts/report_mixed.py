@@ -1,5 +1,5 @@
 """Render docs/RESULTS_MIXED.md from the mixed-type runs saved under pipelines/mixed/results/
-(no hand-typed figures). Each run folder holds what a `dvc exp run pipelines/mixed/dvc.yaml`
+(no hand-typed figures). Each run folder holds what a `dvc exp run` of the mixed pipeline
 wrote (its metrics/*.json, plots, params.yaml) plus command.txt, commit.txt and
 timing/train.json with machine.txt (the processor it trained on).
 
@@ -28,6 +28,17 @@ def _load(run: Path, name: str) -> dict:
 
 def _f(v, digits: int = 4) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _before_subproject(run: Path) -> str:
+    """A note for a run made from the repository root, before the mixed pipeline became its
+    own DVC project."""
+    if "pipelines/mixed/dvc.yaml" not in (run / "command.txt").read_text():
+        return ""
+    return (
+        " (run from the repository root before the pipeline became its own DVC project; today "
+        "the same run is `cd pipelines/mixed && dvc exp run -S ...` with the same values)"
+    )
 
 
 def render() -> str:
@@ -91,7 +102,8 @@ def render() -> str:
             (run / "command.txt").read_text().strip(),
             "```",
             "",
-            f"Commit `{(run / 'commit.txt').read_text().strip()[:12]}`. Both operating points "
+            f"Commit `{(run / 'commit.txt').read_text().strip()[:12]}`{_before_subproject(run)}. "
+            "Both operating points "
             "(fit on validation), and p ≥ 0.5 for reference:",
             "",
             "| point | split | macro-F1 | micro-F1 | exact-match | Hamming | escapes | "

@@ -7,8 +7,8 @@
   (:data:`wafer.config.sections.SECTIONS`), so every section of params.yaml is checked first.
 
 It does so for every pipeline of :data:`PIPELINES`: the 9-class ``dvc.yaml`` and the mixed-type
-``pipelines/mixed/dvc.yaml`` (whose commands run in its folder, so its paths start ``../../``,
-and whose rule table is :data:`wafer.config.mixed.MIXED_SECTIONS`).
+``pipelines/mixed/dvc.yaml`` (its own DVC project: its commands run in its folder, so its paths
+start ``../../``; its rule table is :data:`wafer.config.mixed.MIXED_SECTIONS`).
 
     python scripts/sync_dvc_deps.py          # rewrite those lines of every dvc.yaml
     python scripts/sync_dvc_deps.py --check  # exit 1 and list the differences

@@ -1,6 +1,7 @@
-"""End to end: the mixed-type DVC pipeline (pipelines/mixed/dvc.yaml) on tiny params in a
-temporary copy of the repository: every stage runs, a second `dvc repro` is a no-op,
-`dvc exp run -S` reaches its params, and the served files refuse a mismatched set."""
+"""End to end: the mixed-type DVC pipeline (pipelines/mixed/, its own DVC project) on tiny params
+in a temporary copy of the repository: every stage runs, a second `dvc repro` is a no-op,
+`dvc exp run -S` reaches its params, the 9-class project does not see it, and the served files
+refuse a mismatched set."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "tiny"], dst, env)
-    out = _run([sys.executable, "-m", "dvc", "repro", str(PIPE / "dvc.yaml")], dst, env)
-    assert "Running stage 'pipelines/mixed/dvc.yaml:gradcam'" in out
+    out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
+    assert "Running stage 'gradcam'" in out
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "results"], dst, env)
     return dst, env
@@ -96,10 +97,10 @@ def test_every_stage_writes_its_outputs_and_a_second_repro_is_a_no_op(repo):
         "dvc.lock",
     ):
         assert (pipe / f).is_file(), f
-    out = _run([sys.executable, "-m", "dvc", "repro", str(PIPE / "dvc.yaml")], dst, env)
+    out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
     assert "Running stage" not in out
-    status = _run([sys.executable, "-m", "dvc", "status", str(PIPE / "dvc.yaml")], dst, env)
-    assert "up to date" in status
+    assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], dst / PIPE, env)
+    assert "pipelines/mixed" not in _run([sys.executable, "-m", "dvc", "status"], dst, env)
 
 
 def test_evaluate_reports_every_figure_the_task_needs(repo):
@@ -139,23 +140,15 @@ def test_served_files_refuse_a_set_that_does_not_belong_together(repo, tmp_path)
         MixedThresholds.load(bad)
 
 
-def test_exp_run_sets_a_mixed_param(repo):
+def test_exp_run_sets_a_mixed_param_and_the_9_class_project_does_not_see_it(repo):
     dst, env = repo
-    target = str(PIPE / "dvc.yaml")
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "dvc",
-            "exp",
-            "run",
-            target,
-            "-S",
-            f"{PIPE}/params.yaml:thresholds.objective=cost",
-        ],
-        dst,
+    out = _run(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "thresholds.objective=cost"],
+        dst / PIPE,
         env,
     )
+    assert "Running stage 'thresholds'" in out and "Running stage 'train'" not in out
+    assert "pipelines/mixed" not in _run([sys.executable, "-m", "dvc", "status"], dst, env)
     served = json.loads((dst / PIPE / "models" / "thresholds.json").read_text())["objective"]
     assert served == "cost"
     rows = np.loadtxt(

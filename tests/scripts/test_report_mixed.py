@@ -28,4 +28,4 @@ def test_every_run_records_its_command_commit_machine_and_served_point():
         ev = json.loads((run / "evaluate.json").read_text())
         assert ev["served"] in ("macro_f1", "cost")
         assert "ci95" in ev["test"][ev["served"]]
-        assert "dvc exp run pipelines/mixed/dvc.yaml" in (run / "command.txt").read_text()
+        assert "dvc exp run" in (run / "command.txt").read_text()
