@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 
 from wafer.explain.cam import area_share, energy_share, pointing_hit, upsample_to_grid
 from wafer.explain.report import GREY_COLOURS, MAP_COLOURS
-from wafer.mixed.labels import MIXED_LABELS
 
 
 def own_vs_other(cam: np.ndarray, m: np.ndarray, masks: np.ndarray, k: int) -> dict[str, float]:
@@ -88,6 +87,3 @@ def render_label_cams(
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
-
-
-LABEL_INDEX = {name: k for k, name in enumerate(MIXED_LABELS)}
