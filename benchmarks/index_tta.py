@@ -73,14 +73,14 @@ def main(
                 np.asarray(shards[part].x[pick[part]]),
                 batch_size,
                 "cpu",
-                tta=tta,
+                views=8 if tta else 1,
                 features="mean",
             ).features
             for part in ("train", "val")
         }
         seconds = time.perf_counter() - t0
         y = {part: shards[part].y[pick[part]] for part in feats}
-        index = FeatureIndex.build(feats["train"], pick["train"], y["train"], tta, "")
+        index = FeatureIndex.build(feats["train"], pick["train"], y["train"], 8 if tta else 1, "")
         c = choose(
             lg.logits["val"][pick["val"]],
             feats["val"],

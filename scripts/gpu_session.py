@@ -89,11 +89,11 @@ def probe(size: int, maps: int, batch_size: int) -> dict:
         "train_maps_per_s_first_epoch": result.history[0]["train_maps_per_s"],
     }
     for tta in (True, False):
-        predict_outputs(model, x[:batch_size], 512, device, tta=tta)  # warm-up
+        predict_outputs(model, x[:batch_size], 512, device, views=8 if tta else 1)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        predict_outputs(model, x, 512, device, tta=tta)
+        predict_outputs(model, x, 512, device, views=8 if tta else 1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         out[f"infer_maps_per_s_{'tta' if tta else 'no_tta'}"] = maps / (time.perf_counter() - t0)

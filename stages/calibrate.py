@@ -1,5 +1,5 @@
-"""Stage `calibrate`: temperature scaling fit on the served validation logits (TTA-combined when
-infer.tta is on), reported before/after on validation and test.
+"""Stage `calibrate`: temperature scaling fit on the served validation logits (the mean over
+infer.views TTA views), reported before/after on validation and test.
 
 Writes the served calibration file (wafer.serving.files.Calibration: what `wafer predict` applies;
 it records the SHA-256 of the model, from the logits file, and of the logits it was fit on), the
@@ -41,9 +41,13 @@ def main(
 ) -> None:
     n_bins = load_section(params, CalibrateParams).n_bins  # equal-width confidence bins
     lg = Logits.load(logits)
-    tta = lg.tta
     temperature = fit_temperature(lg.logits["val"], lg.y["val"])  # validation only
-    report: dict = {"temperature": temperature, "tta": tta, "n_bins": n_bins}
+    report: dict = {
+        "temperature": temperature,
+        "views": lg.views,
+        "runtime": lg.runtime,
+        "n_bins": n_bins,
+    }
     curves = {}
     for split in ("val", "test"):
         before, after = softmax(lg.logits[split]), softmax(lg.logits[split], temperature)
@@ -64,7 +68,8 @@ def main(
                 )
     Calibration(
         temperature=temperature,
-        tta=tta,
+        views=lg.views,
+        runtime=lg.runtime,
         n_val=int(len(lg.y["val"])),
         model_sha256=lg.model_sha256,
         logits_sha256=sha256_file(logits),

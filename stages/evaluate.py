@@ -101,7 +101,8 @@ def main(
     report: dict = {
         "objective": served.objective,
         "temperature": served.temperature,
-        "tta": served.tta,
+        "views": served.views,
+        "runtime": served.runtime,
         "escape_budget": served.budget,  # its guarantee, or why it was refused
     }
     for split in ("val", "test"):

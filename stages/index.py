@@ -21,6 +21,7 @@ MSP and energy use the evaluated logits (the infer stage's) at the served temper
 scores describe exactly what `wafer predict` serves. wafer.serving.novelty has the methods.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from wafer.data.files import Logits, SplitFile, load_shard
 from wafer.data.shard import resize_stack
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.runtime import make_runtime
+from wafer.serving.ann import recall_at_k
 from wafer.serving.files import Calibration, Novelty
 from wafer.serving.novelty import (
     METHODS,
@@ -58,6 +61,20 @@ def pixels(x: np.ndarray, size: int) -> np.ndarray:
     return resize_stack((np.asarray(x) == 2).astype(np.uint8), size).reshape(len(x), -1)
 
 
+def search_report(index: FeatureIndex, queries: np.ndarray, k: int) -> dict:
+    """The served search; for hnsw its recall@k against exact search on ``queries`` (the
+    validation maps: the threshold of the knn score is set on the graph's distances)."""
+    if index.graph is None:
+        return {"method": "exact"}
+    _, truth = replace(index, graph=None, _nn={}).neighbours(queries, k)
+    _, found = index.neighbours(queries, k)
+    return {
+        "method": "hnsw",
+        "ef_search": index.ef_search,
+        f"recall_at_{k}_val": recall_at_k(found, truth),
+    }
+
+
 @app.command()
 @one_line_errors
 def main(
@@ -72,7 +89,7 @@ def main(
     metrics: Path = typer.Option(..., "--metrics"),
 ) -> None:
     p = load_section(params, IndexParams)
-    tta, k, baseline_size = p.tta, p.k, p.baseline_size
+    k, baseline_size = p.k, p.baseline_size
     dev = resolve_device(p.device)
     net, _ = load_model(model, dev)
     model_sha = sha256_file(model)
@@ -82,8 +99,10 @@ def main(
     for path, fit_for in ((calibration, cal.model_sha256), (logits, lg.model_sha256)):
         if fit_for != model_sha:
             raise WaferInputError(path, f"not made with {model} (model_sha256 differs)")
-    if tta and not lg.tta:
-        raise WaferInputError(logits, "index.tta needs the served pipeline's TTA (infer.tta: true)")
+    if p.tta and lg.views == 1:
+        raise WaferInputError(logits, "index.tta needs the served pipeline's TTA (infer.views > 1)")
+    views = lg.views if p.tta else 1  # the features average the served views, or the map as given
+    run = make_runtime(net, dev, lg.runtime)  # the served runtime: the features served
     holdout = list(SplitFile.load(split).holdout)
 
     feats, labels, rows, x = {}, {}, {}, {}
@@ -92,7 +111,7 @@ def main(
         if part != "train" and not np.array_equal(sh.rows, lg.rows[part]):
             raise WaferInputError(logits, f"{part} rows differ from {shards}'s")
         out_s = predict_outputs(
-            net, sh.x, p.batch_size, dev, tta=tta, progress=True, features="mean"
+            run, sh.x, p.batch_size, views=views, progress=True, features="mean"
         )
         feats[part], labels[part], rows[part], x[part] = out_s.features, sh.y, sh.rows, sh.x
     # BLAS on one thread from here: the covariance, its inverse and the distances are then summed
@@ -101,10 +120,12 @@ def main(
     with one_blas_thread():
         try:
             index = FeatureIndex.build(
-                feats["train"], rows["train"], labels["train"], tta, model_sha
+                feats["train"], rows["train"], labels["train"], views, model_sha
             )
         except ValueError as exc:
             raise WaferInputError(model, str(exc)) from None
+        if p.search == "hnsw":
+            index = index.with_graph(p.hnsw_m, p.hnsw_ef_search)
         index.save(out)
 
         choice = choose(
@@ -163,7 +184,8 @@ def main(
                 "index": {
                     "maps": len(index),
                     "dim": int(index.features.shape[1]),
-                    "tta": tta,
+                    "views": views,
+                    "search": search_report(index, feats["val"], max(k, max(RETRIEVAL_KS))),
                     "bytes": index.nbytes(),
                     "bytes_per_map": per_map,
                     f"bytes_at_{WM811K_LABELED}_maps": per_map * WM811K_LABELED,
@@ -190,7 +212,7 @@ def main(
             k=k,
             false_flag_rate=p.false_flag_rate,
             temperature=temperature,
-            tta=tta,
+            views=views,
             model_sha256=model_sha,
             index_sha256=sha256_file(out),
         ).save(novelty)

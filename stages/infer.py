@@ -1,6 +1,7 @@
 """Stage `infer`: the served model's logits on validation and test (wafer.data.files.Logits).
 
-With `infer.tta` each map's logits are the mean over the 8 dihedral views (mean of logits, not of
+Each map's logits are the mean over its first `infer.views` dihedral views (1 = the map as
+given; wafer.model.augment.TTA_ORDER) (mean of logits, not of
 probabilities: it keeps one set of logits that temperature scaling then rescales, and it is
 the geometric mean of the views' probabilities). Calibration and thresholds are fit on exactly
 these validation logits, and the same combination is applied by `wafer predict`. Logits are
@@ -21,6 +22,7 @@ from wafer.core.io import sha256_file
 from wafer.data.files import EVAL_SPLITS, Logits, load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.runtime import make_runtime
 
 app = typer.Typer(add_completion=False)
 
@@ -36,6 +38,7 @@ def main(
     p = load_section(params, InferParams)
     dev = resolve_device(p.device)
     net, ckpt = load_model(model, dev)
+    run = make_runtime(net, dev, p.runtime)
     logits, y, rows = {}, {}, {}
     for split in EVAL_SPLITS:
         shard = load_shard(shards, split)
@@ -43,11 +46,13 @@ def main(
             raise WaferInputError(
                 shards, f"maps are {shard.size}px but the model was trained at {ckpt.input_size}px"
             )
-        served = predict_outputs(net, shard.x, p.batch_size, dev, tta=p.tta, progress=True)
+        served = predict_outputs(run, shard.x, p.batch_size, views=p.views, progress=True)
         logits[split] = served.logits
         y[split], rows[split] = shard.y, shard.rows
-    Logits(p.tta, sha256_file(model), logits, y, rows).save(out)
-    print(f"infer: val {len(y['val'])}, test {len(y['test'])} maps (tta={p.tta})")
+    Logits(p.views, p.runtime, sha256_file(model), logits, y, rows).save(out)
+    print(
+        f"infer: val {len(y['val'])}, test {len(y['test'])} maps ({p.views} TTA views, {p.runtime})"
+    )
 
 
 if __name__ == "__main__":

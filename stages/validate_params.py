@@ -7,6 +7,8 @@ naming the parameter, before DVC deletes any other stage's outputs. Beyond the t
 that are well formed but cannot work here), with one line each:
 
 * every `device` is one this machine has (`train.device=cuda` on a CPU machine);
+* `infer.runtime` can run here (its packages installed; `onnx` on the CPU), and so can
+  `index.search`;
 * `gradcam.layer` names a module of the network the `train` section builds;
 * `ingest.input` is a readable file, and a pickle only with `ingest.trust_pickle` (unless it
   is the synthesize stage's output, which does not exist before that stage runs).
@@ -33,8 +35,10 @@ from wafer.core.errors import WaferInputError, one_line_errors
 from wafer.core.io import write_text
 from wafer.data.ingest import check_input
 from wafer.explain.cam import resolve_layer_name, target_layer
-from wafer.model.forward import check_device
+from wafer.model.forward import check_device, resolve_device
 from wafer.model.net import ModelConfig, build_model
+from wafer.model.runtime import check_runtime
+from wafer.serving.ann import check_search
 
 app = typer.Typer(add_completion=False)
 
@@ -43,6 +47,9 @@ def preflight(params: dict, synthetic: Path) -> None:
     """What the table cannot see (module docstring); one line naming the param."""
     for section in (TrainParams, InferParams, IndexParams, GradcamParams):
         check_device(section_values(params, section).device, f"{section.SECTION}.device")
+    infer = section_values(params, InferParams)
+    check_runtime(infer.runtime, resolve_device(infer.device))
+    check_search(section_values(params, IndexParams).search)
     train, cam = section_values(params, TrainParams), section_values(params, GradcamParams)
     net = build_model(
         ModelConfig(stem=train.stem, cbam=train.cbam, cbam_reduction=train.cbam_reduction)

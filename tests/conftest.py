@@ -126,7 +126,7 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
     model_sha, logits_sha = sha256_file(d / "model.pt"), "0" * 64
     (d / "calibration.json").write_text(
         json.dumps(
-            {"temperature": 1.3, "tta": True, "fit_on": "val", "n_val": 0}
+            {"temperature": 1.3, "views": 8, "runtime": "eager", "fit_on": "val", "n_val": 0}
             | {"model_sha256": model_sha, "logits_sha256": logits_sha}
         )
     )
@@ -171,7 +171,7 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
     x = np.random.default_rng(0).integers(0, 3, (45, 16, 16), dtype=np.uint8)
     feats = predict_outputs(net, x, 64, "cpu", features="first").features
     labels = np.arange(45) % len(CLASS_NAMES)
-    FeatureIndex.build(feats, np.arange(45) + 1000, labels, False, model_sha).save(d / "index.npz")
+    FeatureIndex.build(feats, np.arange(45) + 1000, labels, 1, model_sha).save(d / "index.npz")
     Novelty(
         method="knn",
         threshold=0.05,
@@ -179,7 +179,7 @@ def tiny_pipeline(tmp_path_factory) -> dict[str, Path]:
         k=3,
         false_flag_rate=0.05,
         temperature=1.3,
-        tta=False,
+        views=1,
         model_sha256=model_sha,
         index_sha256=sha256_file(d / "index.npz"),
     ).save(d / "novelty.json")
@@ -330,8 +330,8 @@ def expected(p: dict[str, Path], maps: list[np.ndarray]):
     model, ckpt = load_model(p["model"], "cpu")
     x = np.stack([resize_map(m, ckpt.input_size) for m in maps])
     serving = ServingConfig.load(p["calibration"], p["thresholds"])
-    assert serving.tta
-    logits = predict_outputs(model, x, BATCH, "cpu", tta=True).logits
+    assert serving.views == 8
+    logits = predict_outputs(model, x, BATCH, "cpu", views=8).logits
     return serving, serving.decide(logits)
 
 

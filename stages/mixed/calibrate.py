@@ -35,7 +35,12 @@ def main(
     lg = Logits.load(logits)
     temps = fit_temperatures(lg.logits["val"], lg.y["val"])
     MixedCalibration(
-        [float(t) for t in temps], lg.tta, len(lg.y["val"]), lg.model_sha256, sha256_file(logits)
+        [float(t) for t in temps],
+        lg.views,
+        lg.runtime,
+        len(lg.y["val"]),
+        lg.model_sha256,
+        sha256_file(logits),
     ).save(out)
     report: dict = {"temperatures": dict(zip(MIXED_LABELS, map(float, temps), strict=True))}
     curves = {}

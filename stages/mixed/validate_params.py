@@ -16,8 +16,9 @@ from wafer.config.sections import GradcamParams, InferParams, ShardParams
 from wafer.core.errors import one_line_errors
 from wafer.core.io import write_text
 from wafer.explain.cam import resolve_layer_name, target_layer
-from wafer.model.forward import check_device
+from wafer.model.forward import check_device, resolve_device
 from wafer.model.net import ModelConfig, build_model
+from wafer.model.runtime import check_runtime
 
 app = typer.Typer(add_completion=False)
 
@@ -33,6 +34,8 @@ def main(
     validate_all(values, MIXED_SECTIONS)
     for section in (MixedTrainParams, InferParams, GradcamParams):
         check_device(section_values(values, section).device, f"{section.SECTION}.device")
+    infer = section_values(values, InferParams)
+    check_runtime(infer.runtime, resolve_device(infer.device))
     train, cam = section_values(values, MixedTrainParams), section_values(values, GradcamParams)
     net = build_model(
         ModelConfig(stem=train.stem, cbam=train.cbam, cbam_reduction=train.cbam_reduction)

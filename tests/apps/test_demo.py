@@ -83,7 +83,7 @@ def _write_index(files: dict, ing: Ingested, rows: np.ndarray, out: Path) -> tup
 
     sha = sha256_file(files["model"])
     idx = FeatureIndex.build(
-        feats([ing.map(r) for r in rows]), rows, ing.labels[rows], tta=False, model_sha256=sha
+        feats([ing.map(r) for r in rows]), rows, ing.labels[rows], views=1, model_sha256=sha
     )
     out.mkdir(parents=True, exist_ok=True)
     idx.save(out / "index.npz")
@@ -98,7 +98,7 @@ def _write_index(files: dict, ing: Ingested, rows: np.ndarray, out: Path) -> tup
         k=3,
         false_flag_rate=0.05,
         temperature=p.serving.temperature,
-        tta=False,
+        views=1,
         model_sha256=sha,
         index_sha256=sha256_file(out / "index.npz"),
     ).save(out / "novelty.json")
@@ -143,7 +143,7 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
         {
             "objective": "cost",
             "temperature": 1.3,
-            "tta": True,
+            "views": 8,
             "test": {
                 "cost": {
                     "macro_f1": 0.81234,
@@ -160,7 +160,7 @@ def demo_files(tmp_path, tiny_pipeline) -> dict[str, Path]:
         tmp_path / "metrics" / "calibrate.json",
         {
             "temperature": 1.3,
-            "tta": True,
+            "views": 8,
             "test": {"before": {"ece": 0.1111}, "after": {"ece": 0.0345}},
         },
     )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from wafer.model.augment import N_VIEWS, all_views, dihedral, random_dihedral
+from wafer.model.augment import N_VIEWS, TTA_ORDER, VIEWS, all_views, dihedral, random_dihedral
 from wafer.model.forward import predict_outputs
 from wafer.model.losses import make_loss
 from wafer.model.net import ModelConfig, build_model
@@ -61,7 +61,17 @@ def test_dihedral_views_are_the_eight_symmetries():
     assert len(views) == 8
     batch = torch.arange(32).view(2, 4, 4)
     stacked = all_views(batch)
-    assert stacked.shape == (16, 4, 4) and torch.equal(stacked[2:4], dihedral(batch, 1))
+    assert stacked.shape == (16, 4, 4) and torch.equal(stacked[2:4], dihedral(batch, 2))
+    assert sorted(TTA_ORDER) == list(range(N_VIEWS))
+    for n in VIEWS:  # each prefix of the TTA order is closed under composition: a subgroup
+        first = {tuple(dihedral(x, k).flatten().tolist()) for k in TTA_ORDER[:n]}
+        assert len(first) == n
+        assert all(
+            tuple(dihedral(dihedral(x, a), b).flatten().tolist()) in first
+            for a in TTA_ORDER[:n]
+            for b in TTA_ORDER[:n]
+        )
+        assert torch.equal(all_views(batch, n), stacked[: 2 * n])
     aug = random_dihedral(batch, torch.Generator().manual_seed(0))
     assert all(any(torch.equal(aug[i], dihedral(batch[i], k)) for k in range(8)) for i in range(2))
 
@@ -73,14 +83,30 @@ def test_tta_on_a_symmetric_input_equals_a_single_pass():
     assert all(np.array_equal(np.rot90(sym, k), sym) for k in range(4))
     model = build_model(ModelConfig(stem="compact", cbam=True, cbam_reduction=16)).eval()
     x = np.stack([sym, sym])
-    single = predict_outputs(model, x, tta=False).logits
-    tta = predict_outputs(model, x, tta=True).logits
-    np.testing.assert_allclose(tta, single, rtol=1e-4, atol=1e-5)
+    single = predict_outputs(model, x, views=1).logits
     rng = np.random.default_rng(0)
     asym = rng.integers(0, 3, (2, size, size)).astype(np.uint8)
-    assert not np.allclose(
-        predict_outputs(model, asym, tta=True).logits, predict_outputs(model, asym).logits
-    )
+    for n in VIEWS[1:]:
+        tta = predict_outputs(model, x, views=n).logits
+        np.testing.assert_allclose(tta, single, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(
+            predict_outputs(model, asym, views=n).logits, predict_outputs(model, asym).logits
+        )
+    with pytest.raises(ValueError, match="views"):
+        predict_outputs(model, x, views=3)
+
+
+def test_tta_logits_are_the_mean_over_the_views():
+    model = build_model(ModelConfig(stem="compact", cbam=False, cbam_reduction=16)).eval()
+    x = np.random.default_rng(1).integers(0, 3, (3, 16, 16)).astype(np.uint8)
+    for n in VIEWS:
+        each = [
+            predict_outputs(model, dihedral(torch.from_numpy(x), k).numpy()).logits
+            for k in TTA_ORDER[:n]
+        ]
+        np.testing.assert_allclose(
+            predict_outputs(model, x, views=n).logits, np.mean(each, axis=0), rtol=1e-4, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("device", ["auto"])

@@ -80,7 +80,8 @@ def _logits(tmp_path, test_y_seed: int):
     test_y = np.random.default_rng(test_y_seed).permutation(test_y)  # change the test labels
     save_npz(
         tmp_path / "logits.npz",
-        tta=np.array(True),
+        views=np.array(8),
+        runtime=np.array("eager"),
         val_logits=val_logits,
         val_y=val_y,
         val_rows=np.arange(400),

@@ -40,11 +40,11 @@ def test_msp_and_energy_are_higher_for_flat_logits():
 
 def test_index_round_trip_and_neighbours(tmp_path):
     f, y, _, _ = _clusters()
-    idx = FeatureIndex.build(f, np.arange(len(y)) + 100, y, tta=False, model_sha256="a" * 64)
+    idx = FeatureIndex.build(f, np.arange(len(y)) + 100, y, views=1, model_sha256="a" * 64)
     idx.save(tmp_path / "index.npz")
     back = FeatureIndex.load(tmp_path / "index.npz")
     assert np.array_equal(back.features, idx.features) and np.array_equal(back.rows, idx.rows)
-    assert back.model_sha256 == "a" * 64 and back.tta is False
+    assert back.model_sha256 == "a" * 64 and back.views == 1
     np.testing.assert_allclose(np.linalg.norm(back.features, axis=1), 1.0, rtol=1e-5)
     dist, pos = back.neighbours(f[:3], k=5)
     assert pos[:, 0].tolist() == [0, 1, 2] and np.all(np.diff(dist, axis=1) >= 0)
@@ -67,7 +67,7 @@ def test_index_round_trip_and_neighbours(tmp_path):
 )
 def test_bad_index_files_are_refused_in_one_line(tmp_path, change, reason):
     f, y, _, _ = _clusters()
-    FeatureIndex.build(f, np.arange(len(y)), y, False, "").save(tmp_path / "i.npz")
+    FeatureIndex.build(f, np.arange(len(y)), y, 1, "").save(tmp_path / "i.npz")
     with np.load(tmp_path / "i.npz") as z:
         arrays = {k: z[k] for k in z.files}
     change(arrays)
@@ -83,7 +83,7 @@ def test_an_index_of_non_finite_features_is_not_built():
     f, y, _, _ = _clusters()
     f[3, 1] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
-        FeatureIndex.build(f, np.arange(len(y)), y, False, "")
+        FeatureIndex.build(f, np.arange(len(y)), y, 1, "")
 
 
 def test_the_index_stage_is_the_same_bytes_whatever_the_thread_count(tmp_path):
@@ -100,7 +100,7 @@ def test_the_index_stage_is_the_same_bytes_whatever_the_thread_count(tmp_path):
         "from wafer.serving.novelty import FeatureIndex, mahalanobis_score, one_blas_thread\n"
         "f, y = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
         "with one_blas_thread():\n"
-        "    idx = FeatureIndex.build(f, np.arange(len(y)), y, False, '')\n"
+        "    idx = FeatureIndex.build(f, np.arange(len(y)), y, 1, '')\n"
         "    s = mahalanobis_score(idx, f)\n"
         "np.save(sys.argv[3], np.concatenate([idx.precision.ravel(), s]))\n"
     )
@@ -120,7 +120,7 @@ def test_the_index_stage_is_the_same_bytes_whatever_the_thread_count(tmp_path):
 
 def test_feature_scores_flag_a_class_the_index_never_held():
     f, y, logits, centres = _clusters(classes=(0, 1, 2, 8))
-    idx = FeatureIndex.build(f, np.arange(len(y)), y, False, "")
+    idx = FeatureIndex.build(f, np.arange(len(y)), y, 1, "")
     rng = np.random.default_rng(5)
     new = (centres[7] + 0.3 * rng.normal(size=(30, f.shape[1]))).astype(np.float32)
     known_q = f[::4] + 0.05
@@ -135,7 +135,7 @@ def test_feature_scores_flag_a_class_the_index_never_held():
 
 def test_choose_sets_thresholds_on_validation_and_picks_the_best_proxy():
     f, y, logits, _ = _clusters(n_per=60)
-    idx = FeatureIndex.build(f[::2], np.arange(len(y))[::2], y[::2], False, "")
+    idx = FeatureIndex.build(f[::2], np.arange(len(y))[::2], y[::2], 1, "")
     vf, vy, vl = f[1::2], y[1::2], logits[1::2]
     c = choose(vl, vf, vy, idx, 1.0, 3, 0.1, "auto")
     assert set(c.thresholds) == set(METHODS) and c.method in METHODS
@@ -177,18 +177,18 @@ def test_features_come_from_the_same_pass_as_the_served_logits():
     torch.manual_seed(0)
     net = build_model(ModelConfig(stem="compact", cbam=False, cbam_reduction=16)).eval()
     x = np.random.default_rng(0).integers(0, 3, (5, 16, 16), dtype=np.uint8)
-    plain = predict_outputs(net, x, 4, "cpu", tta=False, features="first")
+    plain = predict_outputs(net, x, 4, "cpu", views=1, features="first")
     np.testing.assert_array_equal(plain.logits, predict_outputs(net, x, 4, "cpu").logits)
     assert plain.features.shape == (5, 512)
     with torch.no_grad():  # the head maps the features to the logits
         head = net.fc(torch.from_numpy(plain.features)).numpy()
     np.testing.assert_allclose(head, plain.logits, rtol=1e-4, atol=1e-5)
-    tta = predict_outputs(net, x, 16, "cpu", tta=True, features="mean")
-    np.testing.assert_array_equal(tta.logits, predict_outputs(net, x, 16, "cpu", tta=True).logits)
+    tta = predict_outputs(net, x, 16, "cpu", views=8, features="mean")
+    np.testing.assert_array_equal(tta.logits, predict_outputs(net, x, 16, "cpu", views=8).logits)
     with torch.no_grad():  # linear head: mean feature -> mean logits
         head = net.fc(torch.from_numpy(tta.features)).numpy()
     np.testing.assert_allclose(head, tta.logits, rtol=1e-4, atol=1e-4)
-    first = predict_outputs(net, x, 16, "cpu", tta=True, features="first")
+    first = predict_outputs(net, x, 16, "cpu", views=8, features="first")
     np.testing.assert_allclose(first.features, plain.features, rtol=1e-4, atol=1e-5)
     assert predict_outputs(net, x, 4, "cpu").features is None
     with pytest.raises(ValueError, match="features must be"):

@@ -99,6 +99,9 @@ def test_served_files_of_another_model_are_refused(tmp_path, tiny_pipeline):
         ("thresholds", {"threshold": -0.1}, "operating_points.cost.class_thresholds.Center"),
         ("thresholds", {"drop_class": True}, "operating_points.cost.class_thresholds"),
         ("calibration", {"model_sha256": "abc"}, "model_sha256"),
+        ("calibration", {"views": 3}, "views"),
+        ("calibration", {"views": True}, "views"),
+        ("calibration", {"runtime": "tensorrt"}, "runtime"),
     ],
 )
 def test_invalid_served_fields_are_refused(tmp_path, tiny_pipeline, file, edit, field):
@@ -146,3 +149,16 @@ def test_novelty_files_of_another_model_or_index_are_refused(tmp_path, tiny_pipe
     res = _predict_with(tmp_path, files)
     assert res.exit_code == 2 and "field 'method'" in res.stderr
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_calibrations_runtime_is_served(tmp_path, tiny_pipeline):
+    files = _served_copy(tiny_pipeline, tmp_path / "f")
+    eager = Predictor.load(files["model"], files["calibration"], files["thresholds"], "cpu")
+    cal = json.loads(files["calibration"].read_text())
+    files["calibration"].write_text(json.dumps(cal | {"runtime": "bf16"}))
+    bf16 = Predictor.load(files["model"], files["calibration"], files["thresholds"], "cpu")
+    assert (eager.runtime.name, bf16.runtime.name) == ("eager", "bf16")
+    maps = [wafer(h, w, (h // 2, 2)) for h, w in ((12, 12), (14, 10), (16, 16), (9, 13))]
+    a, b = eager.outputs(maps).logits, bf16.outputs(maps).logits
+    assert not np.array_equal(a, b)  # bf16 ran, and its logits are the served ones
+    np.testing.assert_allclose(a, b, atol=0.05 * max(1.0, np.abs(a).max()))

@@ -164,7 +164,7 @@ TINY = [
     "train.epochs=1",
     "train.batch_size=64",
     "train.patience=1",
-    "infer.tta=false",
+    "infer.views=1",
     "evaluate.bootstrap=10",
 ]
 

@@ -64,7 +64,7 @@ def predict(
     ),
     calibration: Path | None = typer.Option(
         None,
-        help="temperature + TTA flag (calibrate stage) [default: dvc.yaml's paths.calibration]",
+        help="temperature + TTA views (calibrate stage) [default: dvc.yaml's paths.calibration]",
         show_default=False,
     ),
     thresholds: Path | None = typer.Option(
@@ -92,7 +92,9 @@ def predict(
         help="CAM target module (dotted name) or 'auto' (deepest stage with >= 7x7 cells) "
         "[default: params.yaml's gradcam.layer]",
     ),
-    batch_size: int = typer.Option(256, min=1, help="maps per forward pass (x8 views with TTA)"),
+    batch_size: int = typer.Option(
+        256, min=1, help="maps per forward pass (x the served TTA views)"
+    ),
     device: str = typer.Option("auto", help="'auto' (cuda, then mps, else cpu), 'cpu', 'cuda'"),
     trust_pickle: bool = typer.Option(
         False,

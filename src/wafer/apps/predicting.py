@@ -203,6 +203,6 @@ def run_predict(
     skips = f", {n['skipped']} skipped file(s)" if n["skipped"] else ""
     print(
         f"predict: {n['good']} maps in {seconds:.2f} s ({rate:.1f} maps/s, reading included) "
-        f"on {predictor.device}, {n['error']} error(s), {n['warning']} warning(s){skips} -> "
-        f"{out}{cams}"
+        f"on {predictor.device} ({predictor.runtime.name}), {n['error']} error(s), "
+        f"{n['warning']} warning(s){skips} -> {out}{cams}"
     )

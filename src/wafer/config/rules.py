@@ -35,6 +35,9 @@ STEMS = ("standard", "compact", "cifar")  # train.stem (wafer.model.net)
 OBJECTIVES = ("cost", "macro_f1", "escape_budget")  # thresholds.objective: operating points
 SET_SCORES = ("lac", "aps", "raps")  # thresholds.set_score (wafer.serving.conformal)
 PRECISIONS = ("fp32", "bf16")  # train.precision (wafer.model.train)
+RUNTIMES = ("eager", "bf16", "compile", "onnx")  # infer.runtime (wafer.model.runtime)
+INDEX_SEARCHES = ("exact", "hnsw")  # index.search (wafer.serving.ann)
+TTA_VIEWS = (1, 2, 4, 8)  # infer.views: dihedral views averaged (wafer.model.augment.TTA_ORDER)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
@@ -44,7 +47,7 @@ class Rule:
 
     kind: ``int``, ``float`` (ints accepted; NaN and infinities refused), ``bool``, ``str`` or
     ``list`` (of ``item``); ``lo``/``hi`` bounds (inclusive unless ``lo_open``/``hi_open``);
-    ``choices`` for strings; ``pattern`` (full match) for strings; ``lengths`` allowed list
+    ``choices`` for strings and ints; ``pattern`` (full match) for strings; ``lengths`` allowed list
     lengths; ``check`` an extra test returning the reason when the value is bad (else None).
     """
 
@@ -53,7 +56,7 @@ class Rule:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | tuple[int, ...] | None = None
     pattern: str | None = None
     pattern_help: str = ""
     lengths: tuple[int, ...] | None = None
@@ -67,6 +70,8 @@ class Rule:
         if self.kind is int:
             if isinstance(v, bool) or not isinstance(v, int):
                 return f"{v!r} is not an integer"
+            if self.choices is not None and v not in self.choices:
+                return f"{v!r} is not one of {', '.join(map(str, self.choices))}"
         elif self.kind is float:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 return f"{v!r} is not a number"

@@ -23,11 +23,14 @@ from typing import Any, ClassVar
 from wafer.config.rules import (
     CAM_METHODS,
     DEVICE_PATTERN,
+    INDEX_SEARCHES,
     NOVELTY_METHODS,
     OBJECTIVES,
     PRECISIONS,
+    RUNTIMES,
     SET_SCORES,
     STEMS,
+    TTA_VIEWS,
     Rule,
     distinct,
     param,
@@ -104,7 +107,8 @@ class TrainParams:
 @dataclass(frozen=True)
 class InferParams:
     SECTION: ClassVar[str] = "infer"
-    tta: bool = param()
+    views: int = param(choices=TTA_VIEWS)
+    runtime: str = param(choices=RUNTIMES)
     batch_size: int = param(lo=1)
     device: str = param(**DEVICE)
 
@@ -125,6 +129,9 @@ class IndexParams:
     batch_size: int = param(lo=1)
     device: str = param(**DEVICE)
     baseline_size: int = param(lo=4, hi=256)
+    search: str = param(choices=INDEX_SEARCHES)
+    hnsw_m: int = param(lo=4, hi=256)
+    hnsw_ef_search: int = param(lo=1)
 
 
 @dataclass(frozen=True)

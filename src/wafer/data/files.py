@@ -118,10 +118,11 @@ class SplitFile:
 
 @dataclass(frozen=True)
 class Logits:
-    """The served logits (TTA-combined when ``tta``) of the val and test maps, with labels and
-    ingested rows, and the SHA-256 of the model that gave them."""
+    """The served logits (the mean over ``views`` TTA views; 1: the map as given) of the val
+    and test maps, with labels and ingested rows, and the SHA-256 of the model that gave them."""
 
-    tta: bool
+    views: int
+    runtime: str  # infer.runtime (wafer.model.runtime) that computed them
     model_sha256: str
     logits: dict[str, np.ndarray]  # split -> (N, C) float32
     y: dict[str, np.ndarray]  # split -> (N,) int64, or (N, 8) multi-hot (mixed-type pipeline)
@@ -135,14 +136,21 @@ class Logits:
                 f"{split}_y": self.y[split],
                 f"{split}_rows": self.rows[split],
             }
-        save_npz(path, tta=np.array(self.tta), model_sha256=np.array(self.model_sha256), **arrays)
+        save_npz(
+            path,
+            views=np.array(self.views),
+            runtime=np.array(self.runtime),
+            model_sha256=np.array(self.model_sha256),
+            **arrays,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Logits:
         keys = [f"{s}_{k}" for s in EVAL_SPLITS for k in ("logits", "y", "rows")]
-        z = load_npz(path, ("tta", "model_sha256", *keys))
+        z = load_npz(path, ("views", "runtime", "model_sha256", *keys))
         return cls(
-            tta=bool(z["tta"]),
+            views=int(z["views"]),
+            runtime=str(z["runtime"]),
             model_sha256=str(z["model_sha256"]),
             logits={s: z[f"{s}_logits"] for s in EVAL_SPLITS},
             y={s: z[f"{s}_y"] for s in EVAL_SPLITS},

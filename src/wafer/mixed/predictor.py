@@ -9,7 +9,7 @@ and a threshold per label at the served operating point, exactly as the `evaluat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from wafer.mixed.served import MixedCalibration, MixedThresholds, check_mixed_bi
 from wafer.mixed.thresholds import predict as threshold
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.runtime import Runtime, make_runtime
 
 
 @dataclass
@@ -37,6 +38,10 @@ class MixedPredictor:
     thresholds: np.ndarray  # (8,) at the served point
     objective: str
     device: torch.device
+    runtime: Runtime = field(init=False, repr=False)  # the served runtime over ``model``
+
+    def __post_init__(self) -> None:
+        self.runtime = make_runtime(self.model, self.device, self.calibration.runtime)
 
     @classmethod
     def load(
@@ -73,9 +78,7 @@ class MixedPredictor:
         x = resize_maps(maps, self.checkpoint.input_size)
         if len(x) == 0:
             return np.zeros((0, len(MIXED_LABELS)))
-        logits = predict_outputs(
-            self.model, x, batch_size, self.device, tta=self.calibration.tta
-        ).logits
+        logits = predict_outputs(self.runtime, x, batch_size, views=self.calibration.views).logits
         return sigmoid(logits, self.calibration.temperatures)
 
     def predict(

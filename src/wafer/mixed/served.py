@@ -38,7 +38,8 @@ def _per_label(data: dict, key: str, path: str | os.PathLike, rule: str) -> list
 @dataclass(frozen=True)
 class MixedCalibration:
     temperatures: list[float]
-    tta: bool
+    views: int
+    runtime: str
     n_val: int
     model_sha256: str
     logits_sha256: str
@@ -49,7 +50,8 @@ class MixedCalibration:
             {
                 "labels": list(MIXED_LABELS),
                 "temperatures": [float(t) for t in self.temperatures],
-                "tta": self.tta,
+                "views": self.views,
+                "runtime": self.runtime,
                 "fit_on": "val",
                 "n_val": self.n_val,
                 "model_sha256": self.model_sha256,
@@ -63,7 +65,8 @@ class MixedCalibration:
         n_val = data.get("n_val")
         return cls(
             temperatures=_per_label(data, "temperatures", path, "temperature"),
-            tta=checked_field(data, "tta", path),
+            views=checked_field(data, "views", path),
+            runtime=checked_field(data, "runtime", path),
             n_val=n_val if isinstance(n_val, int) else 0,
             model_sha256=checked_field(data, "model_sha256", path),
             logits_sha256=checked_field(data, "logits_sha256", path),

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from wafer.config.rules import TTA_VIEWS
+
 N_VIEWS = 8
+# TTA: the view counts served (infer.views) and the order views are taken in, so that the first
+# n form a subgroup: 1 the map as given, 2 and its half turn, 4 the four rotations, 8 the group.
+VIEWS = TTA_VIEWS
+TTA_ORDER = (0, 2, 1, 3, 4, 5, 6, 7)
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -28,6 +34,7 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return out
 
 
-def all_views(x: torch.Tensor) -> torch.Tensor:
-    """(B, ...) -> (8 * B, ...): the 8 views stacked view-major (view k is rows k*B:(k+1)*B)."""
-    return torch.cat([dihedral(x, k) for k in range(N_VIEWS)], dim=0)
+def all_views(x: torch.Tensor, views: int = N_VIEWS) -> torch.Tensor:
+    """(B, ...) -> (views * B, ...): the first ``views`` views of :data:`TTA_ORDER` stacked
+    view-major (the i-th is rows i*B:(i+1)*B; the first is the map as given)."""
+    return torch.cat([dihedral(x, k) for k in TTA_ORDER[:views]], dim=0)

@@ -1,8 +1,9 @@
 """The forward pass that every stage and the served pipeline run: the device, the model's input
-(one-hot uint8 maps) and :func:`predict_outputs`, the logits in fp32 on every device (with TTA
-the mean of the logits of the 8 dihedral views) and, on request, the penultimate features from
-the same pass. The validation pass during training, the `infer` and `index` stages,
-`wafer predict` and the demo all call it, so the logits evaluated are the logits served.
+(one-hot uint8 maps) and :func:`predict_outputs`, the logits as fp32 arrays (with TTA the mean of
+the logits of the first ``views`` of the 8 dihedral views) and, on request, the penultimate
+features from the same pass, computed by the served runtime (:mod:`wafer.model.runtime`). The
+validation pass during training, the `infer` and `index` stages, `wafer predict` and the demo
+all call it, so the logits evaluated are the logits served.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from torch import nn
 from tqdm import tqdm
 
 from wafer.core.errors import UsageError
-from wafer.model.augment import N_VIEWS, all_views
+from wafer.model.augment import VIEWS, all_views
 from wafer.model.net import one_hot
+from wafer.model.runtime import Runtime, to_device
+
+__all__ = ["Outputs", "predict_outputs", "to_device", "model_inputs", "resolve_device"]
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -58,14 +62,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model on ``device`` (channels-last on CUDA)."""
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
 def model_inputs(xb: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 maps ``(B, S, S)`` -> the one-hot model input on ``device``."""
     x = one_hot(xb.to(device, non_blocking=True))
@@ -80,50 +76,39 @@ class Outputs:
 
 @torch.no_grad()
 def predict_outputs(
-    model: nn.Module,
+    model: nn.Module | Runtime,
     x: np.ndarray,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-    tta: bool = False,
+    views: int = 1,
     progress: bool = False,
     features: str | None = None,
 ) -> Outputs:
-    """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``, in fp32 (what is served); with ``tta`` the
-    mean of the logits of the 8 dihedral views (batched together in one forward pass). With
-    ``features`` also the penultimate-layer features (the input
-    of ``model.fc``) from the same forward pass: ``"mean"`` over the 8 views when ``tta`` (the
-    head maps the mean feature to the mean logits), ``"first"`` those of the map as given
-    (view 0, the same as a pass without TTA). Without ``tta`` both are the one view's."""
+    """Logits ``(N, C)`` for uint8 maps ``(N, S, S)``, in fp32 (what is served): the mean of the
+    logits of the first ``views`` (:data:`VIEWS`) dihedral views, batched together in one
+    forward pass (1 = the map as given, no TTA). ``model`` is a network (run eager on
+    ``device``) or a :class:`wafer.model.runtime.Runtime` (``infer.runtime``; its own device).
+    With ``features`` also the penultimate-layer features (the input of ``model.fc``) from the
+    same forward pass: ``"mean"`` over the views (the head maps the mean feature to the mean
+    logits), ``"first"`` those of the map as given (view 0, the same as a pass without TTA).
+    With one view both are the one view's."""
     if features not in (None, "mean", "first"):
         raise ValueError(f"features must be None, 'mean' or 'first', not {features!r}")
-    device = torch.device(device)
-    model = to_device(model, device).eval()
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, not {views!r}")
+    run = model if isinstance(model, Runtime) else Runtime(model, torch.device(device))
     xt = torch.from_numpy(np.ascontiguousarray(x))
-    step = max(1, batch_size // N_VIEWS) if tta else batch_size
-    out, feats, seen = [], [], []
-    hook = (
-        model.fc.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].float()))
-        if features
-        else None
-    )
-    try:
-        for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
-            xb = xt[i : i + step].to(device)
-            if tta:
-                xb = all_views(xb)
-            logits = model(model_inputs(xb, device)).float()  # fp32 on every device: what is served
-            if tta:
-                logits = logits.view(N_VIEWS, -1, logits.shape[-1]).mean(dim=0)
-            out.append(logits.cpu())
-            if features:
-                f = seen.pop()
-                if tta:
-                    f = f.view(N_VIEWS, -1, f.shape[-1])
-                    f = f.mean(dim=0) if features == "mean" else f[0]
-                feats.append(f.cpu())
-    finally:
-        if hook is not None:
-            hook.remove()
+    step = max(1, batch_size // views)
+    out, feats = [], []
+    for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
+        xb = xt[i : i + step].to(run.device)
+        if views > 1:
+            xb = all_views(xb, views)
+        logits, f = run(model_inputs(xb, run.device))
+        out.append(logits.view(views, -1, logits.shape[-1]).mean(dim=0).cpu())
+        if features:
+            f = f.view(views, -1, f.shape[-1])
+            feats.append((f.mean(dim=0) if features == "mean" else f[0]).cpu())
     if not out:
         return Outputs(np.zeros((0, 0), dtype=np.float32), None)
     return Outputs(torch.cat(out).numpy(), torch.cat(feats).numpy() if features else None)

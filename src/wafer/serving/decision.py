@@ -1,7 +1,7 @@
 """The served decision rule and what applies it: :func:`decide` (and its two steps) turns
 calibrated probabilities into the served class; :class:`ServingConfig` holds the temperature,
-TTA flag and operating point read from the served files and turns served logits into served
-decisions (:meth:`ServingConfig.decide`), for `wafer predict`, the demo and the `evaluate`
+TTA views, runtime and operating point read from the served files and turns served logits into
+served decisions (:meth:`ServingConfig.decide`), for `wafer predict`, the demo and the `evaluate`
 stage alike, so the reported figures describe exactly the served predictions.
 
 Decision rule
@@ -86,11 +86,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Temperature, TTA flag and the served operating point: what turns served logits into
+    """Temperature, TTA views, runtime and the served operating point: what turns served logits into
     served decisions."""
 
     temperature: float
-    tta: bool
+    views: int
+    runtime: str
     tau: float
     class_thresholds: tuple[float, ...]
     cost_ratio: float  # escape : false-alarm cost of the `cost` operating point
@@ -125,7 +126,8 @@ class ServingConfig:
         point = thr.points[served]
         return cls(
             temperature=cal.temperature,
-            tta=cal.tta,
+            views=cal.views,
+            runtime=cal.runtime,
             tau=point.tau,
             class_thresholds=point.class_thresholds,
             cost_ratio=thr.cost_ratio,
@@ -145,7 +147,8 @@ class ServingConfig:
         )
 
     def decide(self, logits: np.ndarray) -> Decision:
-        """Served logits (TTA-combined when ``tta``) -> calibrated probabilities and decisions."""
+        """Served logits (the mean over ``views`` TTA views) -> calibrated probabilities and
+        decisions."""
         probs = softmax(logits, self.temperature)
         pred = decide(probs, np.asarray(self.class_thresholds), self.tau)
         sets = self.sets.sets(probs) if self.sets is not None else None

@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wafer.config.rules import NOVELTY_METHODS, OBJECTIVES, SET_SCORES
+from wafer.config.rules import NOVELTY_METHODS, OBJECTIVES, RUNTIMES, SET_SCORES, TTA_VIEWS
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import WaferInputError
 from wafer.core.io import write_json
@@ -33,7 +33,11 @@ def _hex64(v: object) -> bool:
 # field -> (check, what it must be); one table for the served JSON files
 FIELD_RULES = {
     "temperature": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    "tta": (lambda v: isinstance(v, bool), "true or false"),
+    "runtime": (lambda v: v in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
+    "views": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in TTA_VIEWS,
+        f"one of {', '.join(map(str, TTA_VIEWS))}",
+    ),
     "tau": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "threshold": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "cost_ratio": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
@@ -86,10 +90,11 @@ def read_object(path: str | Path) -> dict:
 @dataclass(frozen=True)
 class Calibration:
     """The `calibrate` stage's output (``paths.calibration``): temperature fit on the served
-    validation logits, whether those logits were TTA-combined, and what they came from."""
+    validation logits, how many TTA views those logits average, and what they came from."""
 
     temperature: float
-    tta: bool
+    views: int
+    runtime: str
     n_val: int  # validation maps it was fit on
     model_sha256: str
     logits_sha256: str
@@ -99,7 +104,8 @@ class Calibration:
             path,
             {
                 "temperature": self.temperature,
-                "tta": self.tta,
+                "views": self.views,
+                "runtime": self.runtime,
                 "fit_on": "val",
                 "n_val": self.n_val,
                 "model_sha256": self.model_sha256,  # the served files belong to this model
@@ -113,7 +119,8 @@ class Calibration:
         n_val = data.get("n_val")
         return cls(
             temperature=float(checked_field(data, "temperature", path)),
-            tta=checked_field(data, "tta", path),
+            views=checked_field(data, "views", path),
+            runtime=checked_field(data, "runtime", path),
             n_val=n_val if isinstance(n_val, int) else 0,
             model_sha256=checked_field(data, "model_sha256", path),
             logits_sha256=checked_field(data, "logits_sha256", path),
@@ -282,7 +289,7 @@ class Novelty:
     k: int
     false_flag_rate: float
     temperature: float
-    tta: bool
+    views: int  # TTA views the index's features average (1: the map as given)
     model_sha256: str
     index_sha256: str
 
@@ -294,7 +301,7 @@ class Novelty:
         """Read and check a novelty.json (every field by :data:`FIELD_RULES`); a bad file raises
         :class:`WaferInputError` naming it and the field."""
         data = read_object(path)
-        plain = ("method", "k", "false_flag_rate", "temperature", "tta")
+        plain = ("method", "k", "false_flag_rate", "temperature", "views")
         kw = {key: checked_field(data, key, path) for key in plain}
         kw["threshold"] = float(checked_field(data, "threshold", path, "score"))
         per = data.get("thresholds")

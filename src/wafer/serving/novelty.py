@@ -1,10 +1,11 @@
 """Never-seen patterns and similar historical wafers, from the network's penultimate features.
 
 **The index** (:class:`FeatureIndex`, dvc.yaml's ``paths.index``): the L2-normalised penultimate
-features of the training maps (TTA-averaged when the served pipeline uses TTA), with their
+features of the training maps (averaged over the served TTA views with ``index.tta``), with their
 ingested row ids and labels, plus the class means and shared precision matrix
 of the raw features (for the Mahalanobis score). Nearest neighbours: scikit-learn's exact
-brute-force search on the normalised features (Euclidean, i.e. cosine ranking).
+brute-force search on the normalised features (Euclidean, i.e. cosine ranking), or with
+``index.search: hnsw`` an HNSW graph stored in the index file (:mod:`wafer.serving.ann`).
 
 **Novelty scores** (:data:`METHODS`; higher = less like anything known):
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
-from wafer.config.rules import NOVELTY_METHODS
+from wafer.config.rules import NOVELTY_METHODS, TTA_VIEWS
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.errors import WaferInputError
 from wafer.core.io import load_npz, save_npz, sha256_file
+from wafer.serving.ann import GraphSearch, build_graph, check_search
 from wafer.serving.calibration import softmax
 from wafer.serving.files import Novelty
 
@@ -89,8 +91,12 @@ class FeatureIndex:
     labels: np.ndarray  # (N,) int8 class index
     class_means: np.ndarray  # (C, D) float64 raw-feature means (NaN: class not in the index)
     precision: np.ndarray  # (D, D) float64
-    tta: bool
+    views: int  # TTA views the features average (1: the map as given)
     model_sha256: str
+    # index.search hnsw: the serialised HNSW graph over ``features`` (wafer.serving.ann) and the
+    # candidates searched per query; None: exact search
+    graph: np.ndarray | None = None
+    ef_search: int = 0
     _nn: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -99,7 +105,7 @@ class FeatureIndex:
         features: np.ndarray,
         rows: np.ndarray,
         labels: np.ndarray,
-        tta: bool,
+        views: int,
         model_sha256: str,
     ) -> FeatureIndex:
         """The index of these features; ValueError when any is NaN or infinite (a broken
@@ -114,7 +120,7 @@ class FeatureIndex:
             labels,
             means,
             precision,
-            bool(tta),
+            int(views),
             model_sha256,
         )
 
@@ -126,15 +132,24 @@ class FeatureIndex:
             labels=self.labels,
             class_means=self.class_means,
             precision=self.precision,
-            tta=np.array(self.tta),
+            views=np.array(self.views),
             model_sha256=np.array(self.model_sha256),
+            **(
+                {"graph": self.graph, "ef_search": np.array(self.ef_search)}
+                if self.graph is not None
+                else {}
+            ),
         )
+
+    def with_graph(self, m: int, ef_search: int) -> FeatureIndex:
+        """This index with an HNSW graph (``m`` links per node) searched at ``ef_search``."""
+        return replace(self, graph=build_graph(self.features, m), ef_search=ef_search, _nn={})
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureIndex:
         """Read and check an index file (``allow_pickle=False``); a bad file raises
         :class:`WaferInputError` naming it and the reason."""
-        z = load_npz(path, ("features", "rows", "labels", "class_means", "precision", "tta"))
+        z = load_npz(path, ("features", "rows", "labels", "class_means", "precision", "views"))
         f, rows, labels = z["features"], z["rows"], z["labels"]
         n, d = f.shape if f.ndim == 2 else (-1, -1)
         means = z["class_means"]
@@ -154,6 +169,10 @@ class FeatureIndex:
             (not np.isfinite(z["precision"]).all(), "precision holds NaN or infinite values"),
             (n < 1, "the index is empty"),
             (
+                z["views"].shape != () or int(z["views"]) not in TTA_VIEWS,
+                f"views must be one of {', '.join(map(str, TTA_VIEWS))}",
+            ),
+            (
                 bool(labels.size) and not (0 <= labels.min() and labels.max() < len(CLASS_NAMES)),
                 "labels must be class indices 0..8",
             ),
@@ -161,14 +180,22 @@ class FeatureIndex:
         for bad, why in problems:
             if bad:
                 raise WaferInputError(path, why)
+        graph, ef_search = None, 0
+        if "graph" in z:
+            check_search("hnsw", f"{path}: its HNSW graph")
+            graph, ef_search = z["graph"], int(z["ef_search"])
+            if graph.dtype != np.uint8 or graph.ndim != 1 or ef_search < 1:
+                raise WaferInputError(path, "graph must be uint8 bytes with ef_search >= 1")
         return cls(
             f.astype(np.float32, copy=False),
             rows.astype(np.int64, copy=False),
             labels.astype(np.int8, copy=False),
             z["class_means"].astype(np.float64, copy=False),
             z["precision"].astype(np.float64, copy=False),
-            bool(z["tta"]),
+            int(z["views"]),
             str(z["model_sha256"]) if "model_sha256" in z else "",
+            graph,
+            ef_search,
         )
 
     def __len__(self) -> int:
@@ -178,14 +205,21 @@ class FeatureIndex:
         return sum(
             a.nbytes
             for a in (self.features, self.rows, self.labels, self.class_means, self.precision)
-        )
+        ) + (0 if self.graph is None else self.graph.nbytes)
 
-    def searcher(self, exclude_class: int | None = None) -> tuple[NearestNeighbors, np.ndarray]:
-        """A fitted exact nearest-neighbour search over the index (or over the maps not of
-        ``exclude_class``), and the positions in the index it searches."""
+    def searcher(
+        self, exclude_class: int | None = None
+    ) -> tuple[NearestNeighbors | GraphSearch, np.ndarray]:
+        """A fitted nearest-neighbour search over the index (or over the maps not of
+        ``exclude_class``), and the positions in the index it searches: the HNSW graph over the
+        whole index when it has one, else (and always for a class left out) exact search."""
         if exclude_class not in self._nn:
             keep = np.flatnonzero(self.labels != (-1 if exclude_class is None else exclude_class))
-            nn = NearestNeighbors(algorithm="brute", metric="euclidean").fit(self.features[keep])
+            if exclude_class is None and self.graph is not None:
+                nn = GraphSearch(self.graph, self.ef_search)
+            else:
+                nn = NearestNeighbors(algorithm="brute", metric="euclidean")
+                nn.fit(self.features[keep])
             self._nn[exclude_class] = (nn, keep)
         return self._nn[exclude_class]
 
@@ -383,10 +417,10 @@ class NoveltyScorer:
         novelty: str | Path,
         model_sha256: str,
         temperature: float,
-        tta: bool,
+        views: int,
     ) -> NoveltyScorer:
         """Read both files and check that they belong to the served model, to each other and
-        to its temperature and TTA; else one line naming the file."""
+        to its temperature and TTA views; else one line naming the file."""
         cfg = Novelty.load(novelty)
         if cfg.model_sha256 != model_sha256:
             raise WaferInputError(
@@ -403,14 +437,16 @@ class NoveltyScorer:
                 novelty,
                 f"set at temperature {cfg.temperature}, the calibration serves {temperature}",
             )
-        if cfg.tta and not tta:
-            raise WaferInputError(novelty, "TTA features, but the served pipeline has no TTA")
+        if cfg.views not in (1, views):
+            raise WaferInputError(
+                novelty, f"features of {cfg.views} TTA views, the served pipeline runs {views}"
+            )
         return cls(FeatureIndex.load(index), cfg)
 
     @property
     def features_mode(self) -> str:
         """Which features of the served forward pass the index was built from."""
-        return "mean" if self.config.tta else "first"
+        return "mean" if self.config.views > 1 else "first"
 
     def score(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         c = self.config

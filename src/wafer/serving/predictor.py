@@ -8,7 +8,7 @@ A die map goes through, in this order:
    (:func:`wafer.data.shard.resize_map`, as for the training shards):
    :meth:`Predictor.prepare`.
 2. **Logits** (:func:`wafer.model.forward.predict_outputs`): the model in fp32 on every
-   device; with TTA the mean of the logits of the 8 dihedral views (the `infer` stage writes
+   device; the mean of the logits of ``infer.views`` dihedral views (the `infer` stage writes
    these for val and test; calibration and thresholds are fit on exactly them).
 3. **Temperature**: calibrated probabilities ``softmax(logits / T)``
    (:class:`wafer.serving.files.Calibration`, fit on validation by the `calibrate` stage).
@@ -43,6 +43,7 @@ from wafer.data.maprules import check_map
 from wafer.data.shard import resize_maps
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import Outputs, predict_outputs, resolve_device
+from wafer.model.runtime import Runtime, make_runtime
 from wafer.serving.decision import ServingConfig
 from wafer.serving.novelty import NoveltyScorer
 
@@ -53,7 +54,8 @@ MAX_NEIGHBOURS = 100
 
 @dataclass
 class Predictor:
-    """The served pipeline: model + TTA + temperature + thresholds + operating point."""
+    """The served pipeline: model + runtime + TTA + temperature + thresholds + operating
+    point."""
 
     model: nn.Module
     checkpoint: Checkpoint
@@ -65,6 +67,10 @@ class Predictor:
     cam_method: str | None
     paths: dict[str, str] = field(default_factory=dict)
     novelty: NoveltyScorer | None = None  # index + novelty.json: novelty score, neighbours
+    runtime: Runtime = field(init=False, repr=False)  # the served runtime over ``model``
+
+    def __post_init__(self) -> None:
+        self.runtime = make_runtime(self.model, self.device, self.serving.runtime)
 
     @classmethod
     def load(
@@ -109,7 +115,7 @@ class Predictor:
         if (index is None) != (novelty is None):
             raise ValueError("the novelty scorer needs both the index and novelty.json")
         if index is not None:
-            scorer = NoveltyScorer.load(index, novelty, digest, serving.temperature, serving.tta)
+            scorer = NoveltyScorer.load(index, novelty, digest, serving.temperature, serving.views)
             paths |= {"index": str(index), "novelty": str(novelty)}
         return cls(net, ckpt, serving, dev, cam_layer, cam_method, paths, scorer)
 
@@ -128,9 +134,7 @@ class Predictor:
         mode = self.novelty.features_mode if self.novelty is not None else None
         if len(x) == 0:
             return Outputs(np.zeros((0, len(CLASS_NAMES)), dtype=np.float32), None)
-        return predict_outputs(
-            self.model, x, batch_size, self.device, tta=self.serving.tta, features=mode
-        )
+        return predict_outputs(self.runtime, x, batch_size, views=self.serving.views, features=mode)
 
     def predict(
         self,

@@ -57,7 +57,8 @@ def header_markdown(assets: DemoAssets) -> str:
         "# WM-811K wafer-map defect classifier",
         f"Serving `{p.paths.get('model', '?')}` + `{p.paths.get('calibration', '?')}` + "
         f"`{p.paths.get('thresholds', '?')}` — the pipeline the evaluate stage reported on "
-        f"({'8-view TTA, ' if s.tta else ''}temperature, per-class thresholds, operating point).",
+        f"({f'{s.views}-view TTA, ' if s.views > 1 else ''}temperature, per-class thresholds, "
+        "operating point).",
         "",
         f"**Serving the `{s.objective}` operating point** "
         f"({OPERATING_POINTS.get(s.objective, s.objective)}).",

@@ -73,7 +73,7 @@ def model_figures(evaluate_json: str | os.PathLike, calibrate_json: str | os.Pat
             "ece_before": float(cal["test"]["before"]["ece"]) if "before" in cal["test"] else None,
             "temperature": float(cal["temperature"]),
             "tau": float(op["tau"]),
-            "tta": bool(ev["tta"]) if "tta" in ev else None,
+            "views": int(ev["views"]) if "views" in ev else None,
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise WaferInputError(
@@ -97,8 +97,10 @@ def stale_notes(figures: dict, predictor: Predictor) -> list[str]:
         )
     if figures["tau"] is not None and not math.isclose(figures["tau"], s.tau, abs_tol=1e-6):
         notes.append(f"metrics were computed at tau {figures['tau']:g}, served tau is {s.tau:g}")
-    if figures["tta"] is not None and figures["tta"] != s.tta:
-        notes.append(f"metrics were computed with TTA {figures['tta']}, served TTA is {s.tta}")
+    if figures["views"] is not None and figures["views"] != s.views:
+        notes.append(
+            f"metrics were computed with {figures['views']} TTA views, served with {s.views}"
+        )
     return notes
 
 
