@@ -1,0 +1,346 @@
+"""What does serving cost, and what buys speed without losing accuracy? (issue 26)
+
+On one trained pipeline (its model, shards, ingested file and served files), in one process on
+one machine, so that every ratio compares like with like:
+
+1. **model-only** maps/s of each runtime (``infer.runtime``) at 1 and 8 TTA views: the
+   network on maps already resized, through the served forward pass
+   (:func:`wafer.model.forward.predict_outputs` over :func:`wafer.model.runtime.make_runtime`),
+   after one warm-up batch; the runtime's start-up (export, compilation) is reported apart;
+2. **`wafer predict`** maps/s as a user runs it (a separate process reading a ragged-maps .npz of
+   validation maps in their original sizes, writing the CSV) at the served files' settings,
+   against model-only at the same settings: the ratio is what the pipeline around the model
+   costs (reading, checks, resize, TTA stacking, calibration, writing); a tiny input gives the
+   fixed start-up cost, reported apart; and a profile of the same run in this process (the
+   project's functions by cumulative time: where the time goes);
+3. **quality on validation**: macro-F1 (prevalence-corrected, at the `macro_f1` operating point
+   with temperature and thresholds fit on validation as the `calibrate` and `thresholds` stages
+   fit them; and plain argmax) of each TTA view count (eager fp32; each view's logits computed
+   once, a count's logits the mean of its first views, as predict_outputs averages them) and of
+   each runtime at the served view count against eager fp32 on the same maps, with the share of
+   maps whose label changed and the largest logit change.
+
+    python benchmarks/serving.py --workdir /path/to/pipeline --out docs/benchmarks/serving.json
+
+Choices are made on validation only; nothing here reads the test split.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import importlib.util
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from wafer.config.params import load_params, section_values
+from wafer.config.rules import RUNTIMES, TTA_VIEWS
+from wafer.config.sections import PriorParams, ThresholdsParams
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.io import load_npz, save_npz, write_json
+from wafer.data.files import load_shard
+from wafer.model.augment import TTA_ORDER, dihedral
+from wafer.model.checkpoint import load_model
+from wafer.model.forward import predict_outputs
+from wafer.model.net import one_hot
+from wafer.model.runtime import NEEDS, Onnx, make_runtime
+from wafer.report.metrics import macro_f1, prevalence_weights
+from wafer.serving.calibration import fit_temperature, softmax
+from wafer.serving.decision import decide
+from wafer.serving.thresholds import fit_operating_point
+from wafer.tools.machine import cpu_model
+
+app = typer.Typer(add_completion=False)
+
+
+def available(name: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in NEEDS.get(name, ()))
+
+
+def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
+    """Validation macro-F1: argmax of the logits, and prevalence-corrected at the `macro_f1`
+    point with temperature and thresholds fit on these same validation logits."""
+    thr = section_values(params, ThresholdsParams)
+    prior = section_values(params, PriorParams).target_prior
+    weights = prevalence_weights(y, dict(zip(CLASS_NAMES, prior, strict=True)))
+    temperature = fit_temperature(logits, y)
+    probs = softmax(logits, temperature)
+    fit = fit_operating_point(
+        probs,
+        y,
+        "macro_f1",
+        thr.cost_ratio,
+        weights,
+        thr.min_threshold,
+        thr.min_support,
+        thr.min_gain,
+    )
+    pred = decide(probs, fit["class_thresholds"], fit["tau"])
+    return {
+        "macro_f1_argmax": round(macro_f1(y, logits.argmax(1)), 5),
+        "macro_f1_pc_at_macro_f1_point": round(macro_f1(y, pred, weights), 5),
+        "temperature": round(temperature, 4),
+    }
+
+
+class Int8(Onnx):
+    """Not a served runtime: ONNX Runtime static int8 quantisation (QDQ, per-channel weights,
+    activations calibrated on training maps) of the exported graph, measured here because it
+    is the usual CPU lever; served only if it pays (docs/SERVING.md)."""
+
+    name = "onnx-int8"
+
+    def __init__(self, net, calibration_maps: np.ndarray):
+        super().__init__(net, "cpu")
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                batches = np.array_split(calibration_maps, max(1, len(calibration_maps) // 32))
+                self.it = iter(
+                    {"x": one_hot(torch.from_numpy(np.ascontiguousarray(b))).numpy()}
+                    for b in batches
+                )
+
+            def get_next(self):
+                return next(self.it, None)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32, pre, q = (Path(tmp) / f"{n}.onnx" for n in ("fp32", "pre", "int8"))
+            fp32.write_bytes(self.model_bytes)
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre),
+                str(q),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+            self.session = self.start(q.read_bytes())
+
+
+def maps_per_s(run, x: np.ndarray, views: int, batch: int) -> float:
+    predict_outputs(run, x[: max(1, batch // views)], batch, views=views)  # warm-up batch
+    t0 = time.perf_counter()
+    predict_outputs(run, x, batch, views=views)
+    return len(x) / (time.perf_counter() - t0)
+
+
+def ragged_subset(ingested: Path, rows: np.ndarray, out: Path) -> None:
+    """The ingested maps of ``rows`` in their original sizes, as a ragged-maps .npz."""
+    z = load_npz(ingested, ("flat", "shapes", "offsets"))
+    maps = [z["flat"][z["offsets"][r] : z["offsets"][r + 1]] for r in rows]
+    shapes = z["shapes"][rows].astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in maps])]).astype(np.int64)
+    save_npz(out, flat=np.concatenate(maps), shapes=shapes, offsets=offsets)
+
+
+def steps(stats: pstats.Stats, top: int = 14) -> list[dict]:
+    """The project's functions by cumulative time (each includes what it calls: torch's
+    forward inside ``predict_outputs``, the resize inside ``prepare``), largest first, with
+    their share of the whole profiled run."""
+    total = max(ct for (_cc, _nc, _tt, ct, _callers) in stats.stats.values())
+    rows = []
+    for (file, _line, fn), (_cc, ncalls, _tt, ct, _callers) in stats.stats.items():
+        path = file.replace(os.sep, "/")
+        if "/wafer/" not in path:
+            continue
+        module = "wafer." + path.split("/wafer/", 1)[1].removesuffix(".py").replace("/", ".")
+        rows.append((ct, f"{module}.{fn}", ncalls))
+    return [
+        {"function": name, "calls": calls, "seconds": round(ct, 2), "share": round(ct / total, 3)}
+        for ct, name, calls in sorted(rows, reverse=True)[:top]
+    ]
+
+
+def predict_cmd(workdir: Path, npz: Path, out: Path, batch: int) -> list[str]:
+    """`wafer predict` serving the pipeline's own files (model, calibration, thresholds, and
+    the index and novelty.json when it has them), as a user runs it."""
+    wafer = Path(sys.executable).parent / "wafer"
+    return [
+        str(wafer),
+        "predict",
+        str(npz),
+        "--out",
+        str(out),
+        "--pipeline",
+        str(workdir),
+        "--batch-size",
+        str(batch),
+        "--device",
+        "cpu",
+    ]
+
+
+@app.command()
+def main(
+    workdir: Path = typer.Option(..., help="a pipeline folder after `infer`..`thresholds`"),
+    out: Path = typer.Option(..., help="JSON result"),
+    speed_maps: int = typer.Option(512, help="validation maps per model-only timing"),
+    predict_maps: int = typer.Option(2048, help="validation maps given to `wafer predict`"),
+    bf16_maps: int = typer.Option(1024, help="maps for bf16's quality (slow without AVX-512)"),
+    batch: int = typer.Option(256, help="maps per forward pass (x views)"),
+) -> None:
+    params = load_params(workdir / "params.yaml")
+    net, ckpt = load_model(workdir / "models/model.pt", "cpu")
+    val = load_shard(workdir / "data/shards", "val")
+    x, y = np.asarray(val.x), np.asarray(val.y)
+    served = load_params(workdir / "params.yaml")["infer"]
+    result: dict = {
+        "command": " ".join(["python", "benchmarks/serving.py", *sys.argv[1:]]),
+        "processor": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": {
+            "input_size": ckpt.input_size,
+            "stem": ckpt.config.stem,
+            "cbam": ckpt.config.cbam,
+            "val_maps": len(y),
+        },
+        "served": {"views": served["views"], "runtime": served["runtime"]},
+    }
+
+    # 1. model-only throughput per runtime and view count
+    speed: dict = {}
+    runs = {}
+    for name in RUNTIMES:
+        if not available(name):
+            speed[name] = {"skipped": f"needs {', '.join(NEEDS[name])}"}
+            continue
+        t0 = time.perf_counter()
+        runs[name] = make_runtime(load_model(workdir / "models/model.pt", "cpu")[0], "cpu", name)
+        predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
+        row = {"startup_s": round(time.perf_counter() - t0, 1)}
+        counts = TTA_VIEWS if name == "eager" else (1, 8) if name != "bf16" else (1,)
+        for views in counts:
+            row[f"maps_per_s_{views}_views"] = round(
+                maps_per_s(runs[name], x[:speed_maps], views, batch), 1
+            )
+        speed[name] = row
+        print(name, row, flush=True)
+    if available("onnx"):  # int8: measured, not served
+        t0 = time.perf_counter()
+        train = load_shard(workdir / "data/shards", "train")
+        calib = np.asarray(train.x)[np.random.default_rng(0).permutation(len(train.y))[:256]]
+        runs["onnx-int8"] = Int8(load_model(workdir / "models/model.pt", "cpu")[0], calib)
+        row = {"startup_s": round(time.perf_counter() - t0, 1)}
+        for views in (1, 8):
+            row[f"maps_per_s_{views}_views"] = round(
+                maps_per_s(runs["onnx-int8"], x[:speed_maps], views, batch), 1
+            )
+        speed["onnx-int8"] = row
+        print("onnx-int8", row, flush=True)
+    base = speed["eager"]["maps_per_s_1_views"]
+    for row in speed.values():
+        if "maps_per_s_1_views" in row:
+            row["ratio_vs_eager_1_view"] = round(row["maps_per_s_1_views"] / base, 3)
+    result["model_only"] = speed
+
+    # 3a. the TTA view-count frontier (eager fp32): each view's logits once
+    per_view = []
+    for k in TTA_ORDER:
+        xv = dihedral(torch.from_numpy(x), k).contiguous().numpy()
+        per_view.append(predict_outputs(runs["eager"], xv, batch).logits)
+        print(f"view {k} done", flush=True)
+    frontier = {}
+    for views in TTA_VIEWS:
+        logits = np.mean(per_view[:views], axis=0)
+        frontier[views] = quality(logits, y, params) | {
+            "model_only_maps_per_s": speed["eager"][f"maps_per_s_{views}_views"]
+        }
+        print(views, frontier[views], flush=True)
+    result["views_on_validation"] = frontier
+
+    # 3b. each runtime at the served view count, against eager fp32 on the same maps
+    views = served["views"]
+    ref_full = np.mean(per_view[:views], axis=0)
+    quality_rt = {}
+    for name, run in runs.items():
+        n = bf16_maps if name == "bf16" else len(y)
+        ref = ref_full[:n] if views > 1 else per_view[0][:n]
+        logits = ref if name == "eager" else predict_outputs(run, x[:n], batch, views=views).logits
+        q = quality(logits, y[:n], params)
+        q_ref = quality(ref, y[:n], params)
+        quality_rt[name] = {
+            "maps": n,
+            "views": views,
+            **q,
+            "delta_macro_f1_pc_vs_eager": round(
+                q["macro_f1_pc_at_macro_f1_point"] - q_ref["macro_f1_pc_at_macro_f1_point"], 5
+            ),
+            "labels_changed": float(np.mean(logits.argmax(1) != ref.argmax(1))),
+            "max_abs_logit_change": float(np.abs(logits - ref).max()),
+        }
+        print(name, quality_rt[name], flush=True)
+    result["runtimes_on_validation"] = quality_rt
+
+    # 2. `wafer predict` as a process against model-only at the served settings
+    rows = np.asarray(val.rows)[:predict_maps]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ragged_subset(workdir / "data/ingested.npz", rows, tmp / "maps.npz")
+        ragged_subset(workdir / "data/ingested.npz", rows[:8], tmp / "tiny.npz")
+        walls = {}
+        for name in ("tiny", "maps"):
+            t0 = time.perf_counter()
+            subprocess.run(
+                predict_cmd(workdir, tmp / f"{name}.npz", tmp / f"{name}.csv", batch),
+                check=True,
+                capture_output=True,
+            )
+            walls[name] = time.perf_counter() - t0
+        run = runs[served["runtime"]]
+        model_only = maps_per_s(run, x[: len(rows)], views, batch)
+        # a profile of the same work in this process (cProfile slows Python, not torch's C)
+        from wafer.apps.predicting import predictor_9class  # noqa: F401 - import cost apart
+
+        prof = cProfile.Profile()
+        prof.enable()
+        from typer.testing import CliRunner
+
+        from wafer.apps.cli import app as cli
+
+        res = CliRunner().invoke(
+            cli, predict_cmd(workdir, tmp / "maps.npz", tmp / "prof.csv", batch)[1:]
+        )
+        prof.disable()
+        assert res.exit_code == 0, res.output
+    pipeline = len(rows) / walls["maps"]
+    marginal = (len(rows) - 8) / max(walls["maps"] - walls["tiny"], 1e-9)
+    result["predict"] = {
+        "maps": len(rows),
+        "views": views,
+        "runtime": served["runtime"],
+        "wall_s": round(walls["maps"], 1),
+        "startup_s (8 maps)": round(walls["tiny"], 1),
+        "maps_per_s": round(pipeline, 1),
+        "maps_per_s_after_startup": round(marginal, 1),
+        "model_only_maps_per_s": round(model_only, 1),
+        "ratio_vs_model_only": round(pipeline / model_only, 3),
+        "ratio_vs_model_only_after_startup": round(marginal / model_only, 3),
+        "profile": steps(pstats.Stats(prof)),
+    }
+    print(result["predict"], flush=True)
+    write_json(out, result)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app()

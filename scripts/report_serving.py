@@ -1,0 +1,191 @@
+"""Render the serving benchmarks' tables into docs/SERVING.md (between its table markers), so
+that every figure there is one a benchmark wrote: docs/benchmarks/serving.json
+(benchmarks/serving.py) and docs/benchmarks/ann_index.json (benchmarks/ann_index.py).
+
+    python scripts/report_serving.py            # rewrite the tables
+    python scripts/report_serving.py --check    # exit 1 when the doc is not what it would write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs/SERVING.md"
+SERVING = ROOT / "docs/benchmarks/serving.json"
+ANN = ROOT / "docs/benchmarks/ann_index.json"
+START, END = "<!-- tables:start (scripts/report_serving.py) -->", "<!-- tables:end -->"
+WM811K_ALL = 811_457
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(str(c) for c in r) + " |" for r in rows),
+    ]
+
+
+def hours(maps_per_s: float) -> str:
+    return f"{WM811K_ALL / maps_per_s / 3600:.1f} h"
+
+
+def serving_tables(s: dict) -> list[str]:
+    out = [
+        f"Processor: **{s['processor']}** ({s['cpu_capability']}, {s['threads']} threads, "
+        f"torch {s['torch']}). Model: {s['model']['input_size']} px, {s['model']['stem']} stem"
+        f"{', CBAM' if s['model']['cbam'] else ''}; {s['model']['val_maps']} validation maps. "
+        f"Command: `{s['command']}`.",
+        "",
+        "**Runtimes, model only** (maps already resized; start-up = export or compilation, "
+        "paid once per process):",
+        "",
+    ]
+    rows = []
+    for name, r in s["model_only"].items():
+        if "skipped" in r:
+            rows.append([name, r["skipped"], "", "", "", "", "", ""])
+            continue
+        q = s["runtimes_on_validation"][name]
+        rows.append(
+            [
+                name,
+                r["startup_s"],
+                r["maps_per_s_1_views"],
+                r.get("maps_per_s_8_views", "not run"),
+                r["ratio_vs_eager_1_view"],
+                f"{q['delta_macro_f1_pc_vs_eager']:+.5f} ({q['maps']} maps)",
+                f"{q['labels_changed']:.4f}",
+                f"{q['max_abs_logit_change']:.2g}",
+            ]
+        )
+    out += table(
+        [
+            "runtime",
+            "start-up s",
+            "maps/s, 1 view",
+            "maps/s, 8 views",
+            "× eager (1 view)",
+            "Δ val macro-F1 (pc)",
+            "labels changed",
+            "max abs Δ logit",
+        ],
+        rows,
+    )
+    out += [
+        "",
+        "**TTA views on validation** (eager fp32; macro-F1 at the `macro_f1` point, "
+        "prevalence-corrected, temperature and thresholds fit on validation; argmax without "
+        "any fit):",
+        "",
+    ]
+    rows = [
+        [
+            v,
+            r["macro_f1_pc_at_macro_f1_point"],
+            r["macro_f1_argmax"],
+            r["model_only_maps_per_s"],
+            hours(r["model_only_maps_per_s"]),
+        ]
+        for v, r in s["views_on_validation"].items()
+    ]
+    out += table(
+        ["views", "val macro-F1 (pc)", "val macro-F1 (argmax)", "maps/s", "811,457 maps"], rows
+    )
+    p = s["predict"]
+    out += [
+        "",
+        f"**`wafer predict` against model only** ({p['maps']} validation maps in their original "
+        f"sizes, {p['views']} view(s), {p['runtime']}):",
+        "",
+    ]
+    out += table(
+        ["", "maps/s", "× model only"],
+        [
+            ["model only", p["model_only_maps_per_s"], 1.0],
+            ["`wafer predict`, whole process", p["maps_per_s"], p["ratio_vs_model_only"]],
+            [
+                f"`wafer predict` after its start-up ({p['startup_s (8 maps)']} s)",
+                p["maps_per_s_after_startup"],
+                p["ratio_vs_model_only_after_startup"],
+            ],
+        ],
+    )
+    out += [
+        "",
+        "Where a `wafer predict` run spends its time (cumulative, profiled in-process):",
+        "",
+    ]
+    out += table(
+        ["function", "calls", "s", "share"],
+        [[f"`{r['function']}`", r["calls"], r["seconds"], r["share"]] for r in p["profile"]],
+    )
+    return out
+
+
+def ann_tables(a: dict) -> list[str]:
+    k = a["k"]
+    out = [
+        "",
+        f"**Nearest neighbours** (k = {k}; processor **{a['processor']}**, {a['cpu_capability']}, "
+        f"{a['threads']} threads; command: `{a['command']}`):",
+        "",
+    ]
+    rows = []
+    for label, key in (
+        ("real index, validation queries", "real_index_val_queries"),
+        ("synthetic features, full size", "synthetic_full_size"),
+    ):
+        r = a[key]
+        size = f"{r['maps']:,} × {r['dim']}"
+        rows.append([label, size, "exact (served)", "", r["exact"]["ms_per_query"], 1.0, ""])
+        for lib in ("faiss", "usearch"):
+            if lib not in r:
+                continue
+            g = r[lib]
+            for ef, e in g["by_ef_search"].items():
+                rows.append(
+                    [
+                        label,
+                        size,
+                        f"{lib} HNSW M={g['M']}, efSearch={ef}",
+                        g["build_s"],
+                        e["ms_per_query"],
+                        e[f"recall_at_{k}"],
+                        f"{g['bytes'] / 2**20:.0f} MiB",
+                    ]
+                )
+    out += table(
+        ["index", "maps × dim", "search", "build s", "ms/query", f"recall@{k}", "size"], rows
+    )
+    return out
+
+
+def render() -> str:
+    lines = serving_tables(json.loads(SERVING.read_text()))
+    if ANN.is_file():
+        lines += ann_tables(json.loads(ANN.read_text()))
+    else:
+        lines += ["", "**Nearest neighbours**: not measured yet (`benchmarks/ann_index.py`)."]
+    doc = DOC.read_text()
+    head, rest = doc.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return head + START + "\n" + "\n".join(lines) + "\n" + END + tail
+
+
+def main() -> int:
+    new = render()
+    if "--check" in sys.argv:
+        if new != DOC.read_text():
+            print(f"{DOC} is not what scripts/report_serving.py writes: run it")
+            return 1
+        return 0
+    DOC.write_text(new)
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
