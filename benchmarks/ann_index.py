@@ -28,6 +28,7 @@ import torch
 import typer
 
 from wafer.config.params import load_params, section_values
+from wafer.config.pipeline import pipeline_paths
 from wafer.config.sections import PriorParams
 from wafer.core.io import write_json
 from wafer.data.files import load_shard
@@ -145,10 +146,11 @@ def main(
     full_size_library: list[str] = typer.Option(["faiss"], help="HNSW builds take minutes"),
     seed: int = 0,
 ) -> None:
+    paths = pipeline_paths(workdir)  # dvc.yaml's paths, in that pipeline
     libraries = [lib for lib in library if importlib.util.find_spec(MODULES[lib]) is not None]
-    index = FeatureIndex.load(workdir / "models/index.npz")
-    net, _ = load_model(workdir / "models/model.pt", "cpu")
-    val = load_shard(workdir / "data/shards", "val")
+    index = FeatureIndex.load(paths["index"])
+    net, _ = load_model(paths["model"], "cpu")
+    val = load_shard(paths["shards"], "val")
     pick = np.random.default_rng(seed).permutation(len(val.y))[:queries]
     q = predict_outputs(
         net, np.asarray(val.x)[np.sort(pick)], 256, views=index.views, features="mean"

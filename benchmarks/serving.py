@@ -42,6 +42,7 @@ import torch
 import typer
 
 from wafer.config.params import load_params, section_values
+from wafer.config.pipeline import pipeline_paths
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
 from wafer.config.sections import PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES
@@ -197,9 +198,10 @@ def main(
     bf16_maps: int = typer.Option(1024, help="maps for bf16's quality (slow without AVX-512)"),
     batch: int = typer.Option(256, help="maps per forward pass (x views)"),
 ) -> None:
+    paths = pipeline_paths(workdir)  # dvc.yaml's paths, in that pipeline
     params = load_params(workdir / "params.yaml")
-    net, ckpt = load_model(workdir / "models/model.pt", "cpu")
-    val = load_shard(workdir / "data/shards", "val")
+    net, ckpt = load_model(paths["model"], "cpu")
+    val = load_shard(paths["shards"], "val")
     x, y = np.asarray(val.x), np.asarray(val.y)
     served = load_params(workdir / "params.yaml")["infer"]
     result: dict = {
@@ -225,7 +227,7 @@ def main(
             speed[name] = {"skipped": f"needs {', '.join(NEEDS[name])}"}
             continue
         t0 = time.perf_counter()
-        runs[name] = make_runtime(load_model(workdir / "models/model.pt", "cpu")[0], "cpu", name)
+        runs[name] = make_runtime(load_model(paths["model"], "cpu")[0], "cpu", name)
         predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
         counts = TTA_VIEWS if name == "eager" else (1, 8) if name != "bf16" else (1,)
@@ -237,9 +239,9 @@ def main(
         print(name, row, flush=True)
     if available("onnx"):  # int8: measured, not served
         t0 = time.perf_counter()
-        train = load_shard(workdir / "data/shards", "train")
+        train = load_shard(paths["shards"], "train")
         calib = np.asarray(train.x)[np.random.default_rng(0).permutation(len(train.y))[:256]]
-        runs["onnx-int8"] = Int8(load_model(workdir / "models/model.pt", "cpu")[0], calib)
+        runs["onnx-int8"] = Int8(load_model(paths["model"], "cpu")[0], calib)
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
         for views in (1, 8):
             row[f"maps_per_s_{views}_views"] = round(
@@ -295,8 +297,8 @@ def main(
     rows = np.asarray(val.rows)[:predict_maps]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ragged_subset(workdir / "data/ingested.npz", rows, tmp / "maps.npz")
-        ragged_subset(workdir / "data/ingested.npz", rows[:8], tmp / "tiny.npz")
+        ragged_subset(paths["ingested"], rows, tmp / "maps.npz")
+        ragged_subset(paths["ingested"], rows[:8], tmp / "tiny.npz")
         walls = {}
         for name in ("tiny", "maps"):
             t0 = time.perf_counter()
