@@ -15,6 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
+# `pytest` runs two xdist workers (pyproject addopts) on a 2-core machine: one thread each, in
+# the worker and in every process it starts (dvc stages, torchrun), set before torch is imported.
+# Left at the default, each worker's torch/OpenMP pool takes both cores and the suite runs slower
+# than one worker alone. Tests that are about thread counts set their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT.parent / "shared" / "data" / "wm811k-subset" / "LSWMD-subset.pkl.xz"
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from wafer.core.classes import NUM_CLASSES
@@ -19,6 +18,8 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = NUM_CLASSES) -
     Computed on the train split only.
     """
     present = np.unique(labels)
+    from sklearn.utils.class_weight import compute_class_weight  # ~2 s to import: only here
+
     w = compute_class_weight("balanced", classes=present, y=labels)
     out = np.zeros(num_classes, dtype=np.float64)
     out[present] = w

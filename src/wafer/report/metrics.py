@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX, NUM_CLASSES
 
@@ -58,6 +57,10 @@ def balanced_accuracy(y_true, y_pred, weights=None) -> float:
 
 def macro_auprc(y_true: np.ndarray, probs: np.ndarray, weights=None) -> float:
     """Mean one-vs-rest average precision over the classes present (threshold-free)."""
+    # Imported here: scikit-learn costs ~2 s of start-up, and train and thresholds, which import
+    # this module for macro_f1, never call this function.
+    from sklearn.metrics import average_precision_score
+
     aps = [
         average_precision_score(y_true == c, probs[:, c], sample_weight=weights)
         for c in range(probs.shape[1])

@@ -39,7 +39,6 @@ Metrics
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 
@@ -60,6 +59,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     Optimises ``log T`` (initialised at 0, i.e. ``T = 1``) with ``torch.optim.LBFGS``
     (strong-Wolfe line search) in float64.
     """
+    import torch  # here: the stages that only apply a temperature start ~3 s faster without it
+
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
