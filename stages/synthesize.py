@@ -5,6 +5,7 @@ column holding each map's ground-truth pattern mask, written as the ragged-maps 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -29,16 +30,19 @@ def main(
     """Generate synthetic labelled wafer maps and their ground-truth pattern masks."""
     p = load_section(params, SynthesizeParams)
     start = time.perf_counter()
-    df, masks = generate(p.n_maps, class_mix(floor=p.floor), p.seed)
+    df, masks = generate(p.n_maps, class_mix(floor=p.floor), p.seed, unlabeled=p.unlabeled)
     # The ground-truth pattern masks travel with the maps as an extra column (bool, same shape
     # as waferMap); ingest keeps them for the Grad-CAM localisation check.
     df["patternMask"] = masks
     arrays, _ = ragged_npz_arrays(df, out)
     save_npz(out, **arrays)
-    labels = [str(cell[0, 0]) for cell in df["failureType"]]
-    per_class = " ".join(f"{c}={labels.count(c)}" for c in CLASS_NAMES)
+    labels = Counter(str(cell[0, 0]) for cell in df["failureType"] if cell.size)
+    per_class = " ".join(f"{c}={labels[c]}" for c in CLASS_NAMES)
     seconds = time.perf_counter() - start
-    typer.echo(f"synthesize: {len(df)} maps ({per_class}) in {seconds:.1f}s -> {out}")
+    typer.echo(
+        f"synthesize: {len(df)} maps, {p.unlabeled} unlabeled ({per_class}) in {seconds:.1f}s"
+        f" -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -88,6 +88,24 @@ def test_deterministic_per_seed() -> None:
     assert not _same(first, generate(40, UNIFORM, seed=4))
 
 
+def test_unlabeled_maps_keep_their_maps_and_lose_their_labels() -> None:
+    """WM-811K's layout at full size: some maps carry no label (empty failureType and
+    trianTestLabel cells, as in LSWMD.pkl); the maps themselves do not depend on how many."""
+    (labeled, masks), (mixed, masks_mixed) = (
+        generate(50, UNIFORM, seed=5, unlabeled=k) for k in (0, 20)
+    )
+    for a, b in zip(labeled["waferMap"], mixed["waferMap"], strict=True):
+        assert np.array_equal(a, b)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, masks_mixed, strict=True))
+    empty = [cell.size == 0 for cell in mixed["failureType"]]
+    assert sum(empty) == 20
+    assert empty == [cell.size == 0 for cell in mixed["trianTestLabel"]]
+    kept = [_label(x) for x, e in zip(labeled["failureType"], empty, strict=True) if not e]
+    assert kept == [_label(x) for x in mixed["failureType"] if x.size]
+    with pytest.raises(ValueError, match="unlabeled must be in"):
+        generate(10, UNIFORM, seed=5, unlabeled=11)
+
+
 def test_lswmd_layout() -> None:
     df, masks = generate(60, class_mix(0.03), seed=2)
     assert list(df.columns) == list(COLUMNS)
@@ -201,7 +219,9 @@ def test_stage_script(tmp_path) -> None:
     runner = CliRunner()
     assert runner.invoke(module.app, ["--help"]).exit_code == 0
     out = tmp_path / "raw" / "s.npz"
-    params = params_file(tmp_path, {"synthesize.n_maps": 30, "synthesize.seed": 1})
+    params = params_file(
+        tmp_path, {"synthesize.n_maps": 30, "synthesize.seed": 1, "synthesize.unlabeled": 4}
+    )
     args = ["--params", str(params), "--out", str(out)]
     result = runner.invoke(module.app, args)
     assert result.exit_code == 0, result.output
@@ -209,4 +229,5 @@ def test_stage_script(tmp_path) -> None:
     assert len(df) == 30 and set(df.columns) >= {"waferMap", "failureType", "patternMask"}
     for m, mask in zip(df["waferMap"], df["patternMask"], strict=True):
         assert mask.shape == m.shape and not np.any(mask.astype(bool) & (m != 2))
-    assert "none=" in result.output
+    assert "none=" in result.output and "4 unlabeled" in result.output
+    assert (df["failureType"] == "").sum() == 4  # read back as strings, "" = unlabeled

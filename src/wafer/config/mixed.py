@@ -7,8 +7,9 @@ table ``validate_all(params, MIXED_SECTIONS)`` checks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from wafer.config.rules import PRECISIONS, STEMS, param
 from wafer.config.sections import (
@@ -19,6 +20,7 @@ from wafer.config.sections import (
     GradcamParams,
     InferParams,
     ShardParams,
+    split_shares,
 )
 
 MULTILABEL_LOSSES = ("bce", "focal", "asl")  # train.loss (wafer.model.losses.make_multilabel_loss)
@@ -46,6 +48,7 @@ class MixedIngestParams:
 @dataclass(frozen=True)
 class MixedSplitParams:
     SECTION: ClassVar[str] = "split"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = split_shares
     seed: int = param(**SEED)
     val: float = param(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     test: float = param(lo=0.0, hi=1.0, lo_open=True, hi_open=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wafer.config.rules import ParamError
-from wafer.config.sections import CROSS_CHECKS, SECTIONS, section_rules
+from wafer.config.sections import SECTIONS, section_rules
 
 S = TypeVar("S")
 
@@ -54,7 +54,7 @@ def check_section(
         why = rule.reason(values[key])
         if why:
             raise ParamError(f"{section}.{key}: {why}")
-    cross = CROSS_CHECKS.get(section)
+    cross = getattr(sections[section], "CROSS_CHECK", None)
     if cross is not None:
         why = cross(values)
         if why:

@@ -8,7 +8,8 @@ an error before anything runs::
 
 The fields are in params.yaml's order, and a section's values are saved as they were read
 (the checkpoint keeps ``dataclasses.asdict`` of the train section). :data:`SECTIONS` lists the
-classes by section name; a section may add a cross-parameter check (:data:`CROSS_CHECKS`).
+classes by section name; a section may add a cross-parameter check (its ``CROSS_CHECK``:
+values -> the reason they are refused, or None).
 """
 
 from __future__ import annotations
@@ -44,14 +45,33 @@ DEVICE = {"pattern": DEVICE_PATTERN, "pattern_help": "auto, cpu, cuda, cuda:N or
 CAM_SLOTS = 3  # wafer.explain.report.SLOTS has 3 example slots per class (asserted in tests)
 
 
+def split_shares(p: Mapping[str, Any]) -> str | None:
+    """Cross-check of a split section: something must be left to train on."""
+    if p["val"] + p["test"] >= 1.0:
+        return f"split.val + split.test = {p['val'] + p['test']:g} leaves no training maps"
+    return None
+
+
+def labeled_maps(p: Mapping[str, Any]) -> str | None:
+    """Cross-check of the synthesize section: at least one labeled map per class."""
+    if p["n_maps"] - p["unlabeled"] < N:
+        return (
+            f"unlabeled = {p['unlabeled']} of n_maps = {p['n_maps']} leaves fewer"
+            f" than {N} labeled maps"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class SynthesizeParams:
     """Embedded default data: WM-811K-like maps in the LSWMD.pkl layout."""
 
     SECTION: ClassVar[str] = "synthesize"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = labeled_maps
     n_maps: int = param(lo=N)
     floor: float = param(lo=0.0, hi=1.0 / N)
     seed: int = param(**SEED)
+    unlabeled: int = param(lo=0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,7 @@ class IngestParams:
 @dataclass(frozen=True)
 class SplitParams:
     SECTION: ClassVar[str] = "split"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = split_shares
     seed: int = param(**SEED)
     val: float = param(lo=0.0, hi=1.0, hi_open=True)
     test: float = param(lo=0.0, hi=1.0, hi_open=True)
@@ -196,15 +217,6 @@ SECTIONS: dict[str, type] = {
         GradcamParams,
     )
 }
-
-
-def _split_shares(p: Mapping[str, Any]) -> str | None:
-    if p["val"] + p["test"] >= 1.0:
-        return f"split.val + split.test = {p['val'] + p['test']:g} leaves no training maps"
-    return None
-
-
-CROSS_CHECKS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"split": _split_shares}
 
 
 def _rule(hint: Any, meta: Mapping[str, Any]) -> Rule:

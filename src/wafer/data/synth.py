@@ -385,25 +385,37 @@ def _object_column(values: Sequence[object]) -> np.ndarray:
     return column
 
 
+def _cell(value: str, hidden: bool) -> np.ndarray:
+    """A label cell of LSWMD.pkl: ``array([['Center']])``, or the empty array when unlabeled."""
+    return np.zeros((0, 0), dtype=object) if hidden else np.array([[value]], dtype=object)
+
+
 def _lot_sizes(n_maps: int, rng: np.random.Generator) -> list[int]:
     sizes: list[int] = []
-    while sum(sizes) < n_maps:
+    total = 0  # a running total: re-summing the list made 811k maps (32k lots) quadratic
+    while total < n_maps:
         size = WAFERS_PER_LOT if rng.random() < 0.8 else int(rng.integers(5, WAFERS_PER_LOT))
-        sizes.append(min(size, n_maps - sum(sizes)))
+        sizes.append(min(size, n_maps - total))
+        total += sizes[-1]
     return sizes
 
 
 def generate(
-    n_maps: int, mix: Mapping[str, float], seed: int
+    n_maps: int, mix: Mapping[str, float], seed: int, unlabeled: int = 0
 ) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """``n_maps`` labelled wafer maps in the LSWMD.pkl layout, and their pattern masks.
+    """``n_maps`` wafer maps in the LSWMD.pkl layout, and their pattern masks.
 
     Rows come in lot order with the classes shuffled; the class counts are ``allocate(n_maps,
-    mix)``. Same seed, same data.
+    mix)``. ``unlabeled`` of the maps, drawn at random, then lose their label as in WM-811K
+    (638,507 of its 811,457 maps): ``failureType`` and ``trianTestLabel`` are empty arrays; the
+    map (and its mask) still shows the pattern it was drawn with, so the labeled maps keep the
+    mix. Same seed, same data; the maps do not depend on ``unlabeled``.
     """
     unknown = set(mix) - set(CLASS_NAMES)
     if unknown:
         raise ValueError(f"unknown classes in mix: {sorted(unknown)}")
+    if not 0 <= unlabeled <= n_maps:
+        raise ValueError(f"unlabeled must be in [0, n_maps={n_maps}], got {unlabeled}")
     counts = allocate(n_maps, mix)
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.array(list(counts), dtype=object), list(counts.values()))
@@ -418,7 +430,10 @@ def generate(
         else:
             index = np.sort(rng.choice(WAFERS_PER_LOT, size, replace=False)) + 1
         lots.append((f"lot{lot}", index, h, w, exclusion))
-    children = rng.spawn(n_maps)
+    # Map i draws from the i-th child of the seed (what Generator.spawn(n_maps) would give),
+    # spawned one lot at a time: SeedSequences are spawned in order, so the children are the
+    # same, without holding 811k generators at once.
+    seeds = rng.bit_generator.seed_seq
 
     maps: list[np.ndarray] = []
     masks: list[np.ndarray] = []
@@ -426,14 +441,20 @@ def generate(
     wafer_index: list[int] = []
     for name, index, h, w, exclusion in lots:
         g = wafer_grid(h, w, exclusion)
-        for k in index:
+        children = seeds.spawn(len(index))
+        for k, child in zip(index, children, strict=True):
             i = len(maps)
-            wafer_map, mask = draw_map(g, labels[i], children[i])
+            wafer_map, mask = draw_map(g, labels[i], np.random.default_rng(child))
             maps.append(wafer_map)
             masks.append(mask)
             lot_names.append(name)
             wafer_index.append(int(k))
 
+    # The next child of the seed picks the unlabeled maps: the maps above never see it.
+    hidden = np.zeros(n_maps, dtype=bool)
+    if unlabeled:
+        pick = np.random.default_rng(seeds.spawn(1)[0])
+        hidden[pick.choice(n_maps, size=unlabeled, replace=False)] = True
     split = ["Test" if t else "Training" for t in test]
     df = pd.DataFrame(
         {
@@ -441,8 +462,8 @@ def generate(
             "dieSize": np.array([np.count_nonzero(m) for m in maps], dtype=np.float64),
             "lotName": pd.Series(lot_names, dtype=object),  # object, as in LSWMD.pkl
             "waferIndex": np.array(wafer_index, dtype=np.float64),
-            "trianTestLabel": _object_column([np.array([[t]], dtype=object) for t in split]),
-            "failureType": _object_column([np.array([[c]], dtype=object) for c in labels]),
+            "trianTestLabel": _object_column(list(map(_cell, split, hidden))),
+            "failureType": _object_column(list(map(_cell, labels, hidden))),
         },
         columns=list(COLUMNS),
     )
