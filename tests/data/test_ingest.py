@@ -152,3 +152,32 @@ def test_real_subset_counts(subset_path):
         "none": 31216,
     }
     assert ing.rows_read == 52903 and sum(ing.dropped.values()) == 0
+
+
+def test_an_npz_counts_its_unlabeled_rows_without_reading_them(tmp_path):
+    """A ragged-maps .npz gives the pickle's Ingested (counts, first dropped rows and their
+    order, rows, maps) while its unlabeled rows never become frame rows."""
+    from wafer.data.ingest import convert_pickle, ingest_file, read_ragged_npz
+
+    df = lswmd_frame(
+        [
+            (wafer(), None),
+            (wafer(), "Center"),
+            (wafer(9, 11), None),
+            (wafer(), "Foo"),
+            (wafer(14, 12, (3, 4)), "Edge-Ring"),
+        ]
+    )
+    pkl, npz = tmp_path / "a.pkl", tmp_path / "a.npz"
+    df.to_pickle(pkl)
+    convert_pickle(pkl, npz)
+    a, b = ingest_file(pkl, "drop", trust_pickle=True), ingest_file(npz, "drop")
+    assert a.rows_read == b.rows_read == 5
+    assert a.dropped == b.dropped and a.dropped["unlabeled"] == 2
+    assert list(a.first_dropped.items()) == list(b.first_dropped.items())
+    assert b.first_dropped == {"unlabeled": 0, "unknown_label": 3}
+    assert a.source_row.tolist() == b.source_row.tolist() == [1, 4]
+    assert np.array_equal(a.flat, b.flat) and np.array_equal(a.shapes, b.shapes)
+    frame, rows = read_ragged_npz(npz, labeled_only=True)
+    assert rows.tolist() == [1, 3, 4] and frame.attrs["unlabeled_rows"].tolist() == [0, 2]
+    assert len(read_ragged_npz(npz)[0]) == 5

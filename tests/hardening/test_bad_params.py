@@ -51,6 +51,8 @@ BAD_PARAMS = [
     ("train", "focal_alpha", [1, 2], "train.focal_alpha: has 2 value(s), expected 0 or 9"),
     ("shard", "input_px", 4, "shard.input_px: 4 is below 8"),
     ("synthesize", "floor", 0.5, "synthesize.floor: 0.5 is above"),
+    ("synthesize", "unlabeled", -1, "synthesize.unlabeled: -1 is below 0"),
+    ("synthesize", "unlabeled", 4995, "synthesize: unlabeled = 4995 of n_maps = 5000 leaves"),
 ]
 
 

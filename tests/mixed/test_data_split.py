@@ -105,3 +105,17 @@ def test_wafer_predict_reads_only_the_maps_of_a_mixedwm38_file(tmp_path):
     items = list(read_maps(path))
     assert len(items) == 60 and all(it.error is None for it in items)
     assert items[3].source.endswith("m.npz[maps] row 3")
+
+
+def test_each_pipelines_cross_checks_are_its_own():
+    """Both pipelines have `split` and `synthesize` sections: the split shares are checked in
+    both, the 9-class `synthesize.unlabeled` rule only where that key exists."""
+    from wafer.config.mixed import MIXED_SECTIONS
+    from wafer.config.params import ParamError, load_params, validate_all
+
+    root = Path(__file__).resolve().parents[2]
+    params = load_params(root / "pipelines" / "mixed" / "params.yaml")
+    validate_all(params, MIXED_SECTIONS)  # no 9-class rule reaches the mixed synthesize section
+    params["split"].update(val=0.6, test=0.5)
+    with pytest.raises(ParamError, match="split: split.val \\+ split.test = 1.1 leaves no"):
+        validate_all(params, MIXED_SECTIONS)

@@ -200,6 +200,8 @@ def test_end_to_end_tiny_run(tmp_path):
     assert "${" not in commands and params["train"]["cbam"] is False  # what the stage read
     record = json.loads((out / "timing" / "run_stages.json").read_text())
     assert record["skipped"] == {"gradcam": "--skip"}
+    for stage in record["stages"]:  # every stage's peak memory (a Python with numpy: > 20 MiB)
+        assert 20 < stage["peak_rss_mib"] < 64 * 1024, stage
     with tarfile.open(arch / "tiny.tar.gz") as tar:
         assert "tiny/evaluate.json" in tar.getnames()
     assert not (work / "metrics" / "gradcam.json").exists()

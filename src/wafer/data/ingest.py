@@ -232,14 +232,19 @@ class Oversized:
 
 
 def read_ragged_npz(
-    path: str | Path, max_side: int | None = None
+    path: str | Path, max_side: int | None = None, labeled_only: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """A ragged-maps .npz (``wafer convert``'s, or an ingested intermediate) as an LSWMD-layout
     frame, and each frame row's row in the original pickle; never unpickles. The shapes are
     read and checked first; a map over ``max_side`` dies a side stays an :class:`Oversized`
     (its dies unread); the die buffers are read map by map (:func:`wafer.data.arrays.member_array`:
     in place when stored, streamed when compressed, decompression bombs refused), so memory
-    holds the maps kept and never a whole compressed member at once."""
+    holds the maps kept and never a whole compressed member at once.
+
+    ``labeled_only``: rows without a label get no frame row at all (their maps and masks are
+    never copied out of the buffers; WM-811K's 638,507 unlabeled maps made ingest's peak memory
+    several times the labeled maps'); ``frame.attrs["unlabeled_rows"]`` holds their rows in the
+    original pickle, for the drop counts."""
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
@@ -277,12 +282,6 @@ def read_ragged_npz(
         if mask is not None and len(mask) != len(flat):
             mask = None  # no masks (an empty member), or not one per die: none kept
 
-        def column(name: str, default: object) -> list:
-            if name not in members:
-                return [default] * n
-            values = load(name, "iufbU")
-            return values.tolist() if len(values) == n else [default] * n
-
         if "failure_type" in members:
             failure = [str(v) for v in load("failure_type", "U")]
         elif "labels" in members:  # an ingested intermediate: every row is labeled
@@ -292,10 +291,20 @@ def read_ragged_npz(
         rows = load("source_row") if "source_row" in members else np.arange(n)
         if len(rows) != n or len(failure) != n:
             raise WaferInputError(path, "ragged maps: source_row / labels do not match the shapes")
+        keep = np.array([not labeled_only or f != "" for f in failure], dtype=bool)
+        positions = np.flatnonzero(keep)
+
+        def column(name: str, default: object) -> list:
+            if name not in members:
+                return [default] * len(positions)
+            values = load(name, "iufbU")
+            if len(values) != n:
+                return [default] * len(positions)
+            return values[positions].tolist()
 
         def maps(buf) -> list:
             out = []
-            for i in range(n):
+            for i in positions:
                 h, w = (int(v) for v in shapes[i])
                 if max_side is not None and max(h, w) > max_side:
                     out.append(Oversized((h, w)))
@@ -309,12 +318,14 @@ def read_ragged_npz(
                 "lotName": column("lot", ""),
                 "waferIndex": column("wafer_index", np.nan),
                 "trianTestLabel": column("orig_split", ""),
-                "failureType": failure,
+                "failureType": [failure[i] for i in positions],
             }
         )
         if mask is not None:
             frame["patternMask"] = maps(mask)
-    return frame, np.asarray(rows, dtype=np.int64)
+        if labeled_only:
+            frame.attrs["unlabeled_rows"] = np.asarray(rows, dtype=np.int64)[~keep]
+    return frame, np.asarray(rows, dtype=np.int64)[positions]
 
 
 PICKLE_OPT_IN = (
@@ -354,7 +365,8 @@ def ingest_file(
     Row numbers (``source_row``, drop reports) are those of the original pickle either way."""
     if check_input(path, trust_pickle) == "pickle":
         return validate_frame(read_lswmd(path), path, on_invalid, max_side)
-    frame, rows = read_ragged_npz(path, max_side)
+    frame, rows = read_ragged_npz(path, max_side, labeled_only=True)
+    unlabeled = frame.attrs.pop("unlabeled_rows")
     try:
         ing = validate_frame(frame, path, on_invalid, max_side)
     except WaferInputError as exc:  # name the original row, not the position in the .npz
@@ -363,4 +375,15 @@ def ingest_file(
         raise WaferInputError(path, exc.reason, int(rows[exc.row])) from None
     ing.source_row = rows[ing.source_row]
     ing.first_dropped = {k: int(rows[v]) for k, v in ing.first_dropped.items()}
+    # the unlabeled rows were counted, not read: the same counts as reading them
+    ing.rows_read += len(unlabeled)
+    ing.dropped["unlabeled"] += len(unlabeled)
+    if len(unlabeled):
+        known = ing.first_dropped.get("unlabeled")
+        first = int(unlabeled[0]) if known is None else min(known, int(unlabeled[0]))
+        ing.first_dropped = {  # in DROP_REASONS order, as validate_frame writes it
+            r: first if r == "unlabeled" else ing.first_dropped[r]
+            for r in DROP_REASONS
+            if r == "unlabeled" or r in ing.first_dropped
+        }
     return ing

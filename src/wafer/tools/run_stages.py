@@ -116,9 +116,11 @@ def stage_env(repo: Path, workdir: Path) -> dict[str, str]:
 
 def run_command(
     cmd: str, cwd: Path, env: Mapping[str, str], log, deadline: float | None
-) -> int | None:
-    """Run ``cmd`` in a shell, its output teed to stdout and ``log``; the exit status, or None
-    when ``deadline`` (a time.monotonic() value) passed and it was stopped."""
+) -> tuple[int | None, float]:
+    """Run ``cmd`` in a shell, its output teed to stdout and ``log``. Returns the exit status
+    (None when ``deadline``, a time.monotonic() value, passed and it was stopped) and the peak
+    resident memory in MiB of the command (its largest process: ``os.wait4``'s ``ru_maxrss``,
+    which on Linux covers the shell's children too)."""
     proc = subprocess.Popen(
         cmd,
         shell=True,
@@ -130,7 +132,7 @@ def run_command(
     )
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
-    timed_out = False
+    timed_out, peak_mib = False, float("nan")
     try:
         while True:
             chunk = proc.stdout.read()
@@ -138,7 +140,12 @@ def run_command(
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
                 log.write(chunk)
-            if proc.poll() is not None and not chunk:
+            if proc.returncode is None:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+            if proc.returncode is not None and not chunk:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 if not timed_out:
@@ -151,7 +158,7 @@ def run_command(
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
-    return None if timed_out else proc.returncode
+    return (None if timed_out else proc.returncode), peak_mib
 
 
 # --- what the run leaves behind ---------------------------------------------------------------
@@ -328,17 +335,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run {name}: {len(run)} stages in {workdir}, results to {out}")
     with open(out / "log.txt", "wb") as log:
         for s in run:
-            t0 = time.monotonic()
+            t0, peak = time.monotonic(), 0.0
             for cmd in s.cmds:
                 banner = f"== {s.name}: {cmd}\n".encode()
                 sys.stdout.buffer.write(banner)
                 sys.stdout.flush()
                 log.write(banner)
-                rc = run_command(cmd, workdir / s.wdir, env, log, deadline)
+                rc, cmd_peak = run_command(cmd, workdir / s.wdir, env, log, deadline)
+                peak = max(peak, cmd_peak)
                 if rc != 0:
                     break
             seconds = round(time.monotonic() - t0, 2)
-            record["stages"].append({"stage": s.name, "seconds": seconds, "exit": rc})
+            record["stages"].append(
+                {"stage": s.name, "seconds": seconds, "peak_rss_mib": round(peak, 1), "exit": rc}
+            )
             if rc != 0:
                 rest = [r.name for r in run[run.index(s) + 1 :]]
                 reason = "stopped at --time-limit" if rc is None else f"failed (exit {rc})"
