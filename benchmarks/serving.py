@@ -28,7 +28,6 @@ Choices are made on validation only; nothing here reads the test split.
 from __future__ import annotations
 
 import cProfile
-import importlib.util
 import os
 import pstats
 import subprocess
@@ -46,13 +45,14 @@ from wafer.config.pipeline import pipeline_paths
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
 from wafer.config.sections import PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import UsageError
 from wafer.core.io import load_npz, save_npz, write_json
 from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.net import one_hot
-from wafer.model.runtime import NEEDS, Onnx, make_runtime
+from wafer.model.runtime import Onnx, check_runtime, make_runtime
 from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.serving.calibration import fit_temperature, softmax
 from wafer.serving.decision import decide
@@ -62,8 +62,13 @@ from wafer.tools.machine import cpu_model
 app = typer.Typer(add_completion=False)
 
 
-def available(name: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in NEEDS.get(name, ()))
+def unavailable(name: str) -> str | None:
+    """Why runtime ``name`` cannot run here (the served check, check_runtime), or None."""
+    try:
+        check_runtime(name, "cpu")
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
@@ -223,8 +228,9 @@ def main(
     speed: dict = {}
     runs = {}
     for name in RUNTIMES:
-        if not available(name):
-            speed[name] = {"skipped": f"needs {', '.join(NEEDS[name])}"}
+        why = unavailable(name)
+        if why:
+            speed[name] = {"skipped": why}
             continue
         t0 = time.perf_counter()
         runs[name] = make_runtime(load_model(paths["model"], "cpu")[0], "cpu", name)
@@ -237,7 +243,7 @@ def main(
             )
         speed[name] = row
         print(name, row, flush=True)
-    if available("onnx"):  # int8: measured, not served
+    if not unavailable("onnx"):  # int8: measured, not served
         t0 = time.perf_counter()
         train = load_shard(paths["shards"], "train")
         calib = np.asarray(train.x)[np.random.default_rng(0).permutation(len(train.y))[:256]]

@@ -1,6 +1,7 @@
 """Render the serving benchmarks' tables into docs/SERVING.md (between its table markers), so
 that every figure there is one a benchmark wrote: docs/benchmarks/serving.json
-(benchmarks/serving.py) and docs/benchmarks/ann_index.json (benchmarks/ann_index.py).
+(benchmarks/serving.py), docs/benchmarks/ann_index.json (benchmarks/ann_index.py) and
+docs/benchmarks/full_size.json (benchmarks/full_size.py).
 
     python scripts/report_serving.py            # rewrite the tables
     python scripts/report_serving.py --check    # exit 1 when the doc is not what it would write
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs/SERVING.md"
 SERVING = ROOT / "docs/benchmarks/serving.json"
 ANN = ROOT / "docs/benchmarks/ann_index.json"
+FULL = ROOT / "docs/benchmarks/full_size.json"
 START, END = "<!-- tables:start (scripts/report_serving.py) -->", "<!-- tables:end -->"
 WM811K_ALL = 811_457
 
@@ -163,12 +165,46 @@ def ann_tables(a: dict) -> list[str]:
     return out
 
 
+def full_size_tables(f: dict) -> list[str]:
+    unlabeled = f["unlabeled"]
+    out = [
+        "",
+        f"**Full-size run** ({f['maps']:,} synthetic maps in the LSWMD.pkl layout, {unlabeled:,}"
+        f" unlabeled; shards at {f['input_px']} px; processor **{f['processor']}**,"
+        f" {f['cpu_capability']}, {f['threads']} threads; command: `{f['command']}`):",
+        "",
+    ]
+    rows = [
+        [f"`{s['stage']}`", f"{s['seconds']:,.0f}", f"{s['peak_rss_mib']:,.0f}"]
+        for s in f["stages"]
+    ]
+    p = f["predict"]
+    rows.append(
+        [
+            f"`wafer predict` ({p['maps']:,} maps, {p['model_input_px']}-px model of"
+            f" `{p['pipeline']}`; {p['maps_per_s']:,.1f} maps/s)",
+            f"{p['seconds']:,.0f}",
+            f"{p['peak_rss_mib']:,.0f}",
+        ]
+    )
+    out += table(["stage", "wall s", "peak memory MiB"], rows)
+    sizes = ", ".join(f"{k} {v:,.0f} MiB" for k, v in f["file_mib"].items())
+    out += ["", f"Files: {sizes}."]
+    if f["predict_command"] != f["command"]:
+        out += ["", f"The `wafer predict` row was measured by `{f['predict_command']}`."]
+    return out
+
+
 def render() -> str:
     lines = serving_tables(json.loads(SERVING.read_text()))
     if ANN.is_file():
         lines += ann_tables(json.loads(ANN.read_text()))
     else:
         lines += ["", "**Nearest neighbours**: not measured yet (`benchmarks/ann_index.py`)."]
+    if FULL.is_file():
+        lines += full_size_tables(json.loads(FULL.read_text()))
+    else:
+        lines += ["", "**Full-size run**: not measured yet (`benchmarks/full_size.py`)."]
     doc = DOC.read_text()
     head, rest = doc.split(START, 1)
     _, tail = rest.split(END, 1)
