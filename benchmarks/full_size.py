@@ -41,7 +41,7 @@ from wafer.core.io import load_npz, write_json
 from wafer.tools.machine import cpu_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import predict_cmd  # noqa: E402 - a sibling benchmark script
+from serving import predict_cmd, ragged_subset  # noqa: E402 - a sibling benchmark script
 
 ROOT = Path(__file__).resolve().parents[1]
 WM811K_MAPS = 811_457
@@ -69,17 +69,6 @@ def run_pipeline(workdir: Path, out: Path, n_maps: int, unlabeled: int, input_px
     return json.loads((out / "timing" / "run_stages.json").read_text())
 
 
-def write_first_maps(ragged: Path, n: int, out: Path) -> int:
-    """The first ``n`` maps of a ragged-maps .npz (all if n <= 0) as a ragged-maps .npz of their
-    own, no labels or masks: the input of `wafer predict`. Returns the number of maps."""
-    z = load_npz(ragged, ("flat", "shapes", "offsets"))
-    total = len(z["shapes"])
-    n = total if n <= 0 else min(n, total)
-    offsets = z["offsets"][: n + 1]
-    np.savez(out, flat=z["flat"][: offsets[-1]], shapes=z["shapes"][:n], offsets=offsets)
-    return n
-
-
 def timed_process(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; (wall seconds, peak resident MiB of its process)."""
     t0 = time.perf_counter()
@@ -94,8 +83,10 @@ def timed_process(cmd: list[str]) -> tuple[float, float]:
 
 def measure_predict(workdir: Path, paths: dict, pipeline: Path, n: int, batch: int) -> dict:
     """`wafer predict` over the first ``n`` synthesized maps with ``pipeline``'s served files."""
-    predict_in = workdir / "predict_maps.npz"
-    n_predict = write_first_maps(paths["synthetic"], n, predict_in)
+    predict_in = workdir / "predict_maps.npz"  # the first n maps (all if n <= 0), no labels
+    total = len(load_npz(paths["synthetic"], ("shapes",))["shapes"])
+    n_predict = total if n <= 0 else min(n, total)
+    ragged_subset(paths["synthetic"], np.arange(n_predict), predict_in)
     csv = workdir / "predictions.csv"
     seconds, peak = timed_process(predict_cmd(pipeline, predict_in, csv, batch))
     with open(csv) as f:

@@ -127,12 +127,19 @@ def serving_tables(s: dict) -> list[str]:
     return out
 
 
+def ran_on(r: dict) -> str:
+    """Where and how a benchmark result was measured, as the tables' headings say it."""
+    return (
+        f"processor **{r['processor']}**, {r['cpu_capability']}, {r['threads']} threads;"
+        f" command: `{r['command']}`"
+    )
+
+
 def ann_tables(a: dict) -> list[str]:
     k = a["k"]
     out = [
         "",
-        f"**Nearest neighbours** (k = {k}; processor **{a['processor']}**, {a['cpu_capability']}, "
-        f"{a['threads']} threads; command: `{a['command']}`):",
+        f"**Nearest neighbours** (k = {k}; {ran_on(a)}):",
         "",
     ]
     rows = []
@@ -170,8 +177,7 @@ def full_size_tables(f: dict) -> list[str]:
     out = [
         "",
         f"**Full-size run** ({f['maps']:,} synthetic maps in the LSWMD.pkl layout, {unlabeled:,}"
-        f" unlabeled; shards at {f['input_px']} px; processor **{f['processor']}**,"
-        f" {f['cpu_capability']}, {f['threads']} threads; command: `{f['command']}`):",
+        f" unlabeled; shards at {f['input_px']} px; {ran_on(f)}):",
         "",
     ]
     rows = [

@@ -378,12 +378,8 @@ def ingest_file(
     # the unlabeled rows were counted, not read: the same counts as reading them
     ing.rows_read += len(unlabeled)
     ing.dropped["unlabeled"] += len(unlabeled)
+    first = dict(ing.first_dropped)
     if len(unlabeled):
-        known = ing.first_dropped.get("unlabeled")
-        first = int(unlabeled[0]) if known is None else min(known, int(unlabeled[0]))
-        ing.first_dropped = {  # in DROP_REASONS order, as validate_frame writes it
-            r: first if r == "unlabeled" else ing.first_dropped[r]
-            for r in DROP_REASONS
-            if r == "unlabeled" or r in ing.first_dropped
-        }
+        first["unlabeled"] = min(int(unlabeled[0]), first.get("unlabeled", int(unlabeled[0])))
+    ing.first_dropped = {r: first[r] for r in DROP_REASONS if r in first}  # validate_frame's order
     return ing
