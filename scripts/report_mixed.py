@@ -13,12 +13,18 @@ Every choice on the page is made on validation: the served operating point is th
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "pipelines" / "mixed" / "results"
 PAGE = ROOT / "docs" / "RESULTS_MIXED.md"
+TRANSFER = RUNS / "transfer"  # scripts/transfer_study.py's runs
+TRANSFER_PNG = TRANSFER / "transfer.png"
+ARMS = ("scratch", "donor")
 SEED = {"macro_f1": 0.9846, "exact_match": 0.9696}  # the seed's follow-up (docs: ../shared/seed)
 
 
@@ -90,6 +96,7 @@ def render() -> str:
         f"{SEED['exact_match']} on the official split (GPU, 224 px); the target is macro-F1 ≥ "
         "0.985 and exact-match ≥ 0.97.",
     ]
+    lines += transfer_section()
     for run in ranked:
         ev = _load(run, "evaluate.json")
         cal = _load(run, "calibrate.json")
@@ -154,6 +161,154 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def transfer_runs() -> list[dict]:
+    """Each finished run of the transfer study: its run.json with the figures the page uses."""
+    runs = []
+    for d in sorted(TRANSFER.glob("*/evaluate.json")) if TRANSFER.is_dir() else []:
+        run = _load(d.parent, "run.json")
+        ev, tr = _load(d.parent, "evaluate.json"), _load(d.parent, "train.json")
+        pt = ev["served"]
+        run |= {
+            "val": ev["val"][pt]["macro_f1"],
+            "test": ev["test"][pt]["macro_f1"],
+            "test_exact": ev["test"][pt]["exact_match"],
+            "train_maps": tr["train_maps"],
+            "epochs_run": tr["epochs_run"],
+            "best_epoch": tr["best_epoch"],
+            "params": d.parent / "params.yaml",
+        }
+        runs.append(run)
+    return runs
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return _f(values[0])
+    return f"{_f(statistics.mean(values))} ± {_f(statistics.stdev(values))}"
+
+
+def _by(runs: list[dict], arm: str, fraction: float) -> list[dict]:
+    return sorted(
+        (r for r in runs if r["arm"] == arm and r["fraction"] == fraction),
+        key=lambda r: r["seed"],
+    )
+
+
+def transfer_section() -> list[str]:
+    runs = transfer_runs()
+    if not runs:
+        return []
+    fractions = sorted({r["fraction"] for r in runs})
+    first = runs[0]
+    machine = first["machine"]
+    lines = [
+        "",
+        "## Transfer study: the WM-811K checkpoint as donor",
+        "",
+        "Each run is the mixed pipeline's own stages (train, infer, calibrate, thresholds, "
+        "evaluate) on the real split above, by `scripts/transfer_study.py` (its docstring has "
+        "the protocol). Both arms share the recipe of the committed 100 % run (BCE, CBAM, 52 px, "
+        "standard stem, AdamW 1e-3, batch 64), the epoch budget per fraction, the training maps "
+        "(a stratified share of the training split drawn from the training seed, the same for "
+        "both arms at a seed), the initial head and the data order; the donor run starts from "
+        "the 9-class checkpoint's backbone (SHA-256 "
+        f"`{first['donor']['sha256'][:12]}`, recorded per run). No TTA (`infer.views: 1`) in "
+        "the study; macro-F1 at the served `macro_f1` point, fit on validation. Mean ± standard "
+        "deviation over the seeds that ran (n).",
+        "",
+        "| fraction | training maps | epochs (patience) | n | val macro-F1 scratch | "
+        "val macro-F1 donor | validation prefers | test macro-F1 scratch | "
+        "test macro-F1 donor | Δ test (donor − scratch) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in fractions:
+        s, d = _by(runs, "scratch", f), _by(runs, "donor", f)
+        paired = sorted({r["seed"] for r in s} & {r["seed"] for r in d})
+        sv = [r["val"] for r in s if r["seed"] in paired]
+        dv = [r["val"] for r in d if r["seed"] in paired]
+        st = [r["test"] for r in s if r["seed"] in paired]
+        dt = [r["test"] for r in d if r["seed"] in paired]
+        prefer = "–"
+        if paired:
+            gap = statistics.mean(dv) - statistics.mean(sv)
+            prefer = f"{'donor' if gap > 0 else 'scratch'} ({gap:+.4f})"
+        delta = [b - a for a, b in zip(st, dt, strict=True)]
+        some = (s or d)[0]
+        train = yaml.safe_load(some["params"].read_text())["train"]
+        lines.append(
+            f"| {f:.0%} | {some['train_maps']} | {train['epochs']} ({train['patience']}) | "
+            f"{len(paired)} | {_mean_sd(sv)} | {_mean_sd(dv)} | {prefer} | {_mean_sd(st)} | "
+            f"{_mean_sd(dt)} | {_mean_sd(delta) if delta else '–'} |"
+        )
+    lines += [
+        "",
+        f"![macro-F1 against the share of training maps]"
+        f"({(Path('..') / TRANSFER_PNG.relative_to(ROOT)).as_posix()})",
+        "",
+        "Every run (train time on "
+        f"{machine.get('cpu_model', '?')}, {machine.get('cpu_capability', '?')}, torch "
+        f"{machine.get('torch', '?')}, {machine.get('threads', '?')} threads):",
+        "",
+        "| run | training maps | epochs run (best) | val macro-F1 | test macro-F1 | "
+        "test exact-match | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["fraction"], r["seed"], r["arm"])):
+        secs = r["train_timing"]["train_seconds"]
+        reused = " (model of `real-bce-52px`)" if r.get("reused_model_of") else ""
+        lines.append(
+            f"| `{r['run']}`{reused} | {r['train_maps']} | {r['epochs_run']} ({r['best_epoch']}) "
+            f"| {_f(r['val'])} | {_f(r['test'])} | {_f(r['test_exact'])} | {secs / 60:.1f} min |"
+        )
+    missing = [
+        f"{a} {f:.0%} seed {s}"
+        for f in fractions
+        for s in sorted({r["seed"] for r in runs if r["fraction"] == f})
+        for a in ARMS
+        if not any(r["arm"] == a and r["seed"] == s for r in _by(runs, a, f))
+    ]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(missing) + "."]
+    return lines
+
+
+def transfer_plot(path: Path) -> None:
+    """macro-F1 against the share of training maps, both arms (test solid, validation dashed;
+    mean and standard deviation over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = transfer_runs()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for arm, color in zip(ARMS, ("#4b5563", "#b91c1c"), strict=True):
+        for split, style in (("test", "-"), ("val", "--")):
+            xs, ys, es = [], [], []
+            for f in sorted({r["fraction"] for r in runs}):
+                v = [r[split] for r in _by(runs, arm, f)]
+                if v:
+                    xs.append(f * 100)
+                    ys.append(statistics.mean(v))
+                    es.append(statistics.stdev(v) if len(v) > 1 else 0.0)
+            if xs:
+                ax.errorbar(
+                    xs, ys, yerr=es, fmt="o" + style, color=color, capsize=3,
+                    label=f"{'from scratch' if arm == 'scratch' else 'WM-811K donor'} ({split})",
+                )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("share of the training split (%)")
+    ax.set_ylabel("macro-F1 (served macro_f1 point)")
+    ax.set_title("Mixed-type transfer study (real MixedWM38 subset)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> int:
     text = render()
     if "--check" in sys.argv:
@@ -165,6 +320,8 @@ def main() -> int:
             )
         return 0 if same else 1
     PAGE.write_text(text)
+    if transfer_runs():
+        transfer_plot(TRANSFER_PNG)
     print(f"wrote {PAGE.relative_to(ROOT)} ({len(text.splitlines())} lines)")
     return 0
 

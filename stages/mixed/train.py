@@ -3,7 +3,12 @@ sigmoid outputs, trained by the same loop (wafer.model.train.fit: AdamW + cosine
 augmentation, bf16 autocast or EMA as params) on a multi-label loss (`train.loss`: bce, focal
 or asl; wafer.model.losses.make_multilabel_loss), stopping early on validation macro-F1 at
 p >= 0.5 (wafer.mixed.metrics.logits_macro_f1). The checkpoint names the 8 labels as its
-outputs, so a 9-class tool refuses it."""
+outputs, so a 9-class tool refuses it.
+
+Transfer study (issue 24): `train.fraction` trains on a stratified share of the training split
+(wafer.mixed.split.stratified_subset; validation is never cut), and `train.init` with
+`train.init_sha256` starts from a donor's backbone (wafer.model.transfer: the WM-811K 9-class
+checkpoint); both are recorded in metrics/train.json."""
 
 from dataclasses import asdict
 from pathlib import Path
@@ -18,10 +23,12 @@ from wafer.core.io import write_csv, write_json, write_timing
 from wafer.data.files import load_shard
 from wafer.mixed.labels import MIXED_LABELS
 from wafer.mixed.metrics import logits_macro_f1
+from wafer.mixed.split import stratified_subset
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_multilabel_loss
 from wafer.model.net import ModelConfig, build_model, count_parameters
 from wafer.model.train import TrainConfig, fit, resolve_device, seed_everything
+from wafer.model.transfer import init_from_donor
 
 app = typer.Typer(add_completion=False)
 CURVE_COLUMNS = ["epoch", "train_loss", "val_loss", "val_macro_f1", "lr"]
@@ -42,6 +49,11 @@ def main(
     cfg = config_from(ModelConfig, p, num_classes=len(MIXED_LABELS))
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
+    transfer = (
+        init_from_donor(model, p.init, p.init_sha256, MIXED_LABELS).to_dict() if p.init else None
+    )
+    keep = stratified_subset(train.y, p.fraction, p.seed)
+    x_train, y_train = train.x[keep], train.y[keep]
     criterion = make_multilabel_loss(p.loss, p.focal_gamma, p.asl_gamma_neg, p.asl_clip)
     history: list[dict] = []
 
@@ -51,7 +63,7 @@ def main(
 
     tcfg = config_from(TrainConfig, p, progress=progress)
     result = fit(
-        model, criterion, train.x, train.y, val.x, val.y, tcfg, on_epoch, score=logits_macro_f1
+        model, criterion, x_train, y_train, val.x, val.y, tcfg, on_epoch, score=logits_macro_f1
     )
     model.load_state_dict(result.best_state)
     extra = {"train": asdict(p), "best_epoch": result.best_epoch}
@@ -65,6 +77,8 @@ def main(
             "stopped_early": result.stopped_early,
             "parameters": count_parameters(model),
             "input_size": train.size,
+            "train_maps": len(y_train),
+            "init": transfer,
         },
     )
     write_timing(

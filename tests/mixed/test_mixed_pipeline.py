@@ -19,9 +19,11 @@ import torch
 import yaml
 
 from wafer.core.errors import WaferInputError
+from wafer.core.io import sha256_file
 from wafer.mixed.labels import MIXED_LABELS, code_of
 from wafer.mixed.served import MixedCalibration, MixedThresholds, check_mixed_binding
 from wafer.model.checkpoint import Checkpoint
+from wafer.model.net import ModelConfig, build_model
 
 from conftest import copy_checkout
 
@@ -155,6 +157,46 @@ def test_exp_run_sets_a_mixed_param_and_the_9_class_project_does_not_see_it(repo
         dst / PIPE / "data" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(4, 12)
     )
     assert rows.shape[1] == 8 and torch.all(torch.from_numpy(rows) <= 1)
+
+
+def test_train_starts_from_a_9_class_donor_on_a_share_of_the_maps(repo, tmp_path):
+    """The transfer study's run: train.init (path + SHA-256) and train.fraction, recorded in
+    metrics/train.json; a donor whose bytes are not the named ones stops the stage in one line."""
+    dst, env = repo
+    pipe = dst / PIPE
+    params = yaml.safe_load((pipe / "params.yaml").read_text())
+    cfg = ModelConfig(
+        num_classes=9,
+        stem=params["train"]["stem"],
+        cbam=params["train"]["cbam"],
+        cbam_reduction=params["train"]["cbam_reduction"],
+    )
+    donor = tmp_path / "donor.pt"
+    Checkpoint.of(build_model(cfg), cfg, 16, {}).save(donor)
+    params["train"] |= {"init": str(donor), "init_sha256": sha256_file(donor), "fraction": 0.5}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def train(params_file: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "../../stages/mixed/train.py", "--params", str(params_file)]
+        cmd += ["--shards", "data/shards", "--model-out", str(tmp_path / "m.pt"), "--no-progress"]
+        cmd += ["--curves", str(tmp_path / "c.csv"), "--metrics", str(tmp_path / "train.json")]
+        return subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=600)
+
+    proc = train(tmp_path / "params.yaml")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    full = json.loads((pipe / "metrics" / "train.json").read_text())
+    n_train = len(np.load(pipe / "data" / "shards" / "train_y.npy"))
+    assert full["train_maps"] == n_train and full["init"] is None
+    assert 0.4 * n_train <= metrics["train_maps"] <= 0.6 * n_train + 38
+    init = metrics["init"]
+    assert init["donor_sha256"] == sha256_file(donor) and init["head_copied"] is False
+    assert init["donor_classes"][0] == "Center" and init["tensors_copied"] > 100
+    params["train"]["init_sha256"] = "0" * 64
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = train(tmp_path / "bad.yaml")
+    assert proc.returncode != 0
+    assert "train.init:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_gradcam_scores_each_labels_cam_against_its_own_pattern(repo):

@@ -20,7 +20,7 @@ def test_the_results_page_is_rendered_from_the_runs():
 
 
 def test_every_run_records_its_command_commit_machine_and_served_point():
-    runs = [p for p in RUNS.iterdir() if p.is_dir()]
+    runs = [p for p in RUNS.iterdir() if (p / "evaluate.json").is_file()]
     assert runs
     for run in runs:
         for f in ("command.txt", "commit.txt", "machine.txt", "params.yaml", "timing/train.json"):
@@ -29,3 +29,24 @@ def test_every_run_records_its_command_commit_machine_and_served_point():
         assert ev["served"] in ("macro_f1", "cost")
         assert "ci95" in ev["test"][ev["served"]]
         assert "dvc exp run" in (run / "command.txt").read_text()
+
+
+def test_every_transfer_run_names_its_arm_donor_machine_and_training_maps():
+    """The transfer study's runs (scripts/transfer_study.py): a donor run names the donor's
+    SHA-256, and at one fraction and seed both arms trained on the same number of maps."""
+    runs = sorted((RUNS / "transfer").glob("*/run.json"))
+    if not runs:
+        return  # the study has not been run here
+    seen = {}
+    for path in runs:
+        run = json.loads(path.read_text())
+        train = json.loads((path.parent / "train.json").read_text())
+        assert run["arm"] in ("scratch", "donor") and 0 < run["fraction"] <= 1
+        assert run["machine"]["cpu_model"] and run["commit"]
+        if run["arm"] == "donor":
+            assert train["init"]["donor_sha256"] == run["donor"]["sha256"]
+            assert train["init"]["head_copied"] is False
+        else:
+            assert train.get("init") is None
+        key = (run["fraction"], run["seed"])
+        assert seen.setdefault(key, train["train_maps"]) == train["train_maps"], key

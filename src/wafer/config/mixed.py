@@ -54,9 +54,17 @@ class MixedSplitParams:
     test: float = param(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
 
+def donor_named(p: Mapping[str, Any]) -> str | None:
+    """Cross-check of the mixed train section: a donor is named by path and SHA-256 together."""
+    if bool(p["init"]) != bool(p["init_sha256"]):
+        return "train.init and train.init_sha256 go together (both empty: from scratch)"
+    return None
+
+
 @dataclass(frozen=True)
 class MixedTrainParams:
     SECTION: ClassVar[str] = "train"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = donor_named
     loss: str = param(choices=MULTILABEL_LOSSES)
     focal_gamma: float = param(lo=0.0)  # focal: both sides; asl: the positive side
     asl_gamma_neg: float = param(lo=0.0)  # asl: focusing on the negatives
@@ -74,6 +82,9 @@ class MixedTrainParams:
     augment: bool = param()
     precision: str = param(choices=PRECISIONS)
     ema_decay: float = param(lo=0.0, hi=1.0, hi_open=True)
+    fraction: float = param(lo=0.0, hi=1.0, lo_open=True)  # of the training split (stratified)
+    init: str = param(pattern=r"|.+\.pt", pattern_help="empty (from scratch) or a .pt file")
+    init_sha256: str = param(pattern=r"|[0-9a-fA-F]{64}", pattern_help="empty or 64 hex digits")
 
 
 @dataclass(frozen=True)
