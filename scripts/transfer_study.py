@@ -41,6 +41,7 @@ import shlex
 import shutil
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="append", default=[], metavar="NAME=DIR")
     ap.add_argument("--max-runs", type=int, default=0, help="stop after this many (0: all)")
     ap.add_argument(
+        "--no-start-after",
+        type=datetime.fromisoformat,
+        metavar="YYYY-MM-DDTHH:MM",
+        help="start no run after this local time (the study resumes later)",
+    )
+    ap.add_argument(
         "--budget",
         action="append",
         default=[],
@@ -289,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{name}] done already", flush=True)
                 continue
             if args.max_runs and done >= args.max_runs:
+                break
+            if args.no_start_after and datetime.now() > args.no_start_after:
+                print(f"[{name}] not started: past {args.no_start_after:%H:%M}", flush=True)
                 break
             params = run_params(base, data, arm, fraction, seed, donor, budget, extra)
             src = Path(reuse[name]).resolve() if name in reuse else None
