@@ -248,3 +248,48 @@ def test_wafer_predict_serves_the_mixed_model(repo, tmp_path):
 
 def labels_vector(names: list[str]) -> np.ndarray:
     return np.array([n in names for n in MIXED_LABELS], dtype=np.uint8)
+
+
+def test_the_demo_serves_the_mixed_model(repo, tmp_path):
+    """`python -m wafer.apps.demo --pipeline pipelines/mixed`: the header's figures are the
+    evaluate stage's, one example per test pattern code, every label's probability against its
+    threshold, one CAM per present label, and uploads checked before the model lock."""
+    from wafer.apps.demo.mixed import (
+        analyse_mixed,
+        build_mixed_app,
+        handle_mixed_upload,
+        load_mixed_assets,
+        mixed_header_markdown,
+    )
+
+    dst, _ = repo
+    pipe = dst / PIPE
+    assets = load_mixed_assets(pipe, device="cpu", max_side=60)
+    ev = json.loads((pipe / "metrics" / "evaluate.json").read_text())
+    assert assets.figures["macro_f1"] == ev["test"][ev["served"]]["macro_f1"]
+    assert f"{ev['test'][ev['served']]['macro_f1']:.3f}" in mixed_header_markdown(assets)
+    with open(pipe / "data" / "predictions.csv", newline="") as fh:
+        test_codes = {r["true_code"] for r in csv.DictReader(fh) if r["split"] == "test"}
+    assert [ex.code for ex in assets.examples] == sorted(test_codes)
+    for ex in assets.examples:
+        assert ex.correct == (ex.predicted == ex.code)
+    ex = next(e for e in assets.examples if e.predicted != "Normal")
+    a = analyse_mixed(assets, ex.map, "example", None, ex)
+    assert set(a.top3) == set(MIXED_LABELS) and a.row["pattern_code"] in a.result_md
+    for name in a.row["labels"]:
+        assert f"| {name} |" in a.result_md and "**yes**" in a.result_md
+    assert a.cam_png is not None and a.cam_png.startswith(b"\x89PNG")
+    again = analyse_mixed(assets, ex.map, "example", None, ex)
+    assert again.row == a.row  # deterministic, and the CAM left the model as it was
+    ok = tmp_path / "map.npy"
+    np.save(ok, ex.map)
+    assert handle_mixed_upload(assets, str(ok)).row["pattern_code"] == a.row["pattern_code"]
+    big = tmp_path / "big.npy"
+    np.save(big, np.ones((61, 61), dtype=np.uint8))
+    refused = handle_mixed_upload(assets, str(big))
+    assert refused.row is None and "big.npy" in refused.warning_md
+    bad = tmp_path / "bad.txt"
+    bad.write_text("x")
+    assert handle_mixed_upload(assets, str(bad)).row is None
+    pytest.importorskip("gradio")
+    assert build_mixed_app(assets) is not None

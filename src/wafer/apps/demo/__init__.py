@@ -31,6 +31,10 @@ It binds to 127.0.0.1 unless ``--host`` says otherwise.
   every index row must be an ingested row with the index's label (else the files are
   from different runs and the demo refuses to start).
 
+A mixed-type model (``--pipeline pipelines/mixed``, or its ``--model``) is served by
+:mod:`wafer.apps.demo.mixed` instead: per-label probabilities against their thresholds, the
+pattern code, one Grad-CAM per present label.
+
 The module imports without gradio; :func:`build_app` imports it.
 
 The parts: :mod:`wafer.apps.demo.assets` (what is read once at start),

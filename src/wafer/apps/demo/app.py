@@ -12,6 +12,7 @@ import numpy as np
 
 from wafer.apps.demo.analysis import Analysis, analyse_in, handle_upload, header_markdown
 from wafer.apps.demo.assets import NEIGHBOURS, DemoAssets, load_assets
+from wafer.apps.predicting import task_of
 from wafer.apps.process_modes import CAVEAT
 from wafer.core.errors import UsageError, one_line_errors
 from wafer.data.maprules import MAX_SIDE
@@ -190,17 +191,40 @@ def main(
     index: Path | None = None,
     novelty: Path | None = None,
     neighbours: int = NEIGHBOURS,
+    pipeline: Path = Path("."),
 ) -> None:
     """Serve the demo of the trained pipeline (binds to 127.0.0.1 unless --host says so;
     uploads larger than --max-side dies a side are refused). Every file defaults to the
-    pipeline's own (dvc.yaml's paths, in the current directory); the index and novelty.json
-    are used when the index exists (novelty flag and the --neighbours nearest training maps)."""
+    pipeline's own (dvc.yaml's paths, in the current directory or in --pipeline's folder:
+    pipelines/mixed serves the mixed-type model); the index and novelty.json are used when the
+    index exists (novelty flag and the --neighbours nearest training maps)."""
     _import_gradio()  # fail fast, before loading anything
     device = check_device(device)
     if max_side < 1:
         raise UsageError(f"--max-side {max_side}: must be at least 1")
     if not 0 <= neighbours <= MAX_NEIGHBOURS:
         raise UsageError(f"--neighbours {neighbours}: must be 0 to {MAX_NEIGHBOURS}")
+    if task_of(model, pipeline) == "mixed":
+        from wafer.apps.demo.mixed import build_mixed_app, load_mixed_assets
+
+        for option, value in (("--index", index), ("--novelty", novelty)):
+            if value is not None:
+                raise UsageError(f"{option}: the mixed-type pipeline has no embedding index")
+        given = {
+            "model": model,
+            "calibration": calibration,
+            "thresholds": thresholds,
+            "evaluate_metrics": evaluate_metrics,
+            "calibrate_metrics": calibrate_metrics,
+            "predictions": predictions,
+            "ingested": ingested,
+        }
+        mixed = load_mixed_assets(pipeline, given, device, max_side)
+        for note in mixed.notes:
+            print(f"warning: stale metrics: {note}")
+        print(f"demo: serving {mixed.paths['model']} on http://{host}:{port} (Ctrl-C to stop)")
+        launch(build_mixed_app(mixed), host, port, block=True)
+        return
     assets = load_assets(
         model,
         calibration,
@@ -214,6 +238,7 @@ def main(
         index,
         novelty,
         neighbours,
+        repo=pipeline,
     )
     for note in assets.notes:
         print(f"warning: stale metrics: {note}")

@@ -179,6 +179,7 @@ def load_assets(
     neighbours: int = NEIGHBOURS,
     cam_method: str | None = None,
     cam_layer: str | None = None,
+    repo: str | os.PathLike = ".",
 ) -> DemoAssets:
     """Everything the demo serves, read once at start. Each file: as given, else the
     pipeline's (dvc.yaml's ``paths``; :func:`wafer.apps.options.served_files`, which also decides
@@ -195,7 +196,8 @@ def load_assets(
             "ingested": ingested_npz,
             "index": index,
             "novelty": novelty,
-        }
+        },
+        repo,
     )
     cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=False)
     predictor = Predictor.load(
