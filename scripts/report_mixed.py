@@ -242,6 +242,24 @@ def transfer_section() -> list[str]:
             f"{len(paired)} | {_mean_sd(sv)} | {_mean_sd(dv)} | {prefer} | {_mean_sd(st)} | "
             f"{_mean_sd(dt)} | {_mean_sd(delta) if delta else '–'} |"
         )
+    donor = TRANSFER / "donor"
+    if (donor / "train.json").is_file():
+        d_train = _load(donor, "train.json")
+        d_params = yaml.safe_load((donor / "params.yaml").read_text())
+        d_time = _load(donor, "timing.json")
+        t = d_params["train"]
+        lines += [
+            "",
+            f"The donor (`{donor.relative_to(ROOT).as_posix()}/`: its command, params, curves "
+            "and metrics): the 9-class ResNet-18 "
+            f"({'+ CBAM, ' if t['cbam'] else ''}{t['stem']} stem) trained by the 9-class "
+            f"pipeline's train stage on the real WM-811K subset's training split at "
+            f"{d_train['input_size']} px, {t['loss']} loss"
+            f"{' (γ ' + format(t['focal_gamma'], 'g') + ')' if t['loss'] == 'focal' else ''}, "
+            f"{d_train['epochs_run']} epochs: validation macro-F1 "
+            f"{_f(d_train['best_val_macro_f1'])} (argmax, no TTA), "
+            f"{d_time['train_seconds'] / 60:.0f} min on {d_time['processor']}.",
+        ]
     lines += [
         "",
         f"![macro-F1 against the share of training maps]"

@@ -197,6 +197,12 @@ def test_train_starts_from_a_9_class_donor_on_a_share_of_the_maps(repo, tmp_path
     proc = train(tmp_path / "bad.yaml")
     assert proc.returncode != 0
     assert "train.init:" in proc.stderr and "Traceback" not in proc.stderr
+    check = [sys.executable, "../../stages/mixed/validate_params.py", "--synthetic", "x.npz"]
+    for name, ok in (("params.yaml", True), ("bad.yaml", False)):  # stopped before any stage
+        cmd = [*check, "--params", str(tmp_path / name), "--out", str(tmp_path / "ok")]
+        proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
+        assert (proc.returncode == 0) == ok, proc.stderr
+    assert "SHA-256" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_gradcam_scores_each_labels_cam_against_its_own_pattern(repo):
