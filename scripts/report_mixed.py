@@ -173,6 +173,7 @@ def transfer_runs() -> list[dict]:
             "test": ev["test"][pt]["macro_f1"],
             "test_exact": ev["test"][pt]["exact_match"],
             "train_maps": tr["train_maps"],
+            "epoch_maps": tr.get("epoch_maps", tr["train_maps"]),
             "epochs_run": tr["epochs_run"],
             "best_epoch": tr["best_epoch"],
             "params": d.parent / "params.yaml",
@@ -210,7 +211,8 @@ def transfer_section() -> list[str]:
         "Each run is the mixed pipeline's own stages (train, infer, calibrate, thresholds, "
         "evaluate) on the real split above, by `scripts/transfer_study.py` (its docstring has "
         "the protocol). Both arms share the recipe of the committed 100 % run (BCE, CBAM, 52 px, "
-        "standard stem, AdamW 1e-3, batch 64), the epoch budget per fraction, the training maps "
+        "standard stem, AdamW 1e-3, batch 64), the epoch budget (an epoch of at least 10 % of "
+        "the training split: a smaller set is passed whole several times), the training maps "
         "(a stratified share of the training split drawn from the training seed, the same for "
         "both arms at a seed), the initial head and the data order; the donor run starts from "
         "the 9-class checkpoint's backbone (SHA-256 "
@@ -218,7 +220,7 @@ def transfer_section() -> list[str]:
         "the study; macro-F1 at the served `macro_f1` point, fit on validation. Mean ± standard "
         "deviation over the seeds that ran (n).",
         "",
-        "| fraction | training maps | epochs (patience) | n | val macro-F1 scratch | "
+        "| fraction | training maps (per epoch) | epochs (patience) | n | val macro-F1 scratch | "
         "val macro-F1 donor | validation prefers | test macro-F1 scratch | "
         "test macro-F1 donor | Δ test (donor − scratch) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -238,7 +240,8 @@ def transfer_section() -> list[str]:
         some = (s or d)[0]
         train = yaml.safe_load(some["params"].read_text())["train"]
         lines.append(
-            f"| {f:.0%} | {some['train_maps']} | {train['epochs']} ({train['patience']}) | "
+            f"| {f:.0%} | {some['train_maps']} ({some['epoch_maps']}) | "
+            f"{train['epochs']} ({train['patience']}) | "
             f"{len(paired)} | {_mean_sd(sv)} | {_mean_sd(dv)} | {prefer} | {_mean_sd(st)} | "
             f"{_mean_sd(dt)} | {_mean_sd(delta) if delta else '–'} |"
         )

@@ -6,7 +6,8 @@ p >= 0.5 (wafer.mixed.metrics.logits_macro_f1). The checkpoint names the 8 label
 outputs, so a 9-class tool refuses it.
 
 Transfer study (issue 24): `train.fraction` trains on a stratified share of the training split
-(wafer.mixed.split.stratified_subset; validation is never cut), and `train.init` with
+(wafer.mixed.split.stratified_subset; validation is never cut), passed several times an epoch
+when it is smaller than `train.min_epoch_maps` (wafer.mixed.split.epoch_rows), and `train.init` with
 `train.init_sha256` starts from a donor's backbone (wafer.model.transfer: the WM-811K 9-class
 checkpoint); both are recorded in metrics/train.json."""
 
@@ -23,7 +24,7 @@ from wafer.core.io import write_csv, write_json, write_timing
 from wafer.data.files import load_shard
 from wafer.mixed.labels import MIXED_LABELS
 from wafer.mixed.metrics import logits_macro_f1
-from wafer.mixed.split import stratified_subset
+from wafer.mixed.split import epoch_rows, stratified_subset
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_multilabel_loss
 from wafer.model.net import ModelConfig, build_model, count_parameters
@@ -53,7 +54,8 @@ def main(
         init_from_donor(model, p.init, p.init_sha256, MIXED_LABELS).to_dict() if p.init else None
     )
     keep = stratified_subset(train.y, p.fraction, p.seed)
-    x_train, y_train = train.x[keep], train.y[keep]
+    epoch = epoch_rows(keep, p.min_epoch_maps)
+    x_train, y_train = train.x[epoch], train.y[epoch]
     criterion = make_multilabel_loss(p.loss, p.focal_gamma, p.asl_gamma_neg, p.asl_clip)
     history: list[dict] = []
 
@@ -77,7 +79,8 @@ def main(
             "stopped_early": result.stopped_early,
             "parameters": count_parameters(model),
             "input_size": train.size,
-            "train_maps": len(y_train),
+            "train_maps": len(keep),
+            "epoch_maps": len(epoch),
             "init": transfer,
         },
     )

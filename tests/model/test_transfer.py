@@ -12,7 +12,7 @@ from wafer.config.params import validate_all
 from wafer.config.rules import ParamError
 from wafer.core.classes import CLASS_NAMES, MIXED_LABELS
 from wafer.core.io import sha256_file
-from wafer.mixed.split import stratified_subset
+from wafer.mixed.split import epoch_rows, stratified_subset
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.net import ModelConfig, build_model
 from wafer.model.transfer import init_from_donor, load_donor, transfer_weights
@@ -85,6 +85,7 @@ def test_init_and_its_sha256_go_together_in_params():
         "cbam": True, "cbam_reduction": 16, "stem": "compact", "epochs": 1, "lr": 0.001,
         "weight_decay": 0.0, "batch_size": 8, "patience": 1, "seed": 0, "device": "cpu",
         "augment": True, "precision": "fp32", "ema_decay": 0.0, "fraction": 1.0,
+        "min_epoch_maps": 0,
         "init": "", "init_sha256": "",
     }  # fmt: skip
     sections = {"train": MixedTrainParams}
@@ -131,3 +132,11 @@ def test_a_fraction_is_drawn_from_the_seed_alone():
     assert np.array_equal(stratified_subset(y, 1.0, seed=0), np.arange(len(y)))
     with pytest.raises(ValueError, match="fraction"):
         stratified_subset(y, 0.0, seed=0)
+
+
+def test_a_small_training_set_is_passed_whole_until_an_epoch_is_long_enough():
+    rows = np.array([3, 7, 9])
+    assert np.array_equal(epoch_rows(rows, 0), rows)
+    assert np.array_equal(epoch_rows(rows, 3), rows)
+    assert np.array_equal(epoch_rows(rows, 7), np.tile(rows, 3))  # whole passes: 9 >= 7
+    assert np.array_equal(np.bincount(epoch_rows(rows, 100))[rows], [34, 34, 34])

@@ -91,6 +91,7 @@ def test_a_tiny_study_runs_the_pipelines_stages_and_resumes(tmp_path):
             assert (run / f).is_file(), (run.name, f)
     ts_, td = (json.loads((r / "train.json").read_text()) for r in (scratch, dn))
     assert ts_["train_maps"] == td["train_maps"] < 190 * 0.7  # the same half of train
+    assert ts_["epoch_maps"] >= ts_["train_maps"]
     assert ts_["init"] is None and td["init"]["donor_sha256"] == sha256_file(donor)
     run = json.loads((dn / "run.json").read_text())
     assert run["arm"] == "donor" and run["fraction"] == 0.5 and run["machine"]["cpu_model"]

@@ -64,3 +64,13 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
         k = max(1, int(round(fraction * len(rows))))
         keep.append(rng.permutation(rows)[:k])
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def epoch_rows(rows: np.ndarray, min_epoch_maps: int) -> np.ndarray:
+    """``rows`` repeated whole until an epoch has at least ``min_epoch_maps`` maps
+    (``train.min_epoch_maps``): a small training set (1 % of the split is ~130 maps, two steps)
+    then takes enough optimizer steps between two validations for early stopping to mean
+    something; each pass draws its own order and augmentation. 0, or a larger set: one pass."""
+    if len(rows) == 0 or len(rows) >= min_epoch_maps:
+        return rows
+    return np.tile(rows, -(-min_epoch_maps // len(rows)))
