@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from wafer.apps.rows import CSV_COLUMNS
@@ -21,6 +22,7 @@ from wafer.serving.predictor import Predictor
 
 from conftest import (
     BATCH,
+    ROOT,
     expected,
     good_maps,
     lswmd_frame,
@@ -327,3 +329,18 @@ def test_prediction_sets_and_a_refused_operating_point(tmp_path, tiny_pipeline):
     assert "the escape_budget point is refused: 0 validation defects" in line
     res = run_cli([*args, "--operating-point", "macro_f1", *small_batch_args(tiny_pipeline)])
     assert res.exit_code == 0 and "macro_f1" in (tmp_path / "q.csv").read_text()
+
+
+def test_cam_settings_come_from_the_served_pipelines_params(tmp_path, monkeypatch):
+    """With --pipeline, Grad-CAM's method and layer are that pipeline's (pipelines/mixed has
+    its own params.yaml), not the current directory's."""
+    from wafer.apps.options import cam_settings
+
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    gradcam = yaml.safe_load((ROOT / "pipelines" / "mixed" / "params.yaml").read_text())["gradcam"]
+    (pipe / "params.yaml").write_text(yaml.safe_dump({"gradcam": gradcam | {"layer": "layer3"}}))
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    assert cam_settings(None, None, needed=False) == (None, None)
+    assert cam_settings(None, None, needed=False, repo=pipe) == (gradcam["method"], "layer3")
+    assert cam_settings("gradcam", None, needed=False, repo=pipe) == ("gradcam", "layer3")

@@ -168,7 +168,9 @@ def predict(
     check_output_file(out, "--out")
     if cam_dir is not None:
         check_output_dir(cam_dir, "--cam-dir")
-    cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=cam_dir is not None)
+    cam_method, cam_layer = cam_settings(
+        cam_method, cam_layer, needed=cam_dir is not None, repo=pipeline
+    )
     if cam_method is not None and cam_method not in METHODS:
         raise typer.BadParameter(f"--cam-method must be one of {METHODS}")
     device = check_device(device)

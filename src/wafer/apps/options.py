@@ -52,15 +52,15 @@ def served_files(
 
 
 def cam_settings(
-    method: str | None, layer: str | None, needed: bool
+    method: str | None, layer: str | None, needed: bool, repo: str | os.PathLike = "."
 ) -> tuple[str | None, str | None]:
     """Grad-CAM method and layer: as given, else params.yaml's ``gradcam`` section (the
-    checkout's, in the current directory). Without params.yaml they stay None (no CAM) unless
-    ``needed``, which makes that a one-line error."""
+    pipeline's in ``repo``: the current directory, or ``--pipeline``'s folder). Without
+    params.yaml they stay None (no CAM) unless ``needed``, which makes that a one-line error."""
     if method is not None and layer is not None:
         return method, layer
     try:
-        gradcam = pipeline_params(GradcamParams)
+        gradcam = pipeline_params(GradcamParams, repo)
     except UsageError as exc:
         if needed:
             raise UsageError(f"--cam-method/--cam-layer not given, and {exc}") from None

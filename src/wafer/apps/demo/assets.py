@@ -199,7 +199,7 @@ def load_assets(
         },
         repo,
     )
-    cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=False)
+    cam_method, cam_layer = cam_settings(cam_method, cam_layer, needed=False, repo=repo)
     predictor = Predictor.load(
         files["model"],
         files["calibration"],
