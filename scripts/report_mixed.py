@@ -190,6 +190,14 @@ def _mean_sd(values: list[float]) -> str:
     return f"{_f(statistics.mean(values))} ± {_f(statistics.stdev(values))}"
 
 
+def _signed(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:+.4f}"
+    return f"{statistics.mean(values):+.4f} ± {statistics.stdev(values):.4f}"
+
+
 def _by(runs: list[dict], arm: str, fraction: float) -> list[dict]:
     return sorted(
         (r for r in runs if r["arm"] == arm and r["fraction"] == fraction),
@@ -222,8 +230,8 @@ def transfer_section() -> list[str]:
         "",
         "| fraction | training maps (per epoch) | epochs (patience) | n | val macro-F1 scratch | "
         "val macro-F1 donor | validation prefers | test macro-F1 scratch | "
-        "test macro-F1 donor | Δ test (donor − scratch) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "test macro-F1 donor | Δ test (donor − scratch) | test exact-match scratch / donor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in fractions:
         s, d = _by(runs, "scratch", f), _by(runs, "donor", f)
@@ -243,7 +251,9 @@ def transfer_section() -> list[str]:
             f"| {f:.0%} | {some['train_maps']} ({some['epoch_maps']}) | "
             f"{train['epochs']} ({train['patience']}) | "
             f"{len(paired)} | {_mean_sd(sv)} | {_mean_sd(dv)} | {prefer} | {_mean_sd(st)} | "
-            f"{_mean_sd(dt)} | {_mean_sd(delta) if delta else '–'} |"
+            f"{_mean_sd(dt)} | {_signed(delta)} | "
+            f"{_mean_sd([r['test_exact'] for r in s if r['seed'] in paired])} / "
+            f"{_mean_sd([r['test_exact'] for r in d if r['seed'] in paired])} |"
         )
     donor = TRANSFER / "donor"
     if (donor / "train.json").is_file():
@@ -261,7 +271,9 @@ def transfer_section() -> list[str]:
             f"{' (γ ' + format(t['focal_gamma'], 'g') + ')' if t['loss'] == 'focal' else ''}, "
             f"{d_train['epochs_run']} epochs: validation macro-F1 "
             f"{_f(d_train['best_val_macro_f1'])} (argmax, no TTA), "
-            f"{d_time['train_seconds'] / 60:.0f} min on {d_time['processor']}.",
+            f"{d_time['train_seconds'] / 60:.0f} min on {d_time['processor']}"
+            + (f" ({d_time['note']})" if d_time.get("note") else "")
+            + ".",
         ]
     lines += [
         "",
@@ -296,37 +308,44 @@ def transfer_section() -> list[str]:
 
 
 def transfer_plot(path: Path) -> None:
-    """macro-F1 against the share of training maps, both arms (test solid, validation dashed;
-    mean and standard deviation over seeds)."""
+    """Macro-F1 and exact match against the share of training maps, both arms (test solid,
+    validation dashed; mean and standard deviation over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = transfer_runs()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for arm, color in zip(ARMS, ("#4b5563", "#b91c1c"), strict=True):
-        for split, style in (("test", "-"), ("val", "--")):
-            xs, ys, es = [], [], []
-            for f in sorted({r["fraction"] for r in runs}):
-                v = [r[split] for r in _by(runs, arm, f)]
-                if v:
-                    xs.append(f * 100)
-                    ys.append(statistics.mean(v))
-                    es.append(statistics.stdev(v) if len(v) > 1 else 0.0)
-            if xs:
-                ax.errorbar(
-                    xs, ys, yerr=es, fmt="o" + style, color=color, capsize=3,
-                    label=f"{'from scratch' if arm == 'scratch' else 'WM-811K donor'} ({split})",
-                )  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("share of the training split (%)")
-    ax.set_ylabel("macro-F1 (served macro_f1 point)")
-    ax.set_title("Mixed-type transfer study (real MixedWM38 subset)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fractions = sorted({r["fraction"] for r in runs})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
+    panels = (("macro-F1", "val", "test"), ("exact match", None, "test_exact"))
+    for ax, (title, val_key, test_key) in zip(axes, panels, strict=True):
+        for arm, color in zip(ARMS, ("#4b5563", "#b91c1c"), strict=True):
+            for key, style, split in ((test_key, "-", "test"), (val_key, "--", "val")):
+                if key is None:
+                    continue
+                xs, ys, es = [], [], []
+                for f in fractions:
+                    v = [r[key] for r in _by(runs, arm, f)]
+                    if v:
+                        xs.append(f * 100)
+                        ys.append(statistics.mean(v))
+                        es.append(statistics.stdev(v) if len(v) > 1 else 0.0)
+                name = "from scratch" if arm == "scratch" else "WM-811K donor"
+                if xs:
+                    ax.errorbar(
+                        xs, ys, yerr=es, fmt="o" + style, color=color, capsize=3,
+                        label=f"{name} ({split})",
+                    )  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("share of the training split (%)")
+        ax.set_ylabel(f"{title} (served macro_f1 point)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Mixed-type transfer study (real MixedWM38 subset, our split)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
 
 
