@@ -338,7 +338,9 @@ def transfer_plot(path: Path) -> None:
                         label=f"{name} ({split})",
                     )  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlabel("share of the training split (%)")
+        ax.set_xticks([f * 100 for f in fractions], [f"{f:.0%}" for f in fractions])
+        ax.minorticks_off()
+        ax.set_xlabel("share of the training split")
         ax.set_ylabel(f"{title} (served macro_f1 point)")
         ax.set_title(title)
         ax.grid(alpha=0.3)

@@ -6,10 +6,10 @@ p >= 0.5 (wafer.mixed.metrics.logits_macro_f1). The checkpoint names the 8 label
 outputs, so a 9-class tool refuses it.
 
 Transfer study (issue 24): `train.fraction` trains on a stratified share of the training split
-(wafer.mixed.split.stratified_subset; validation is never cut), passed several times an epoch
-when it is smaller than `train.min_epoch_maps` (wafer.mixed.split.epoch_rows), and `train.init` with
-`train.init_sha256` starts from a donor's backbone (wafer.model.transfer: the WM-811K 9-class
-checkpoint); both are recorded in metrics/train.json."""
+(wafer.mixed.split.stratified_subset; validation is never cut), passed whole several times an
+epoch when it is much smaller than `train.epoch_maps` (wafer.mixed.split.epoch_rows), and
+`train.init` with `train.init_sha256` starts from a donor's backbone (wafer.model.transfer: the
+WM-811K 9-class checkpoint); both are recorded in metrics/train.json."""
 
 from dataclasses import asdict
 from pathlib import Path
@@ -54,7 +54,7 @@ def main(
         init_from_donor(model, p.init, p.init_sha256, MIXED_LABELS).to_dict() if p.init else None
     )
     keep = stratified_subset(train.y, p.fraction, p.seed)
-    epoch = epoch_rows(keep, p.min_epoch_maps)
+    epoch = epoch_rows(keep, p.epoch_maps)
     x_train, y_train = train.x[epoch], train.y[epoch]
     criterion = make_multilabel_loss(p.loss, p.focal_gamma, p.asl_gamma_neg, p.asl_clip)
     history: list[dict] = []

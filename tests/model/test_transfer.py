@@ -85,7 +85,7 @@ def test_init_and_its_sha256_go_together_in_params():
         "cbam": True, "cbam_reduction": 16, "stem": "compact", "epochs": 1, "lr": 0.001,
         "weight_decay": 0.0, "batch_size": 8, "patience": 1, "seed": 0, "device": "cpu",
         "augment": True, "precision": "fp32", "ema_decay": 0.0, "fraction": 1.0,
-        "min_epoch_maps": 0,
+        "epoch_maps": 0,
         "init": "", "init_sha256": "",
     }  # fmt: skip
     sections = {"train": MixedTrainParams}
@@ -134,9 +134,11 @@ def test_a_fraction_is_drawn_from_the_seed_alone():
         stratified_subset(y, 0.0, seed=0)
 
 
-def test_a_small_training_set_is_passed_whole_until_an_epoch_is_long_enough():
+def test_a_small_training_set_is_passed_whole_about_epoch_maps_over_its_size_times():
     rows = np.array([3, 7, 9])
     assert np.array_equal(epoch_rows(rows, 0), rows)
-    assert np.array_equal(epoch_rows(rows, 3), rows)
-    assert np.array_equal(epoch_rows(rows, 7), np.tile(rows, 3))  # whole passes: 9 >= 7
-    assert np.array_equal(np.bincount(epoch_rows(rows, 100))[rows], [34, 34, 34])
+    assert np.array_equal(epoch_rows(rows, 4), rows)  # 4 / 3 rounds to one pass
+    assert np.array_equal(epoch_rows(rows, 8), np.tile(rows, 3))  # whole passes
+    assert np.array_equal(np.bincount(epoch_rows(rows, 100))[rows], [33, 33, 33])
+    # the transfer study's sets (12,585 training maps, epoch_maps 1,259): 1 %, 5 %, 10 %
+    assert [len(epoch_rows(np.arange(n), 1259)) for n in (116, 644, 1255)] == [1276, 1288, 1255]

@@ -37,6 +37,7 @@ def test_every_transfer_run_names_its_arm_donor_machine_and_training_maps():
     runs = sorted((RUNS / "transfer").glob("*/run.json"))
     if not runs:
         return  # the study has not been run here
+    assert (RUNS / "transfer" / "transfer.png").is_file()  # the page shows it
     seen = {}
     for path in runs:
         run = json.loads(path.read_text())

@@ -83,7 +83,7 @@ class MixedTrainParams:
     precision: str = param(choices=PRECISIONS)
     ema_decay: float = param(lo=0.0, hi=1.0, hi_open=True)
     fraction: float = param(lo=0.0, hi=1.0, lo_open=True)  # of the training split (stratified)
-    min_epoch_maps: int = param(lo=0)  # a smaller training set is passed several times an epoch
+    epoch_maps: int = param(lo=0)  # about this many maps an epoch: a small set passed n times
     init: str = param(pattern=r"|.+\.pt", pattern_help="empty (from scratch) or a .pt file")
     init_sha256: str = param(pattern=r"|[0-9a-fA-F]{64}", pattern_help="empty or 64 hex digits")
 

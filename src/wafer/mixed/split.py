@@ -66,11 +66,12 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
 
 
-def epoch_rows(rows: np.ndarray, min_epoch_maps: int) -> np.ndarray:
-    """``rows`` repeated whole until an epoch has at least ``min_epoch_maps`` maps
-    (``train.min_epoch_maps``): a small training set (1 % of the split is ~130 maps, two steps)
-    then takes enough optimizer steps between two validations for early stopping to mean
-    something; each pass draws its own order and augmentation. 0, or a larger set: one pass."""
-    if len(rows) == 0 or len(rows) >= min_epoch_maps:
+def epoch_rows(rows: np.ndarray, epoch_maps: int) -> np.ndarray:
+    """``rows`` passed whole ``round(epoch_maps / len(rows))`` times (at least once) in an
+    epoch (``train.epoch_maps``): a small training set (1 % of the split is ~130 maps, two
+    steps) then takes enough optimizer steps between two validations for early stopping to mean
+    something; each pass draws its own order and augmentation. Rounded, not ceiled: a set a few
+    maps short of ``epoch_maps`` is passed once, not twice. 0, or a larger set: one pass."""
+    if len(rows) == 0:
         return rows
-    return np.tile(rows, -(-min_epoch_maps // len(rows)))
+    return np.tile(rows, max(1, round(epoch_maps / len(rows))))
