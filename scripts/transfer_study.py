@@ -3,7 +3,7 @@ model? Donor vs from scratch at 1 %, 5 %, 10 % and 100 % of the mixed training s
 training seeds at the small fractions, on the real MixedWM38 subset.
 
     python scripts/transfer_study.py --workdir /work/transfer \\
-        --donor /work/donor52/models/model.pt \\
+        --donor donor-9class-52px.pt \\
         --data ../shared/data/mixedwm38/mixedwm38-subset.npz \\
         --reuse scratch-f1.00-s0=/work/mixedrun/pipelines/mixed
 
@@ -57,6 +57,7 @@ import yaml
 
 from wafer.config.mixed import MIXED_SECTIONS
 from wafer.config.params import validate_all
+from wafer.config.pipeline import pipeline_paths
 from wafer.core.io import sha256_file, write_json
 from wafer.tools.machine import environment, git
 from wafer.tools.recipes import apply_overrides, parse_override
@@ -66,6 +67,9 @@ from wafer.tools.run_stages import run_command
 ROOT = Path(__file__).resolve().parents[1]
 PIPE = ROOT / "pipelines" / "mixed"
 OUT = PIPE / "results" / "transfer"
+# dvc.yaml's paths, relative to the pipeline's folder (a run folder has the same layout)
+PATHS = {k: v.relative_to(PIPE) for k, v in pipeline_paths(PIPE).items()}
+SHARED = ("ingested", "split", "shards")  # made once, linked into every run
 DATA_STAGES = ("ingest", "split", "shard")
 RUN_STAGES = ("train", "infer", "calibrate", "thresholds", "evaluate")
 FRACTIONS = (0.01, 0.05, 0.1, 1.0)
@@ -159,7 +163,7 @@ def prepare(workdir: Path, params: dict, log) -> Path:
             workdir.mkdir(parents=True, exist_ok=True)
             link.symlink_to(ROOT / name)
     data_dir = workdir / "runs" / "_data"
-    if not (data_dir / "data" / "shards" / "train_x.npy").is_file():
+    if not (data_dir / PATHS["shards"] / "train_x.npy").is_file():
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for sub in ("data", "metrics", "plots"):
@@ -183,12 +187,12 @@ def reuse_model(src: Path, run_dir: Path, params: dict) -> None:
                 )
     if theirs["ingest"]["input"].split("/")[-1] != params["ingest"]["input"].split("/")[-1]:
         raise SystemExit(f"--reuse {src}: trained on {theirs['ingest']['input']}")
-    for rel in ("models/model.pt", "metrics/train.json", "plots/train_curves.csv"):
+    for rel in (PATHS["model"], "metrics/train.json", "plots/train_curves.csv"):
         (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, run_dir / rel)
     train = json.loads((run_dir / "metrics" / "train.json").read_text())
     if "train_maps" not in train:  # trained before train.fraction/train.init: every map, no donor
-        n = len(np.load(run_dir / "data" / "shards" / "train_y.npy"))
+        n = len(np.load(run_dir / PATHS["shards"] / "train_y.npy"))
         write_json(run_dir / "metrics" / "train.json", train | {"train_maps": n, "init": None})
     timing = src / "metrics" / "timing" / "train.json"
     (run_dir / "metrics" / "timing").mkdir(parents=True, exist_ok=True)
@@ -210,9 +214,9 @@ def one_run(
         shutil.rmtree(run_dir)  # a half-done run starts over
     for sub in ("metrics", "plots", "models"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    (run_dir / "data").mkdir()
-    for rel in ("data/ingested.npz", "data/split.npz", "data/shards"):
-        (run_dir / rel).symlink_to(data_dir / rel)
+    for key in SHARED:
+        (run_dir / PATHS[key]).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / PATHS[key]).symlink_to(data_dir / PATHS[key])
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     seconds = {}
     stages = list(RUN_STAGES)
@@ -298,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(workdir / "study.log", "ab") as log:
         first = run_params(base, data, "scratch", args.fractions[0], 0, donor, budget, extra)
         data_dir = prepare(workdir, first, log)
-        n_train = len(np.load(data_dir / "data" / "shards" / "train_y.npy"))
+        n_train = len(np.load(data_dir / PATHS["shards"] / "train_y.npy"))
         extra.setdefault("train.epoch_maps", math.ceil(EPOCH_SHARE * n_train))
         for arm, fraction, seed in plan(args.seeds, args.full_seeds, args.fractions):
             name = run_name(arm, fraction, seed)

@@ -19,6 +19,7 @@ import typer
 
 from wafer.config.mixed import MixedTrainParams
 from wafer.config.params import config_from, load_section
+from wafer.config.rules import ParamError
 from wafer.core.errors import one_line_errors
 from wafer.core.io import write_csv, write_json, write_timing
 from wafer.data.files import load_shard
@@ -50,9 +51,14 @@ def main(
     cfg = config_from(ModelConfig, p, num_classes=len(MIXED_LABELS))
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
-    transfer = (
-        init_from_donor(model, p.init, p.init_sha256, MIXED_LABELS).to_dict() if p.init else None
-    )
+    try:  # a donor that is not the one named, or of another architecture: one line
+        transfer = (
+            init_from_donor(model, p.init, p.init_sha256, MIXED_LABELS).to_dict()
+            if p.init
+            else None
+        )
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
     keep = stratified_subset(train.y, p.fraction, p.seed)
     epoch = epoch_rows(keep, p.epoch_maps)
     x_train, y_train = train.x[epoch], train.y[epoch]
