@@ -182,20 +182,13 @@ def transfer_runs() -> list[dict]:
     return runs
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], signed: bool = False) -> str:
+    """Mean ± standard deviation over seeds (the value alone for one seed); ``signed``: a
+    difference, with its sign."""
     if not values:
         return "–"
-    if len(values) == 1:
-        return _f(values[0])
-    return f"{_f(statistics.mean(values))} ± {_f(statistics.stdev(values))}"
-
-
-def _signed(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:+.4f}"
-    return f"{statistics.mean(values):+.4f} ± {statistics.stdev(values):.4f}"
+    mean = f"{statistics.mean(values):{'+' if signed else ''}.4f}"
+    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values):.4f}"
 
 
 def _by(runs: list[dict], arm: str, fraction: float) -> list[dict]:
@@ -251,7 +244,7 @@ def transfer_section() -> list[str]:
             f"| {f:.0%} | {some['train_maps']} ({some['epoch_maps']}) | "
             f"{train['epochs']} ({train['patience']}) | "
             f"{len(paired)} | {_mean_sd(sv)} | {_mean_sd(dv)} | {prefer} | {_mean_sd(st)} | "
-            f"{_mean_sd(dt)} | {_signed(delta)} | "
+            f"{_mean_sd(dt)} | {_mean_sd(delta, signed=True)} | "
             f"{_mean_sd([r['test_exact'] for r in s if r['seed'] in paired])} / "
             f"{_mean_sd([r['test_exact'] for r in d if r['seed'] in paired])} |"
         )

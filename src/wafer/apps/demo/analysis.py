@@ -261,11 +261,14 @@ def discard_upload(path: Path) -> None:
         pass  # already gone, or not ours to delete
 
 
-def handle_upload(assets: DemoAssets, path: object) -> Analysis:
+def handle_upload(assets, path: object, analyse_map=None) -> Analysis:
     """The demo's upload handler: read and size-check the upload (:func:`read_upload`) before
     taking the model lock, so an oversized or broken upload is refused without making anyone
-    wait; only a valid map is predicted under the lock. The upload is deleted afterwards,
-    refused or not (:func:`discard_upload`)."""
+    wait; only a valid map is predicted under the lock, by ``analyse_map(assets, map, name,
+    warning)`` (:func:`analyse_in`; the mixed demo passes its own). The upload is deleted
+    afterwards, refused or not (:func:`discard_upload`). ``assets`` needs ``max_side`` and
+    ``lock``."""
+    analyse_map = analyse_map or analyse_in
     if not path:
         return error_analysis("nothing uploaded")
     path = Path(path if isinstance(path, str | os.PathLike) else path.name)
@@ -275,7 +278,7 @@ def handle_upload(assets: DemoAssets, path: object) -> Analysis:
             return got
         with assets.lock:
             try:
-                return analyse_in(assets, got[0], path.name, got[1])
+                return analyse_map(assets, got[0], path.name, got[1])
             except WaferInputError as exc:
                 return error_analysis(str(exc).replace(str(path), path.name))
     finally:

@@ -64,6 +64,30 @@ def _style(gr) -> tuple[dict, dict]:
     return style, {}
 
 
+def input_column(gr, examples: list[tuple[np.ndarray, str]], which: str, columns: int):
+    """The left column of both demos: the clickable test examples (map, caption) and the
+    upload box. Call inside the column's ``with`` block; returns (gallery, upload)."""
+    gallery = gr.Gallery(
+        value=[(map_thumbnail(m), caption) for m, caption in examples],
+        label=f"Test examples, {which}: click one",
+        columns=columns,
+        height=540,
+        allow_preview=False,
+        interactive=False,
+        format="png",
+        object_fit="contain",
+        elem_id="examples",
+    )
+    upload = gr.File(
+        label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
+        "255 fail; one pixel per die) or .npy",
+        file_types=[".png", ".npy"],
+        type="filepath",
+        elem_id="upload",
+    )
+    return gallery, upload
+
+
 def build_app(assets: DemoAssets):
     """The gradio Blocks app (gradio imported here)."""
     gr = _import_gradio()
@@ -105,23 +129,8 @@ def build_app(assets: DemoAssets):
         gr.Markdown(header_markdown(assets), elem_id="header")
         with gr.Row():
             with gr.Column(scale=2):
-                gallery = gr.Gallery(
-                    value=[(map_thumbnail(ex.map), ex.cls) for ex in examples],
-                    label="Test examples, one per class: click one",
-                    columns=3,
-                    height=540,
-                    allow_preview=False,
-                    interactive=False,
-                    format="png",
-                    object_fit="contain",
-                    elem_id="examples",
-                )
-                upload = gr.File(
-                    label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
-                    "255 fail; one pixel per die) or .npy",
-                    file_types=[".png", ".npy"],
-                    type="filepath",
-                    elem_id="upload",
+                gallery, upload = input_column(
+                    gr, [(ex.map, ex.cls) for ex in examples], "one per class", columns=3
                 )
             with gr.Column(scale=3):
                 novelty = gr.Markdown(elem_id="novelty")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wafer.apps.demo.analysis import Analysis, error_analysis, read_upload
+from wafer.apps.demo.analysis import Analysis, handle_upload
 from wafer.apps.options import served_files
 from wafer.config.pipeline import pipeline_params
 from wafer.config.sections import GradcamParams
@@ -247,31 +247,16 @@ def analyse_mixed(
 
 
 def handle_mixed_upload(assets: MixedDemoAssets, path: object) -> Analysis:
-    """The upload handler: read and size-check first (no lock), predict under the lock, and
-    delete gradio's copy of the upload afterwards."""
-    from wafer.apps.demo.analysis import discard_upload
-
-    if not path:
-        return error_analysis("nothing uploaded")
-    path = Path(path if isinstance(path, str | os.PathLike) else path.name)
-    try:
-        got = read_upload(path, path.name, assets.max_side)
-        if isinstance(got, Analysis):
-            return got
-        with assets.lock:
-            try:
-                return analyse_mixed(assets, got[0], path.name, got[1])
-            except WaferInputError as exc:
-                return error_analysis(str(exc).replace(str(path), path.name))
-    finally:
-        discard_upload(path)
+    """The 9-class demo's upload handler (checked before the model lock, gradio's copy
+    deleted afterwards) with this demo's analysis."""
+    return handle_upload(assets, path, analyse_mixed)
 
 
 def build_mixed_app(assets: MixedDemoAssets):
     """The gradio page of the mixed demo (gradio imported here)."""
     from PIL import Image
 
-    from wafer.apps.demo.app import _import_gradio, _style, map_thumbnail
+    from wafer.apps.demo.app import _import_gradio, _style, input_column
 
     gr = _import_gradio()
     blocks_kw, _ = _style(gr)
@@ -298,23 +283,8 @@ def build_mixed_app(assets: MixedDemoAssets):
         gr.Markdown(mixed_header_markdown(assets), elem_id="header")
         with gr.Row():
             with gr.Column(scale=2):
-                gallery = gr.Gallery(
-                    value=[(map_thumbnail(ex.map), ex.code) for ex in examples],
-                    label="Test examples, one per pattern code: click one",
-                    columns=4,
-                    height=540,
-                    allow_preview=False,
-                    interactive=False,
-                    format="png",
-                    object_fit="contain",
-                    elem_id="examples",
-                )
-                upload = gr.File(
-                    label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
-                    "255 fail; one pixel per die) or .npy",
-                    file_types=[".png", ".npy"],
-                    type="filepath",
-                    elem_id="upload",
+                gallery, upload = input_column(
+                    gr, [(ex.map, ex.code) for ex in examples], "one per pattern code", columns=4
                 )
             with gr.Column(scale=3):
                 warning = gr.Markdown(elem_id="warning")
