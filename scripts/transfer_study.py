@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-start-after",
         type=datetime.fromisoformat,
         metavar="YYYY-MM-DDTHH:MM",
-        help="start no run after this local time (the study resumes later)",
+        help="start no run after this time (local unless it has an offset; resumable)",
     )
     ap.add_argument(
         "--budget",
@@ -311,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.max_runs and done >= args.max_runs:
                 break
-            if args.no_start_after and datetime.now() > args.no_start_after:
+            # naive: local time; with an offset (…+00:00): compared as such
+            deadline = args.no_start_after
+            if deadline and datetime.now(deadline.tzinfo) > deadline:
                 print(f"[{name}] not started: past {args.no_start_after:%H:%M}", flush=True)
                 break
             params = run_params(base, data, arm, fraction, seed, donor, budget, extra)
