@@ -33,9 +33,10 @@ Results go to ``--out`` (default ``pipelines/mixed/results/transfer/<run>/``): t
 metrics (train, calibrate, thresholds, evaluate), curves, effective params, timing and
 provenance (``run.json``: arm, fraction, seed, donor SHA-256, commit, processor, command).
 A run whose folder already holds ``evaluate.json`` is skipped, so the study resumes where it
-stopped; ``--reuse NAME=DIR`` takes the trained model of an earlier run of the same params
-(checked) instead of training it again. ``python scripts/report_mixed.py`` renders the table
-and the plot.
+stopped, and a training killed half-way goes on from its last finished epoch
+(``WAFER_RESUME_DIR``, default ``<workdir>/resume``; wafer.model.resume); ``--reuse NAME=DIR``
+takes the trained model of an earlier run of the same params (checked) instead of training it
+again. ``python scripts/report_mixed.py`` renders the table and the plot.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from wafer.config.mixed import MIXED_SECTIONS
 from wafer.config.params import validate_all
 from wafer.config.pipeline import pipeline_paths
 from wafer.core.io import sha256_file, write_json
+from wafer.model.resume import RESUME_ENV
 from wafer.tools.machine import environment, git
 from wafer.tools.recipes import apply_overrides, parse_override
 from wafer.tools.render import render_stages
@@ -144,6 +146,9 @@ def _run_stage(stage, cwd: Path, log) -> float:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src")
     env["PYTHONUNBUFFERED"] = "1"
+    # a run killed during train resumes after its last epoch (wafer.model.resume); cwd is
+    # <workdir>/runs/<run>
+    env.setdefault(RESUME_ENV, str(cwd.parents[1] / "resume"))
     t0 = time.perf_counter()
     for cmd in stage.cmds:
         if cmd.startswith("python "):

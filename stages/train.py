@@ -8,6 +8,9 @@ With ``train.nproc: N`` (N > 1) the stage re-launches itself under ``torchrun`` 
 data-parallel processes on this machine (gloo on CPU, NCCL on CUDA); rank 0 alone writes the
 outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv-endpoint``, see
 README), it joins that process group instead and ``train.nproc`` is not used.
+
+With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
+result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 """
 
 import os
@@ -108,8 +111,11 @@ def main(
             "device": str(resolve_device(p.device)),
             "threads": torch.get_num_threads(),
             "processes": d.world,
+            "resumed_after_epoch": result.resumed_after,
         },
     )
+    if result.resume_file is not None:  # the outputs are written: the saved state is done
+        result.resume_file.unlink(missing_ok=True)
     print(
         f"train: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}, "
         f"{result.train_maps_per_s:.0f} maps/s"

@@ -9,7 +9,10 @@ Transfer study (issue 24): `train.fraction` trains on a stratified share of the 
 (wafer.mixed.split.stratified_subset; validation is never cut), passed whole several times an
 epoch when it is much smaller than `train.epoch_maps` (wafer.mixed.split.epoch_rows), and
 `train.init` with `train.init_sha256` starts from a donor's backbone (wafer.model.transfer: the
-WM-811K 9-class checkpoint); both are recorded in metrics/train.json."""
+WM-811K 9-class checkpoint); both are recorded in metrics/train.json.
+
+With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
+result (wafer.model.resume)."""
 
 from dataclasses import asdict
 from pathlib import Path
@@ -98,8 +101,11 @@ def main(
             "epochs_run": result.epochs_run,
             "device": str(resolve_device(p.device)),
             "threads": torch.get_num_threads(),
+            "resumed_after_epoch": result.resumed_after,
         },
     )
+    if result.resume_file is not None:  # the outputs are written: the saved state is done
+        result.resume_file.unlink(missing_ok=True)
     print(
         f"train: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}, "
         f"{result.train_maps_per_s:.0f} maps/s"

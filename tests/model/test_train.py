@@ -19,7 +19,7 @@ def _toy(n=96, size=16, seed=0):
     return x, y.astype(np.int64)
 
 
-def _run(seed=0, epochs=2, lr=1e-3, patience=5):
+def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, resume=None):
     x, y = _toy()
     seed_everything(seed)
     model = build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16))
@@ -33,11 +33,11 @@ def _run(seed=0, epochs=2, lr=1e-3, patience=5):
         device="cpu",
         augment=True,
         precision="fp32",
-        ema_decay=0.0,
+        ema_decay=ema_decay,
         progress=False,
     )
     crit, _ = make_loss("focal", y, 2.0)
-    return fit(model, crit, x, y, x[:48], y[:48], cfg)
+    return fit(model, crit, x, y, x[:48], y[:48], cfg, on_epoch=on_epoch, resume=resume)
 
 
 def test_same_seed_gives_identical_weights_and_metrics_on_cpu():
@@ -133,3 +133,65 @@ def test_one_process_is_not_distributed(monkeypatch):
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert init_distributed("cpu") == Dist(0, 1, 0)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupted_then_resumed(tmp_path, stop_after, **kw):
+    """Kill the run (an exception from the epoch callback) after ``stop_after`` epochs, then
+    start the same training again with the same resume folder."""
+
+    def kill(row):
+        if row["epoch"] == stop_after:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _run(on_epoch=kill, resume=tmp_path, **kw)
+    assert len(list(tmp_path.glob("train-*.pt"))) == 1
+    replayed = []
+    return _run(on_epoch=replayed.append, resume=tmp_path, **kw), replayed
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    whole = _run(seed=3, epochs=4)
+    resumed, replayed = _interrupted_then_resumed(tmp_path, 2, seed=3, epochs=4)
+    assert resumed.resumed_after == 2 and resumed.resume_file.is_file()
+    strip = [{k: v for k, v in r.items() if k != "train_maps_per_s"} for r in whole.history]
+    assert [
+        {k: v for k, v in r.items() if k != "train_maps_per_s"} for r in resumed.history
+    ] == strip
+    assert [r["epoch"] for r in replayed] == [1, 2, 3, 4]  # curves rewritten whole
+    assert resumed.best_epoch == whole.best_epoch and resumed.epochs_run == 4
+    assert all(torch.equal(whole.best_state[k], resumed.best_state[k]) for k in whole.best_state)
+
+
+def test_resume_with_ema_and_after_early_stopping(tmp_path):
+    whole = _run(epochs=10, lr=0.0, patience=2, ema_decay=0.9)
+    resumed, _ = _interrupted_then_resumed(
+        tmp_path, 3, epochs=10, lr=0.0, patience=2, ema_decay=0.9
+    )
+    assert resumed.resumed_after == 3 and resumed.stopped_early and resumed.epochs_run == 3
+    assert all(torch.equal(whole.best_state[k], resumed.best_state[k]) for k in whole.best_state)
+
+
+def test_another_training_does_not_resume_a_state(tmp_path):
+    with pytest.raises(_Stop):
+        _run(seed=0, epochs=3, on_epoch=lambda r: (_ for _ in ()).throw(_Stop()), resume=tmp_path)
+    other = _run(seed=1, epochs=1, resume=tmp_path)  # another seed: another key, from epoch 1
+    assert other.resumed_after == 0 and len(list(tmp_path.glob("train-*.pt"))) == 2
+
+
+def test_resume_folder_from_the_environment_and_an_unreadable_state(monkeypatch, tmp_path, capsys):
+    from wafer.model.resume import RESUME_ENV, resume_dir
+
+    monkeypatch.delenv(RESUME_ENV, raising=False)
+    assert resume_dir() is None
+    monkeypatch.setenv(RESUME_ENV, str(tmp_path))
+    assert resume_dir() == tmp_path
+    first = _run(epochs=1)
+    assert first.resume_file.parent == tmp_path
+    first.resume_file.write_bytes(b"truncated")  # a copy cut short: ignored, in one line
+    again = _run(epochs=1)
+    assert again.resumed_after == 0 and "not resumable" in capsys.readouterr().out

@@ -53,6 +53,9 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
         GIT_AUTHOR_EMAIL="t@t",
         GIT_COMMITTER_NAME="t",
         GIT_COMMITTER_EMAIL="t@t",
+        WAFER_RESUME_DIR=str(
+            tmp_path_factory.mktemp("resume")
+        ),  # train saves its state every epoch
     )
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "config", "user.email", "t@t"], dst, env)
@@ -67,7 +70,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_repro_writes_every_output(repo):
-    dst, _ = repo
+    dst, env = repo
     for name in (
         "ingest",
         "split",
@@ -120,6 +123,10 @@ def test_repro_writes_every_output(repo):
     assert "escape_budget" not in ev["test"]
     html = (dst / "reports/gradcam/index.html").read_text()
     assert all(c in html for c in ("Center", "Scratch", "Near-full"))
+    # train saved a resumable state every epoch and deleted it once its outputs were written
+    resume = Path(env["WAFER_RESUME_DIR"])
+    assert resume.is_dir() and not list(resume.iterdir())
+    assert json.loads((dst / "metrics/timing/train.json").read_text())["resumed_after_epoch"] == 0
 
 
 def test_second_repro_is_a_no_op(repo):

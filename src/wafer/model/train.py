@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from tqdm import tqdm
 from wafer.config.rules import PRECISIONS
 from wafer.model.augment import random_dihedral
 from wafer.model.forward import model_inputs, predict_outputs, resolve_device, to_device
+from wafer.model.resume import load_state, resume_dir, run_key, save_state, state_file
 from wafer.report.metrics import macro_f1
 
 
@@ -74,6 +76,8 @@ class FitResult:
     train_seconds: float = 0.0
     train_maps_per_s: float = 0.0
     stopped_early: bool = False
+    resumed_after: int = 0  # the epoch a saved state was resumed after (0: not resumed)
+    resume_file: Path | None = None  # the state file (to delete once the outputs are written)
 
 
 @dataclass(frozen=True)
@@ -152,17 +156,30 @@ def fit(
     cfg: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
     score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    resume: Path | None = None,
 ) -> FitResult:
     """Train with early stopping on validation macro-F1; returns the best weights.
 
     Labels ``y`` are class indices ``(N,)`` (the criterion gets int64 targets) or multi-hot
     ``(N, L)`` for a multi-label task (float targets). ``score(y_val, val_logits)`` is the
     validation figure that early stopping maximises: by default the macro-F1 of the argmax
-    (single-label); the mixed-type pipeline passes its multi-label macro-F1."""
+    (single-label); the mixed-type pipeline passes its multi-label macro-F1.
+
+    ``resume``: a folder for the loop's state after every epoch (default: ``WAFER_RESUME_DIR``,
+    unset = off; :mod:`wafer.model.resume`); a state of this same training found there is
+    loaded and the run goes on from the next epoch, to the same result."""
     score = score or _argmax_macro_f1
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     d = current_dist()
+    folder = resume if resume is not None else resume_dir()
+    saved_to = (
+        state_file(
+            folder, run_key(model, criterion, (x_train, y_train, x_val, y_val), cfg, score, d.world)
+        )
+        if folder is not None
+        else None
+    )
     if d.world > 1 and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
     model = to_device(model, device)
@@ -194,8 +211,28 @@ def fit(
     yt = targets(y_train)
     n = len(xt)
     best = FitResult(best_state={}, best_epoch=-1, best_val_macro_f1=-1.0, epochs_run=0)
-    since_best, train_time, seen = 0, 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    best.resume_file = saved_to
+    since_best, train_time, seen, start = 0, 0.0, 0, 1
+    saved = load_state(saved_to) if saved_to is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        since_best, train_time, seen = saved["since_best"], saved["train_time"], saved["seen"]
+        best.best_state, best.best_epoch = saved["best_state"], saved["best_epoch"]
+        best.best_val_macro_f1, best.history = saved["best_val_macro_f1"], saved["history"]
+        best.epochs_run = best.resumed_after = saved["epoch"]
+        best.stopped_early = saved["stopped"] and saved["epoch"] < cfg.epochs
+        start = cfg.epochs + 1 if saved["stopped"] else saved["epoch"] + 1
+        if d.main:
+            print(f"train: resumed after epoch {saved['epoch']} ({saved_to})", flush=True)
+            for row in best.history if on_epoch is not None else ():
+                on_epoch(row)
+    for epoch in range(start, cfg.epochs + 1):
         stepped.train()
         lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=gen)
@@ -268,6 +305,28 @@ def fit(
         else:
             since_best += 1
         best.epochs_run = epoch
+        stop = since_best >= cfg.patience
+        if saved_to is not None and d.main:
+            save_state(
+                saved_to,
+                {
+                    "epoch": epoch,
+                    "stopped": stop,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else {},
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "since_best": since_best,
+                    "train_time": train_time,
+                    "seen": seen,
+                    "best_state": best.best_state,
+                    "best_epoch": best.best_epoch,
+                    "best_val_macro_f1": best.best_val_macro_f1,
+                    "history": best.history,
+                },
+            )
         if cfg.progress and d.main:
             print(
                 f"epoch {epoch}: train_loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
@@ -276,7 +335,7 @@ def fit(
             )
         if on_epoch is not None and d.main:
             on_epoch(row)
-        if since_best >= cfg.patience:
+        if stop:
             best.stopped_early = epoch < cfg.epochs
             break
     best.train_seconds = train_time
