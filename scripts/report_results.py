@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from results_screen import screen_section  # noqa: E402 - scripts/, next to this file
 
 from wafer.config.rules import NOVELTY_METHODS
 from wafer.core.classes import CLASS_NAMES
@@ -433,6 +434,7 @@ def render(runs: dict[str, Run]) -> str:
     lines += _resolution(runs, chosen)
     lines += _seeds(runs)
     lines += _seed_comparison(runs, chosen)
+    lines += screen_section(runs, RESULTS)
     lines += _novelty(RESULTS / "novelty")
     lines += [
         "",

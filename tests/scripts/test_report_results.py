@@ -19,6 +19,7 @@ def _module(name: str):
     return mod
 
 
+sys.path.insert(0, str(ROOT / "scripts"))  # report_results imports results_screen, its neighbour
 report = _module("report_results")
 
 
