@@ -195,3 +195,16 @@ def test_resume_folder_from_the_environment_and_an_unreadable_state(monkeypatch,
     first.resume_file.write_bytes(b"truncated")  # a copy cut short: ignored, in one line
     again = _run(epochs=1)
     assert again.resumed_after == 0 and "not resumable" in capsys.readouterr().out
+
+
+def test_predict_outputs_reads_a_read_only_memory_map_quietly(tmp_path):
+    x, _ = _toy(n=10)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")  # read-only, as the shards are read
+    model = build_model(ModelConfig(stem="standard", cbam=False, cbam_reduction=16)).eval()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it shares a non-writable array
+        got = predict_outputs(model, mapped, batch_size=4).logits
+    assert np.array_equal(got, predict_outputs(model, x, batch_size=4).logits)

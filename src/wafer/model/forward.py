@@ -97,11 +97,12 @@ def predict_outputs(
     if views not in VIEWS:
         raise ValueError(f"views must be one of {VIEWS}, not {views!r}")
     run = model if isinstance(model, Runtime) else Runtime(model, torch.device(device))
-    xt = torch.from_numpy(np.ascontiguousarray(x))
     step = max(1, batch_size // views)
     out, feats = [], []
-    for i in tqdm(range(0, len(xt), step), desc="infer", disable=not progress, unit="batch"):
-        xb = xt[i : i + step].to(run.device)
+    for i in tqdm(range(0, len(x), step), desc="infer", disable=not progress, unit="batch"):
+        # a writable copy of one batch: x may be a read-only memory map (shards, predict's
+        # input), which torch would share and warn about, and only a batch need be in memory
+        xb = torch.from_numpy(np.array(x[i : i + step], copy=True)).to(run.device)
         if views > 1:
             xb = all_views(xb, views)
         logits, f = run(model_inputs(xb, run.device))
