@@ -56,3 +56,12 @@ def test_foreign_class_names_and_bad_sizes_are_refused(tmp_path):
     torch.save(payload | {"input_size": 0}, tmp_path / "size.pt")
     with pytest.raises(ValueError, match="input_size: 0 is below 8"):
         Checkpoint.load(tmp_path / "size.pt")
+
+
+def test_mapped_load_gives_the_same_checkpoint(tmp_path):
+    """`wafer predict` maps the file to read which task it serves, then loads it once."""
+    ckpt = _ckpt()
+    ckpt.save(tmp_path / "a.pt")
+    mapped = Checkpoint.load(tmp_path / "a.pt", class_names=None, mmap=True)
+    assert mapped.task == "wm811k" and mapped.config == ckpt.config
+    assert all(torch.equal(mapped.state_dict[k], v) for k, v in ckpt.state_dict.items())

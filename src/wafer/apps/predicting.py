@@ -38,7 +38,7 @@ def task_of(model: Path | None, pipeline: Path) -> str:
 
     try:
         path = model if model is not None else served_files({"model": None}, pipeline)[0]["model"]
-        return Checkpoint.load(path, class_names=None).task
+        return Checkpoint.load(path, class_names=None, mmap=True).task  # weights not read
     except (UsageError, ValueError, OSError):
         return "wm811k"
 

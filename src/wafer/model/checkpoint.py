@@ -74,18 +74,21 @@ class Checkpoint:
         path: str | os.PathLike,
         device: str | torch.device = "cpu",
         class_names: tuple[str, ...] | None = CLASS_NAMES,
+        mmap: bool = False,
     ) -> Checkpoint:
         """Read and check a model file (``torch.load(weights_only=True)``: no code runs); a bad
         file, or one whose outputs are not ``class_names`` (a mixed-type model where a 9-class
         one is expected), raises ValueError with a one-line reason. ``class_names=None``
-        accepts either task's model (:data:`TASKS`); ``.class_names`` then says which."""
+        accepts either task's model (:data:`TASKS`); ``.class_names`` then says which.
+        ``mmap``: map the weights instead of reading them (for a look at the metadata only,
+        such as which task a file serves; torch.save's zip format only)."""
         with open(path, "rb") as fh:
             head = fh.read(4)
         if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
             # torch.save writes a zip (or, in its legacy format, a pickle starting 0x80)
             raise ValueError("not a PyTorch checkpoint (neither a torch.save zip nor a pickle)")
         try:
-            payload = torch.load(path, map_location=device, weights_only=True)
+            payload = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             if "global" in str(exc).lower():  # a class or function the file wants to rebuild
                 # torch's own message suggests weights_only=False, which would run its code
