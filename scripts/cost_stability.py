@@ -184,14 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=3, help="smoothed: +- grid steps")
     ap.add_argument("--bags", type=int, default=30, help="bagged: bootstrap resamples")
     args = ap.parse_args(argv)
-    root = Path(__file__).resolve().parents[1]
-    paths = pipeline_paths(root)
     work = args.workdir
+    paths = pipeline_paths(work)  # the workspace's own dvc.yaml: its paths, joined to it
     raw = load_params(work / "params.yaml")
     cost_ratio = section_values(raw, ThresholdsParams).cost_ratio
     prior = prior_from_list(section_values(raw, PriorParams).target_prior)
-    lg = Logits.load(work / paths["logits"])  # validation only: test is never read here
-    t = Calibration.load(work / paths["calibration"]).temperature
+    lg = Logits.load(paths["logits"])  # validation only: test is never read here
+    t = Calibration.load(paths["calibration"]).temperature
     y = lg.y["val"]
     p_defect = 1.0 - softmax(lg.logits["val"], t)[:, NONE_INDEX]
     result = study(p_defect, y, prior, cost_ratio, args.repeats, args.seed, args.window, args.bags)

@@ -58,3 +58,36 @@ def test_halves_split_every_class_and_the_study_reports_every_rule():
     assert out["rules"]["argmin"]["tau_sd"] >= 0
     with pytest.raises(ValueError, match="rule must be one of"):
         cs.fit_tau("median", probs[:, 0], y, PRIOR, 10.0, np.random.default_rng(0))
+
+
+def test_main_reads_the_workspace_given_not_the_checkout(tmp_path):
+    """The workspace's own dvc.yaml paths, params, logits and calibration (validation only)."""
+    import json
+    import shutil
+
+    from wafer.data.files import Logits
+    from wafer.serving.files import Calibration
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    from wafer.config.pipeline import pipeline_paths
+
+    paths = pipeline_paths(tmp_path)
+    probs, y = _probs(n=300)
+    logits = np.log(np.clip(probs, 1e-6, 1)).astype(np.float32)
+    split = {"val": (logits, y), "test": (logits[:10], y[:10])}  # test: never read
+    paths["logits"].parent.mkdir(parents=True, exist_ok=True)
+    Logits(
+        views=1,
+        runtime="eager",
+        model_sha256="0" * 64,
+        logits={k: v[0] for k, v in split.items()},
+        y={k: v[1].astype(np.int64) for k, v in split.items()},
+        rows={k: np.arange(len(v[1])) for k, v in split.items()},
+    ).save(paths["logits"])
+    paths["calibration"].parent.mkdir(parents=True, exist_ok=True)
+    Calibration(1.0, 1, "eager", 300, "0" * 64, "0" * 64).save(paths["calibration"])
+    out = tmp_path / "cs.json"
+    assert cs.main(["--workdir", str(tmp_path), "--out", str(out), "--repeats", "3"]) == 0
+    result = json.loads(out.read_text())
+    assert result["val_maps"] == 300 and result["val_defects"] == int((y != NONE_INDEX).sum())
