@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from results_screen import screen_section  # noqa: E402 - scripts/, next to this file
+from results_screen import screen_section  # scripts/, next to this file
 
 from wafer.config.rules import NOVELTY_METHODS
 from wafer.core.classes import CLASS_NAMES

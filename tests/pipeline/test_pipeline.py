@@ -53,9 +53,8 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
         GIT_AUTHOR_EMAIL="t@t",
         GIT_COMMITTER_NAME="t",
         GIT_COMMITTER_EMAIL="t@t",
-        WAFER_RESUME_DIR=str(
-            tmp_path_factory.mktemp("resume")
-        ),  # train saves its state every epoch
+        # train saves its state every epoch (wafer.model.resume) and deletes it at the end
+        WAFER_RESUME_DIR=str(tmp_path_factory.mktemp("resume")),
     )
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "config", "user.email", "t@t"], dst, env)
