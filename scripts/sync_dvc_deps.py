@@ -6,9 +6,10 @@
 * the `validate_params` stage's `params:` list equals the sections of the rule table
   (:data:`wafer.config.sections.SECTIONS`), so every section of params.yaml is checked first.
 
-It does so for every pipeline of :data:`PIPELINES`: the 9-class ``dvc.yaml`` and the mixed-type
-``pipelines/mixed/dvc.yaml`` (its own DVC project: its commands run in its folder, so its paths
-start ``../../``; its rule table is :data:`wafer.config.mixed.MIXED_SECTIONS`).
+It does so for every pipeline of :data:`PIPELINES`: the 9-class ``dvc.yaml``, the mixed-type
+``pipelines/mixed/dvc.yaml`` and the cross-fitting ``pipelines/crossfit/dvc.yaml`` (each its own
+DVC project: its commands run in its folder, so its paths start ``../../``; its rule table is
+:data:`wafer.config.mixed.MIXED_SECTIONS`, :data:`wafer.config.crossfit.CROSSFIT_SECTIONS`).
 
     python scripts/sync_dvc_deps.py          # rewrite those lines of every dvc.yaml
     python scripts/sync_dvc_deps.py --check  # exit 1 and list the differences
@@ -36,6 +37,7 @@ VALIDATE = "validate_params"  # the stage that checks every section first
 PIPELINES = {
     ".": ("wafer.config.sections", "SECTIONS"),
     "pipelines/mixed": ("wafer.config.mixed", "MIXED_SECTIONS"),
+    "pipelines/crossfit": ("wafer.config.crossfit", "CROSSFIT_SECTIONS"),
 }
 
 

@@ -9,6 +9,10 @@ data-parallel processes on this machine (gloo on CPU, NCCL on CUDA); rank 0 alon
 outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv-endpoint``, see
 README), it joins that process group instead and ``train.nproc`` is not used.
 
+With ``--folds``/``--fold``/``--crossfit-params`` it trains one member of the cross-fitted
+ensemble (``pipelines/crossfit``): on every training map but those of its fold, for
+``crossfit.epochs`` epochs, seeded ``train.seed + fold``; the rest is the recipe of ``train``.
+
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 """
@@ -16,17 +20,19 @@ result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 import os
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import typer
 
+from wafer.config.crossfit import CrossfitParams
 from wafer.config.params import config_from, load_section
 from wafer.config.sections import TrainParams
-from wafer.core.errors import one_line_errors
-from wafer.core.io import write_csv, write_json, write_timing
-from wafer.data.files import load_shard
+from wafer.core.errors import UsageError, one_line_errors
+from wafer.core.io import sha256_file, write_csv, write_json, write_timing
+from wafer.data.crossfit import FoldsFile
+from wafer.data.files import Shard, load_shard
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_loss
 from wafer.model.net import ModelConfig, build_model, count_parameters
@@ -62,13 +68,34 @@ def main(
     curves: Path = typer.Option(..., "--curves"),
     metrics: Path = typer.Option(..., "--metrics"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    folds: Path | None = typer.Option(
+        None,
+        "--folds",
+        help="cross-fitting (pipelines/crossfit): the folds file; train a member on every "
+        "training map but those of --fold",
+    ),
+    fold: int | None = typer.Option(None, "--fold", help="the fold this member leaves out"),
+    crossfit_params: Path | None = typer.Option(
+        None, "--crossfit-params", help="params.yaml with the crossfit section (with --folds)"
+    ),
 ) -> None:
     p = load_section(params, TrainParams)
+    member = None
+    if folds is not None or fold is not None or crossfit_params is not None:
+        if folds is None or fold is None or crossfit_params is None:
+            raise UsageError("--folds, --fold and --crossfit-params go together")
+        cf = load_section(crossfit_params, CrossfitParams)
+        # the member's epoch budget, and a seed of its own (its maps differ too)
+        p = replace(p, epochs=cf.epochs, seed=p.seed + fold)
+        member = {"fold": fold, "folds_sha256": sha256_file(folds)}
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
     d = init_distributed(p.device)
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
+    if member is not None:
+        held = FoldsFile.load(folds).held_out(fold, train.rows)
+        train = Shard(train.x[~held], train.y[~held], train.rows[~held])
     cfg = config_from(ModelConfig, p)
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
@@ -90,6 +117,8 @@ def main(
         "loss_weights": loss_weights,
         "best_epoch": result.best_epoch,
     }
+    if member is not None:
+        extra["crossfit"] = member
     Checkpoint.of(model, cfg, train.size, extra).save(model_out)
     write_json(
         metrics,
@@ -103,7 +132,7 @@ def main(
         },
     )
     write_timing(
-        "train",
+        "train" if member is None else f"train_member_{fold}",
         {
             "train_seconds": result.train_seconds,
             "train_maps_per_s": result.train_maps_per_s,

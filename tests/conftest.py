@@ -104,7 +104,7 @@ def load_stage():
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(
-            f"stage_{name}", ROOT / "stages" / f"{name}.py"
+            f"stage_{name.replace('/', '_')}", ROOT / "stages" / f"{name}.py"
         )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

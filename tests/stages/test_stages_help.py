@@ -6,6 +6,12 @@ from typer.testing import CliRunner
 from conftest import ROOT
 
 STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
+# the cross-fitting pipeline's own scripts (pipelines/crossfit/dvc.yaml)
+CROSSFIT = sorted(f"crossfit/{p.stem}" for p in (ROOT / "stages" / "crossfit").glob("*.py"))
+# options that may be left out: the progress switch, and train's member mode (a cross-fitted
+# member's folds file, fold and params file; given together or not at all)
+OPTIONAL = {"progress"}
+MEMBER_OPTIONS = {"train": {"folds", "fold", "crossfit_params"}}
 
 
 def test_every_dvc_stage_has_a_script():
@@ -17,14 +23,14 @@ def test_every_dvc_stage_has_a_script():
         assert stage["cmd"].startswith(f"python stages/{name}.py"), name
 
 
-@pytest.mark.parametrize("name", STAGES)
+@pytest.mark.parametrize("name", STAGES + CROSSFIT)
 def test_help(name, load_stage):
     result = CliRunner().invoke(load_stage(name).app, ["--help"])
     assert result.exit_code == 0, result.output
     assert "--help" in result.output
 
 
-@pytest.mark.parametrize("name", STAGES)
+@pytest.mark.parametrize("name", STAGES + CROSSFIT)
 def test_stage_takes_values_only_from_the_params_file(name, load_stage):
     """params.yaml is the one place a value is written: a stage's options are its params file
     and its paths, all required (no default to drift from params.yaml); only the progress bar
@@ -34,7 +40,23 @@ def test_stage_takes_values_only_from_the_params_file(name, load_stage):
     options = typer.main.get_command(load_stage(name).app).params
     assert "params" in {o.name for o in options}, name
     for opt in options:
-        assert opt.required or opt.name == "progress", (name, opt.name)
+        optional = OPTIONAL | MEMBER_OPTIONS.get(name, set())
+        assert opt.required or opt.name in optional, (name, opt.name)
+
+
+def test_the_crossfit_pipeline_runs_its_scripts_and_the_roots():
+    """Every stage of pipelines/crossfit/dvc.yaml runs a stage script (its own, or the root's
+    with the root's params file), and every script of stages/crossfit/ is a stage there."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "pipelines" / "crossfit" / "dvc.yaml").read_text())["stages"]
+    scripts = set()
+    for name, stage in stages.items():
+        script = stage["cmd"].split()[1]
+        assert script.startswith("../../stages/"), name
+        scripts.add(script.removeprefix("../../stages/").removesuffix(".py"))
+    assert set(CROSSFIT) <= scripts
+    assert {"train", "infer", "calibrate", "thresholds", "index", "evaluate"} <= scripts
 
 
 def test_paths_are_written_once_in_dvc_yaml():

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import yaml
 
-from wafer.config.params import load_section
+from wafer.config.params import load_params, load_section, section_values
 from wafer.core.errors import UsageError
 
 S = TypeVar("S")
@@ -41,8 +41,25 @@ def pipeline_paths(repo: str | os.PathLike = ".") -> dict[str, Path]:
 
 
 def pipeline_params(section: type[S], repo: str | os.PathLike = ".") -> S:
-    """Section ``section`` (its class) of the checkout's params.yaml, checked."""
+    """Section ``section`` (its class) of the checkout's params.yaml, checked. A pipeline that
+    reads part of its recipe from another params file (``pipelines/crossfit`` reads the root's)
+    names that file in dvc.yaml's ``vars``; a section its own params.yaml lacks is taken from
+    the first of those that has it."""
     path = Path(repo) / "params.yaml"
     if not path.is_file():
         raise UsageError(f"no {path}: run from the pipeline's checkout or give the option")
-    return load_section(path, section)
+    for other in [path, *_vars_files(repo)]:
+        values = load_params(other)
+        if isinstance(values, dict) and section.SECTION in values:
+            return section_values(values, section)
+    return load_section(path, section)  # the one-line error naming the missing section
+
+
+def _vars_files(repo: str | os.PathLike) -> list[Path]:
+    """The params files (other than its own params.yaml) that dvc.yaml's ``vars`` names."""
+    try:
+        spec = yaml.safe_load((Path(repo) / "dvc.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    names = [v for v in (spec or {}).get("vars") or [] if isinstance(v, str)]
+    return [Path(repo) / n for n in names if n != "params.yaml" and (Path(repo) / n).is_file()]

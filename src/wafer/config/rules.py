@@ -38,6 +38,7 @@ PRECISIONS = ("fp32", "bf16")  # train.precision (wafer.model.train)
 RUNTIMES = ("eager", "bf16", "compile", "onnx")  # infer.runtime (wafer.model.runtime)
 INDEX_SEARCHES = ("exact", "hnsw")  # index.search (wafer.serving.ann)
 TTA_VIEWS = (1, 2, 4, 8)  # infer.views: dihedral views averaged (wafer.model.augment.TTA_ORDER)
+AVERAGES = ("logit", "prob")  # ensemble.average: members' logits or probabilities (wafer.model.net)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 

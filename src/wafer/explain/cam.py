@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wafer.config.rules import CAM_METHODS
-from wafer.model.net import stage_side
+from wafer.model.net import Ensemble, stage_side
 
 METHODS = CAM_METHODS
 
@@ -77,7 +77,11 @@ def resolve_layer_name(name: str, stem: str, input_size: int) -> str:
 
 def target_layer(model: nn.Module, name: str) -> nn.Module:
     """The module named ``name`` (dotted path, e.g. ``"layer4"``, ``"layer4.stage"``,
-    ``"layer3.1.conv2"``). With CBAM, ``"layer4"`` is after CBAM, ``"layer4.stage"`` before."""
+    ``"layer3.1.conv2"``). With CBAM, ``"layer4"`` is after CBAM, ``"layer4.stage"`` before.
+    For an :class:`~wafer.model.net.Ensemble`, the module of that name in every member (a
+    ``ModuleList``, which :func:`compute_cam` takes member by member)."""
+    if isinstance(model, Ensemble):
+        return nn.ModuleList([target_layer(m, name) for m in model.members])
     try:
         return model.get_submodule(name)
     except AttributeError:
@@ -159,6 +163,15 @@ def compute_cam(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if isinstance(model, Ensemble):  # the mean of the members' CAMs, each on its own layer
+        layers = list(layer) if isinstance(layer, nn.ModuleList) else []
+        if len(layers) != len(model.members):
+            raise ValueError("an ensemble's layer is target_layer(ensemble, name): one per member")
+        cams = [
+            compute_cam(m, x, targets, lay, method)
+            for m, lay in zip(model.members, layers, strict=True)
+        ]
+        return np.mean(cams, axis=0).astype(np.float32)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:

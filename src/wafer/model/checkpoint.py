@@ -13,7 +13,7 @@ import io
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -121,6 +121,26 @@ class Checkpoint:
             payload.get("extra", {}),
             names,
         )
+
+    @classmethod
+    def ensemble(cls, members: list[Checkpoint], average: str, extra: dict) -> Checkpoint:
+        """One checkpoint serving ``members`` (one architecture, input side and task) as an
+        :class:`~wafer.model.net.Ensemble`; ``extra`` says where the members came from (the
+        ensemble stage records each member file's SHA-256 and train options)."""
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, not {len(members)}")
+        first = members[0]
+        for i, m in enumerate(members):
+            if m.config.members != 1:
+                raise ValueError(f"member {i} is itself an ensemble")
+            for what in ("config", "input_size", "class_names"):
+                if getattr(m, what) != getattr(first, what):
+                    raise ValueError(f"member {i}'s {what} differs from member 0's")
+        state = {
+            f"members.{i}.{k}": v for i, m in enumerate(members) for k, v in m.state_dict.items()
+        }
+        config = replace(first.config, members=len(members), average=average)
+        return cls(state, config, first.input_size, extra, first.class_names)
 
     @property
     def task(self) -> str:

@@ -23,14 +23,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from wafer.config.rules import STEMS
+from wafer.config.rules import AVERAGES, STEMS
 from wafer.core.classes import CLASS_NAMES
 
 STEM_STRIDE = {"standard": 4, "compact": 2, "cifar": 1}  # downsampling before layer1
@@ -52,9 +53,22 @@ class ModelConfig:
     cbam: bool
     cbam_reduction: int
     cbam_kernel: int = 7
+    # an ensemble of `members` such networks (issue 25), their outputs combined by `average`
+    members: int = 1
+    average: str = "logit"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What the checkpoint saves. A single network's dict has no ensemble keys, so its file
+        is byte for byte what it was before ensembles existed."""
+        d = asdict(self)
+        if self.members == 1:
+            del d["members"], d["average"]
+        return d
+
+    @property
+    def member(self) -> ModelConfig:
+        """The configuration of one member network."""
+        return replace(self, members=1, average="logit")
 
 
 class ChannelAttention(nn.Module):
@@ -102,7 +116,42 @@ class StageWithCBAM(nn.Sequential):
         self.cbam = cbam
 
 
+class Ensemble(nn.Module):
+    """``members`` networks of one architecture served as one: the mean of their logits
+    (``average="logit"``) or the log of the mean of their softmax probabilities (``"prob"``;
+    a softmax of it is that mean, so temperature scaling and thresholds apply unchanged).
+    ``members_outputs`` gives each member's logits, for Grad-CAM and for measuring both."""
+
+    def __init__(self, members: list[nn.Module], average: str = "logit"):
+        super().__init__()
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
+        self.members = nn.ModuleList(members)
+        self.average = average
+
+    def members_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(K, B, C)``: every member's logits."""
+        return torch.stack([m(x) for m in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return combine(self.members_outputs(x), self.average)
+
+
+def combine(logits: torch.Tensor, average: str) -> torch.Tensor:
+    """``(K, B, C)`` member logits -> ``(B, C)`` ensemble logits (see :class:`Ensemble`)."""
+    if average == "logit":
+        return logits.mean(0)
+    if average == "prob":
+        return torch.logsumexp(F.log_softmax(logits, dim=-1), dim=0) - math.log(len(logits))
+    raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network of ``cfg``: a ResNet-18, or an :class:`Ensemble` of ``cfg.members`` of them."""
+    if cfg.members > 1:
+        return Ensemble([build_model(cfg.member) for _ in range(cfg.members)], cfg.average)
+    if cfg.members != 1:
+        raise ValueError(f"members must be at least 1, not {cfg.members}")
     if cfg.stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, not {cfg.stem!r}")
     net = resnet18(weights=None, num_classes=cfg.num_classes)

@@ -28,6 +28,7 @@ from torch import nn
 
 from wafer.config.rules import RUNTIMES
 from wafer.core.errors import UsageError
+from wafer.model.net import Ensemble, combine
 
 # the packages each runtime needs beyond torch: checked before any work starts
 NEEDS = {"onnx": ("onnxruntime", "onnx", "onnxscript")}
@@ -43,18 +44,27 @@ def to_device(model: nn.Module, device: torch.device) -> nn.Module:
 
 class LogitsAndFeatures(nn.Module):
     """A torchvision ResNet as ``(logits, features)``: the features are the input of ``fc``
-    (after the global average pool), from the same pass."""
+    (after the global average pool), from the same pass. For an :class:`Ensemble` the logits
+    are the combined ones and the features the members' side by side (K x 512)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        f = torch.flatten(n.avgpool(x), 1)
-        return n.fc(f), f
+        if isinstance(self.net, Ensemble):  # combined logits; the members' features side by side
+            pairs = [resnet_logits_and_features(m, x) for m in self.net.members]
+            logits = combine(torch.stack([lg for lg, _ in pairs]), self.net.average)
+            return logits, torch.cat([f for _, f in pairs], dim=1)
+        return resnet_logits_and_features(self.net, x)
+
+
+def resnet_logits_and_features(n: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One torchvision ResNet's logits and the input of its ``fc``, from one pass."""
+    x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+    x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+    f = torch.flatten(n.avgpool(x), 1)
+    return n.fc(f), f
 
 
 def check_runtime(name: str, device: torch.device | str, what: str = "infer.runtime") -> None:

@@ -18,7 +18,8 @@ global batch (``batch_size`` is the global batch, so the recipe means the same a
 count), and ``DistributedDataParallel`` averages the gradients (gloo on CPU, NCCL on CUDA).
 Validation logits are computed in slices and gathered; rank 0 alone decides improvement and
 early stopping and broadcasts the decision, and only rank 0 keeps the best weights. A trailing
-batch smaller than the number of processes is dropped (every process must take the same steps).
+batch with fewer than two maps per process is dropped (every process must take the same steps,
+and batch norm cannot train on one map).
 
 Data arrive as uint8 ``(N, S, S)`` arrays of die states; batches are moved to the device as
 uint8 and one-hot encoded there (4 bytes per pixel less traffic than float one-hot, 12x less
@@ -249,8 +250,8 @@ def fit(
         )
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            if len(idx) < d.world:  # a slice per process or none at all
-                break
+            if len(idx) < 2 * d.world:  # two maps per process or none: batch norm in training
+                break  # mode needs two (a trailing batch of one map would stop the run)
             xb = xt[idx]
             if cfg.augment:  # drawn for the whole global batch: the same stream on every rank
                 xb = random_dihedral(xb, gen)

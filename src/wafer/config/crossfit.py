@@ -1,0 +1,48 @@
+"""The sections of the cross-fitting pipeline's own params (``pipelines/crossfit/params.yaml``),
+one frozen dataclass each, as :mod:`wafer.config.sections` does for the 9-class pipeline. The
+recipe itself (``train``, ``infer``, ``calibrate``, ``prior``, ``thresholds``, ...) is not
+repeated here: the cross-fitting stages read it from the root ``params.yaml``, where it is
+written once, and only what is new to cross-fitting lives in this file.
+:data:`CROSSFIT_SECTIONS` is the table ``validate_all(params, CROSSFIT_SECTIONS)`` checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from wafer.config.rules import AVERAGES, Rule, param
+from wafer.config.sections import SEED
+
+
+def folds_in_order(v: list) -> str | None:
+    """``crossfit.folds`` is 0..K-1: the DVC matrix runs one member per value, and the fold
+    assignment uses K = its length, so no other list would describe the same folds."""
+    return None if list(v) == list(range(len(v))) else f"must be 0..{len(v) - 1} in order"
+
+
+@dataclass(frozen=True)
+class CrossfitParams:
+    """K folds over the training split (wafer.data.crossfit), one member per fold."""
+
+    SECTION: ClassVar[str] = "crossfit"
+    # the DVC matrix of member trainings (train_member@0, @1, ...): K = its length
+    folds: list[int] = param(
+        lengths=tuple(range(2, 21)), item=Rule(int, lo=0), check=folds_in_order
+    )
+    seed: int = param(**SEED)  # fold assignment; independent of split.seed and train.seed
+    epochs: int = param(lo=1)  # each member's epoch budget (the rest of train.* is the recipe)
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    """How the members' outputs are combined into the one served output."""
+
+    SECTION: ClassVar[str] = "ensemble"
+    average: str = param(choices=AVERAGES)
+
+
+CROSSFIT_SECTIONS: Mapping[str, type[Any]] = {
+    cls.SECTION: cls for cls in (CrossfitParams, EnsembleParams)
+}

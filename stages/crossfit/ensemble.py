@@ -1,0 +1,117 @@
+"""Stage `ensemble` of the cross-fitting pipeline: the K member files as one served checkpoint
+(wafer.model.checkpoint.Checkpoint.ensemble: an Ensemble network whose output is the mean of
+the members' logits, or the log of the mean of their probabilities, ``ensemble.average``). The
+checkpoint records each member file's SHA-256 and train options, so the calibration and
+thresholds fit on its logits, which name its own SHA-256, are bound to every member.
+
+It also measures on validation, with the root pipeline's `infer.views` TTA views, argmax
+macro-F1 of each member and of both averages (metrics/ensemble.json), so that the choice of
+``ensemble.average`` is made on validation figures."""
+
+from pathlib import Path
+
+import torch
+import typer
+
+from wafer.config.crossfit import EnsembleParams
+from wafer.config.params import load_section
+from wafer.config.rules import AVERAGES
+from wafer.config.sections import InferParams
+from wafer.core.errors import WaferInputError, one_line_errors
+from wafer.core.io import sha256_file, write_json
+from wafer.data.crossfit import FoldsFile
+from wafer.data.files import load_shard
+from wafer.model.augment import TTA_ORDER, dihedral
+from wafer.model.checkpoint import Checkpoint
+from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.net import combine
+from wafer.report.metrics import macro_f1
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@one_line_errors
+def main(
+    params: Path = typer.Option(..., "--params", help="params.yaml (section ensemble)"),
+    root_params: Path = typer.Option(..., "--root-params", help="the root params.yaml (infer)"),
+    folds: Path = typer.Option(..., "--folds"),
+    members: Path = typer.Option(..., "--members", help="folder of the member files"),
+    shards: Path = typer.Option(..., "--shards", help="the root pipeline's shards"),
+    out: Path = typer.Option(..., "--out"),
+    metrics: Path = typer.Option(..., "--metrics"),
+) -> None:
+    p = load_section(params, EnsembleParams)
+    infer = load_section(root_params, InferParams)
+    k = FoldsFile.load(folds).k
+    folds_sha = sha256_file(folds)
+    paths = [members / f"{i}.pt" for i in range(k)]
+    ckpts = []
+    for i, path in enumerate(paths):
+        ckpt = Checkpoint.load(path)
+        made = ckpt.extra.get("crossfit", {})
+        if made.get("fold") != i or made.get("folds_sha256") != folds_sha:
+            raise WaferInputError(path, f"was not trained as member {i} of {folds}")
+        ckpts.append(ckpt)
+    extra = {
+        "ensemble": {
+            "average": p.average,
+            "folds_sha256": folds_sha,
+            "members": [
+                {"file": path.name, "sha256": sha256_file(path), "train": c.extra.get("train")}
+                for path, c in zip(paths, ckpts, strict=True)
+            ],
+        }
+    }
+    try:
+        ens = Checkpoint.ensemble(ckpts, p.average, extra)
+    except ValueError as exc:
+        raise WaferInputError(members, str(exc)) from None
+    val = load_shard(shards, "val", mmap=False)
+    dev = resolve_device(infer.device)
+    # (K, V, N, C): each member's logits on each TTA view, so that each average is measured as
+    # it is served (combined per view, then the mean over the views)
+    views = torch.stack(
+        [
+            torch.stack(
+                [
+                    torch.from_numpy(
+                        predict_outputs(
+                            net, dihedral(torch.from_numpy(val.x), v).numpy(), infer.batch_size, dev
+                        ).logits
+                    )
+                    for v in TTA_ORDER[: infer.views]
+                ]
+            )
+            for net in (c.build(dev) for c in ckpts)
+        ]
+    )
+    scores = {
+        "members": [round(macro_f1(val.y, m.mean(0).argmax(1).numpy()), 6) for m in views],
+        **{
+            f"average_{a}": round(
+                macro_f1(
+                    val.y,
+                    torch.stack([combine(views[:, v], a) for v in range(views.shape[1])])
+                    .mean(0)
+                    .argmax(1)
+                    .numpy(),
+                ),
+                6,
+            )
+            for a in AVERAGES
+        },
+    }
+    ens.save(out)
+    write_json(
+        metrics,
+        {"members": k, "average": p.average, "views": infer.views, "val_macro_f1": scores},
+    )
+    print(
+        f"ensemble: {k} members ({p.average} average); val macro-F1 members "
+        f"{scores['members']}, " + ", ".join(f"{a} {scores[f'average_{a}']:.4f}" for a in AVERAGES)
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,199 @@
+"""End to end: the cross-fitting DVC pipeline (pipelines/crossfit/, its own DVC project) on tiny
+params in a temporary copy of the repository, after the root pipeline: K members as a DVC
+matrix, out-of-fold logits for every training map, the ensemble served by the root's own
+stages and by `wafer predict`, a second `dvc repro` a no-op, `dvc exp run -S` reaching K, and
+members that do not belong to the folds refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from wafer.core.io import sha256_file
+from wafer.data.crossfit import FoldsFile, OofFile
+from wafer.data.files import load_shard
+from wafer.model.checkpoint import Checkpoint
+
+from conftest import copy_checkout
+
+PIPE = Path("pipelines/crossfit")
+ROOT_TINY = {
+    "synthesize": {"n_maps": 240, "floor": 0.06},
+    "shard": {"input_px": 16},
+    "train": {"epochs": 1, "batch_size": 32, "patience": 2},
+    "infer": {"batch_size": 256, "views": 2},
+    "evaluate": {"bootstrap": 20},
+    "gradcam": {"max_maps": 4, "per_class": 1},
+}
+TINY = {"crossfit": {"folds": [0, 1], "epochs": 1}}
+
+
+def _run(args: list[str], cwd: Path, env: dict, ok: bool = True) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def _tiny(path: Path, values: dict) -> None:
+    params = yaml.safe_load(path.read_text())
+    for section, v in values.items():
+        params[section].update(v)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    if shutil.which("git") is None:
+        pytest.skip("git is needed for dvc")
+    dst = tmp_path_factory.mktemp("crossfit")
+    copy_checkout(
+        dst,
+        (
+            "dvc.lock",
+            "metrics/",
+            "plots/",
+            "results/",
+            "docs/",
+            "pipelines/mixed/",
+            f"{PIPE}/dvc.lock",
+            f"{PIPE}/metrics/",
+            f"{PIPE}/plots/",
+        ),
+    )
+    _tiny(dst / "params.yaml", ROOT_TINY)
+    _tiny(dst / PIPE / "params.yaml", TINY)
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    _run(["git", "init", "-q"], dst, env)
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "tiny"], dst, env)
+    _run([sys.executable, "-m", "dvc", "repro", "shard"], dst, env)  # the root's data only
+    out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
+    assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate'" in out
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "results"], dst, env)
+    return dst, env
+
+
+def test_members_oof_and_ensemble_and_a_second_repro_is_a_no_op(repo):
+    dst, env = repo
+    pipe = dst / PIPE
+    for f in (
+        "models/members/0.pt",
+        "models/members/1.pt",
+        "models/ensemble.pt",
+        "models/calibration.json",
+        "models/thresholds.json",
+        "models/index.npz",
+        "data/predictions.csv",
+        "metrics/evaluate.json",
+        "metrics/members/1.json",
+    ):
+        assert (pipe / f).is_file(), f
+    out = _run([sys.executable, "-m", "dvc", "repro"], pipe, env)
+    assert "Running stage" not in out
+    assert "pipelines/crossfit" not in _run([sys.executable, "-m", "dvc", "status"], dst, env)
+
+
+def test_every_training_map_gets_one_out_of_fold_prediction_from_the_member_that_left_it_out(repo):
+    dst, _ = repo
+    pipe = dst / PIPE
+    train = load_shard(dst / "data" / "shards", "train")
+    folds = FoldsFile.load(pipe / "data" / "folds.npz")
+    oof = OofFile.load(pipe / "data" / "oof.npz")
+    assert np.array_equal(oof.rows, train.rows) and np.array_equal(oof.y, train.y)
+    assert np.array_equal(oof.fold, folds.fold) and oof.views == ROOT_TINY["infer"]["views"]
+    assert np.isfinite(oof.logits).all() and not (oof.logits == 0).all(axis=1).any()
+    for k in range(2):
+        member = Checkpoint.load(pipe / "models" / "members" / f"{k}.pt")
+        assert member.extra["crossfit"]["fold"] == k
+        assert member.extra["train"]["seed"] == k  # train.seed 0 + fold
+        assert member.extra["train"]["epochs"] == 1
+        assert oof.member_sha256[k] == sha256_file(pipe / "models" / "members" / f"{k}.pt")
+        trained = json.loads((pipe / "metrics" / "members" / f"{k}.json").read_text())
+        assert trained["epochs_run"] == 1
+
+
+def test_the_ensemble_binds_its_members_and_the_served_files_bind_the_ensemble(repo):
+    dst, _ = repo
+    pipe = dst / PIPE
+    ens = Checkpoint.load(pipe / "models" / "ensemble.pt")
+    assert ens.config.members == 2
+    shas = [m["sha256"] for m in ens.extra["ensemble"]["members"]]
+    assert shas == [sha256_file(pipe / "models" / "members" / f"{k}.pt") for k in range(2)]
+    cal = json.loads((pipe / "models" / "calibration.json").read_text())
+    assert cal["model_sha256"] == sha256_file(pipe / "models" / "ensemble.pt")
+    m = json.loads((pipe / "metrics" / "ensemble.json").read_text())["val_macro_f1"]
+    assert len(m["members"]) == 2 and {"average_logit", "average_prob"} <= set(m)
+    ev = json.loads((pipe / "metrics" / "evaluate.json").read_text())
+    assert {"val", "test"} <= set(ev)
+
+
+def test_wafer_predict_serves_the_ensemble(repo, tmp_path):
+    dst, env = repo
+    pipe = dst / PIPE
+    test = load_shard(dst / "data" / "shards", "test")
+    maps = tmp_path / "maps.npy"
+    np.save(maps, np.asarray(test.x[:5]))
+    out = tmp_path / "p.csv"
+    _run(
+        ["wafer", "predict", str(maps), "--pipeline", str(pipe), "--out", str(out)],
+        dst,
+        env,
+    )
+    lines = out.read_text().splitlines()
+    assert len(lines) == 6
+
+
+def test_a_member_of_other_folds_is_refused_in_one_line(repo, tmp_path):
+    dst, env = repo
+    pipe = dst / PIPE
+    members = tmp_path / "members"
+    members.mkdir()
+    shutil.copy(pipe / "models" / "members" / "1.pt", members / "0.pt")
+    shutil.copy(pipe / "models" / "members" / "1.pt", members / "1.pt")
+    cmd = [
+        sys.executable,
+        "../../stages/crossfit/oof.py",
+        "--params",
+        "../../params.yaml",
+        "--folds",
+        "data/folds.npz",
+        "--members",
+        str(members),
+        "--shards",
+        "../../data/shards",
+        "--out",
+        str(tmp_path / "o.npz"),
+        "--metrics",
+        str(tmp_path / "o.json"),
+    ]
+    proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "was not trained as member 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_exp_run_changes_k(repo):
+    dst, env = repo
+    pipe = dst / PIPE
+    out = _run(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "crossfit.folds=[0,1,2]"], pipe, env
+    )
+    assert "Running stage 'train_member@2'" in out
+    assert Checkpoint.load(pipe / "models" / "ensemble.pt").config.members == 3
+    assert FoldsFile.load(pipe / "data" / "folds.npz").k == 3
