@@ -13,6 +13,10 @@ With ``--folds``/``--fold``/``--crossfit-params`` it trains one member of the cr
 ensemble (``pipelines/crossfit``): on every training map but those of its fold, for
 ``crossfit.epochs`` epochs, seeded ``train.seed + fold``; the rest is the recipe of ``train``.
 
+With ``--soft-targets``/``--student-params`` it trains the distilled student: the recipe of
+``train``, on targets that mix the out-of-fold probabilities (at ``student.temperature``) with
+the labels (``student.alpha`` of the former; wafer.model.losses.soft_targets).
+
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 """
@@ -23,18 +27,20 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
-from wafer.config.crossfit import CrossfitParams
+from wafer.config.crossfit import CrossfitParams, StudentParams
 from wafer.config.params import config_from, load_section
 from wafer.config.sections import TrainParams
-from wafer.core.errors import UsageError, one_line_errors
+from wafer.core.errors import UsageError, WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json, write_timing
-from wafer.data.crossfit import FoldsFile
+from wafer.data.crossfit import FoldsFile, OofFile
 from wafer.data.files import Shard, load_shard
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_loss
+from wafer.model.losses import soft_targets as soft_targets_of
 from wafer.model.net import ModelConfig, build_model, count_parameters
 from wafer.model.train import (
     TrainConfig,
@@ -78,6 +84,15 @@ def main(
     crossfit_params: Path | None = typer.Option(
         None, "--crossfit-params", help="params.yaml with the crossfit section (with --folds)"
     ),
+    soft_targets: Path | None = typer.Option(
+        None,
+        "--soft-targets",
+        help="distilled student (pipelines/crossfit): the out-of-fold logits file; learn from "
+        "them as well as from the labels",
+    ),
+    student_params: Path | None = typer.Option(
+        None, "--student-params", help="params.yaml with the student section (with --soft-targets)"
+    ),
 ) -> None:
     p = load_section(params, TrainParams)
     member = None
@@ -88,6 +103,12 @@ def main(
         # the member's epoch budget, and a seed of its own (its maps differ too)
         p = replace(p, epochs=cf.epochs, seed=p.seed + fold)
         member = {"fold": fold, "folds_sha256": sha256_file(folds)}
+    student = None
+    if soft_targets is not None or student_params is not None:
+        if soft_targets is None or student_params is None or member is not None:
+            raise UsageError("--soft-targets and --student-params go together, without --folds")
+        sp = load_section(student_params, StudentParams)
+        student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
@@ -96,6 +117,12 @@ def main(
     if member is not None:
         held = FoldsFile.load(folds).held_out(fold, train.rows)
         train = Shard(train.x[~held], train.y[~held], train.rows[~held])
+    y_train = train.y
+    if student is not None:
+        oof = OofFile.load(soft_targets)
+        if not np.array_equal(oof.rows, train.rows) or not np.array_equal(oof.y, train.y):
+            raise WaferInputError(soft_targets, "does not hold the training shard's maps")
+        y_train = soft_targets_of(train.y, oof.logits, sp.alpha, sp.temperature)
     cfg = config_from(ModelConfig, p)
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
@@ -107,7 +134,7 @@ def main(
         history.append(row)
         write_csv(curves, CURVE_COLUMNS, _curve_rows(history))
 
-    result = fit(model, criterion, train.x, train.y, val.x, val.y, tcfg, on_epoch=on_epoch)
+    result = fit(model, criterion, train.x, y_train, val.x, val.y, tcfg, on_epoch=on_epoch)
     finish_distributed()
     if not d.main:  # rank 0 writes every output
         return
@@ -119,6 +146,8 @@ def main(
     }
     if member is not None:
         extra["crossfit"] = member
+    if student is not None:
+        extra["student"] = student
     Checkpoint.of(model, cfg, train.size, extra).save(model_out)
     write_json(
         metrics,
@@ -132,7 +161,7 @@ def main(
         },
     )
     write_timing(
-        "train" if member is None else f"train_member_{fold}",
+        "train_student" if student else "train" if member is None else f"train_member_{fold}",
         {
             "train_seconds": result.train_seconds,
             "train_maps_per_s": result.train_maps_per_s,

@@ -1,8 +1,9 @@
 """End to end: the cross-fitting DVC pipeline (pipelines/crossfit/, its own DVC project) on tiny
 params in a temporary copy of the repository, after the root pipeline: K members as a DVC
-matrix, out-of-fold logits for every training map, the ensemble served by the root's own
-stages and by `wafer predict`, a second `dvc repro` a no-op, `dvc exp run -S` reaching K, and
-members that do not belong to the folds refused."""
+matrix, out-of-fold logits for every training map, the ensemble and the distilled student
+served by the root's own stages and by `wafer predict`, the label-noise audit, a second
+`dvc repro` a no-op, `dvc exp run -S` reaching K, and members that do not belong to the folds
+refused."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from wafer.core.classes import CLASS_NAMES
 from wafer.core.io import sha256_file
 from wafer.data.crossfit import FoldsFile, OofFile
 from wafer.data.files import load_shard
@@ -33,7 +35,7 @@ ROOT_TINY = {
     "evaluate": {"bootstrap": 20},
     "gradcam": {"max_maps": 4, "per_class": 1},
 }
-TINY = {"crossfit": {"folds": [0, 1], "epochs": 1}}
+TINY = {"crossfit": {"folds": [0, 1], "epochs": 1}, "audit": {"review": 3, "neighbours": 2}}
 
 
 def _run(args: list[str], cwd: Path, env: dict, ok: bool = True) -> str:
@@ -103,6 +105,12 @@ def test_members_oof_and_ensemble_and_a_second_repro_is_a_no_op(repo):
         "data/predictions.csv",
         "metrics/evaluate.json",
         "metrics/members/1.json",
+        "models/student.pt",
+        "models/student/thresholds.json",
+        "metrics/student/evaluate.json",
+        "reports/audit/index.html",
+        "reports/audit/label_issues.csv",
+        "metrics/audit.json",
     ):
         assert (pipe / f).is_file(), f
     out = _run([sys.executable, "-m", "dvc", "repro"], pipe, env)
@@ -197,3 +205,35 @@ def test_exp_run_changes_k(repo):
     assert "Running stage 'train_member@2'" in out
     assert Checkpoint.load(pipe / "models" / "ensemble.pt").config.members == 3
     assert FoldsFile.load(pipe / "data" / "folds.npz").k == 3
+
+
+def test_the_student_learns_from_the_out_of_fold_targets_and_is_served(repo, tmp_path):
+    dst, env = repo
+    pipe = dst / PIPE
+    student = Checkpoint.load(pipe / "models" / "student.pt")
+    assert student.config.members == 1
+    made = student.extra["student"]
+    assert made["oof_sha256"] == sha256_file(pipe / "data" / "oof.npz")
+    assert made["alpha"] == 0.7 and made["temperature"] == 2.0
+    cal = json.loads((pipe / "models" / "student" / "calibration.json").read_text())
+    assert cal["model_sha256"] == sha256_file(pipe / "models" / "student.pt")
+    test = load_shard(dst / "data" / "shards", "test")
+    np.save(tmp_path / "maps.npy", np.asarray(test.x[:3]))
+    served = ["--model", "models/student.pt", "--calibration", "models/student/calibration.json"]
+    served += ["--thresholds", "models/student/thresholds.json"]
+    out = tmp_path / "p.csv"
+    _run(["wafer", "predict", str(tmp_path / "maps.npy"), "-o", str(out), *served], pipe, env)
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_the_audit_lists_flagged_maps_and_estimates_noise_per_class(repo):
+    dst, _ = repo
+    pipe = dst / PIPE
+    m = json.loads((pipe / "metrics" / "audit.json").read_text())
+    lines = (pipe / "reports" / "audit" / "label_issues.csv").read_text().splitlines()
+    assert lines[0] == "rank,row,given,suggested,quality,p_suggested,fold"
+    assert len(lines) - 1 == m["flagged"] <= m["maps"]
+    assert set(m["per_class"]) <= set(CLASS_NAMES)
+    page = (pipe / "reports" / "audit" / "index.html").read_text()
+    assert page.count('id="rank') == min(3, m["flagged"])
+    assert "model's opinion" in page

@@ -43,6 +43,24 @@ class EnsembleParams:
     average: str = param(choices=AVERAGES)
 
 
+@dataclass(frozen=True)
+class StudentParams:
+    """The distilled student: one network of the root recipe trained on soft targets."""
+
+    SECTION: ClassVar[str] = "student"
+    alpha: float = param(lo=0.0, hi=1.0)  # weight of the out-of-fold probabilities (0: labels)
+    temperature: float = param(lo=0.0, lo_open=True)  # softens the teacher's probabilities
+
+
+@dataclass(frozen=True)
+class AuditParams:
+    """The label-noise audit (wafer.report.audit) and its review page."""
+
+    SECTION: ClassVar[str] = "audit"
+    review: int = param(lo=0)  # the most suspect maps shown on the review page
+    neighbours: int = param(lo=0, hi=20)  # nearest training maps shown with each
+
+
 CROSSFIT_SECTIONS: Mapping[str, type[Any]] = {
-    cls.SECTION: cls for cls in (CrossfitParams, EnsembleParams)
+    cls.SECTION: cls for cls in (CrossfitParams, EnsembleParams, StudentParams, AuditParams)
 }

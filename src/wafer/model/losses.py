@@ -27,7 +27,9 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = NUM_CLASSES) -
 
 
 class FocalLoss(nn.Module):
-    """Mean over the batch of ``-alpha_y (1 - p_y)^gamma log p_y``.
+    """Mean over the batch of ``-alpha_y (1 - p_y)^gamma log p_y``. With soft targets (float
+    ``(B, C)`` rows summing to 1, a distilled student's) the expectation of that over them,
+    ``-sum_c t_c alpha_c (1 - p_c)^gamma log p_c``: with one-hot rows, the same loss.
 
     ``gamma = 0`` with no ``alpha`` is exactly cross-entropy. ``alpha`` (optional per-class
     weights) is off by default: the seed found focal + class weights unstable.
@@ -41,11 +43,31 @@ class FocalLoss(nn.Module):
         )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.is_floating_point():  # soft targets (B, C): the expectation over them
+            logp_all = F.log_softmax(logits.float(), dim=1)
+            per = -((1.0 - logp_all.exp()).clamp(min=0.0) ** self.gamma) * logp_all
+            if self.alpha is not None:
+                per = per * self.alpha
+            return (target * per).sum(dim=1).mean()
         logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
         loss = -((1.0 - logp.exp()).clamp(min=0.0) ** self.gamma) * logp
         if self.alpha is not None:
             loss = loss * self.alpha[target]
         return loss.mean()
+
+
+def soft_targets(
+    labels: np.ndarray, teacher_logits: np.ndarray, alpha: float, temperature: float
+) -> np.ndarray:
+    """Distillation targets ``(N, C)`` float32: ``alpha`` x the teacher's probabilities at
+    ``temperature`` + (1 - ``alpha``) x the one-hot labels. A loss linear in its target
+    (cross-entropy, the focal loss above) on these is that mix of the two losses."""
+    z = teacher_logits.astype(np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    hard = np.eye(teacher_logits.shape[1])[np.asarray(labels, dtype=np.int64)]
+    return (alpha * p + (1.0 - alpha) * hard).astype(np.float32)
 
 
 def make_loss(
