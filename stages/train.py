@@ -17,6 +17,10 @@ With ``--soft-targets``/``--student-params`` it trains the distilled student: th
 ``train``, on targets that mix the out-of-fold probabilities (at ``student.temperature``) with
 the labels (``student.alpha`` of the former; wafer.model.losses.soft_targets).
 
+With ``--label-issues``/``--audit-params`` it trains the cleaned-label model: the recipe of
+``train`` without the maps the label-noise audit flagged (``audit.weight: 0``), or with their
+loss weighed by ``audit.weight``.
+
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 """
@@ -31,9 +35,10 @@ import numpy as np
 import torch
 import typer
 
-from wafer.config.crossfit import CrossfitParams, StudentParams
+from wafer.config.crossfit import AuditParams, CrossfitParams, StudentParams
 from wafer.config.params import config_from, load_section
 from wafer.config.sections import TrainParams
+from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json, write_timing
 from wafer.data.crossfit import FoldsFile, OofFile
@@ -51,6 +56,7 @@ from wafer.model.train import (
     seed_everything,
     torchrun_command,
 )
+from wafer.report.audit import read_label_issues
 
 app = typer.Typer(add_completion=False)
 
@@ -93,6 +99,15 @@ def main(
     student_params: Path | None = typer.Option(
         None, "--student-params", help="params.yaml with the student section (with --soft-targets)"
     ),
+    label_issues: Path | None = typer.Option(
+        None,
+        "--label-issues",
+        help="cleaned-label model (pipelines/crossfit): the audit's list of flagged maps; "
+        "leave them out or down-weight them (audit.weight)",
+    ),
+    audit_params: Path | None = typer.Option(
+        None, "--audit-params", help="params.yaml with the audit section (with --label-issues)"
+    ),
 ) -> None:
     p = load_section(params, TrainParams)
     member = None
@@ -109,6 +124,12 @@ def main(
             raise UsageError("--soft-targets and --student-params go together, without --folds")
         sp = load_section(student_params, StudentParams)
         student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
+    cleaned = None
+    if label_issues is not None or audit_params is not None:
+        if label_issues is None or audit_params is None or member or student:
+            raise UsageError("--label-issues and --audit-params go together, alone")
+        ap = load_section(audit_params, AuditParams)
+        cleaned = {"weight": ap.weight, "label_issues_sha256": sha256_file(label_issues)}
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
@@ -123,6 +144,15 @@ def main(
         if not np.array_equal(oof.rows, train.rows) or not np.array_equal(oof.y, train.y):
             raise WaferInputError(soft_targets, "does not hold the training shard's maps")
         y_train = soft_targets_of(train.y, oof.logits, sp.alpha, sp.temperature)
+    if cleaned is not None:
+        flagged = np.isin(train.rows, read_label_issues(label_issues).rows)
+        cleaned["flagged_training_maps"] = int(flagged.sum())
+        if ap.weight == 0:  # left out
+            train = Shard(train.x[~flagged], train.y[~flagged], train.rows[~flagged])
+            y_train = train.y
+        else:  # the loss is linear in its target: a target row of sum w weighs the map by w
+            y_train = np.eye(len(CLASS_NAMES), dtype=np.float32)[train.y]
+            y_train[flagged] *= ap.weight
     cfg = config_from(ModelConfig, p)
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
@@ -148,6 +178,8 @@ def main(
         extra["crossfit"] = member
     if student is not None:
         extra["student"] = student
+    if cleaned is not None:
+        extra["cleaned"] = cleaned
     Checkpoint.of(model, cfg, train.size, extra).save(model_out)
     write_json(
         metrics,
@@ -161,7 +193,13 @@ def main(
         },
     )
     write_timing(
-        "train_student" if student else "train" if member is None else f"train_member_{fold}",
+        "train_student"
+        if student
+        else "train_cleaned"
+        if cleaned
+        else "train"
+        if member is None
+        else f"train_member_{fold}",
         {
             "train_seconds": result.train_seconds,
             "train_maps_per_s": result.train_maps_per_s,

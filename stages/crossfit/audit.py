@@ -17,7 +17,7 @@ from wafer.config.params import load_section
 from wafer.config.sections import GradcamParams, InferParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import WaferInputError, one_line_errors
-from wafer.core.io import sha256_file, write_csv, write_json, write_text
+from wafer.core.io import sha256_file, write_json, write_text
 from wafer.data.crossfit import OofFile
 from wafer.data.files import Ingested, load_shard
 from wafer.explain.audit_page import Suspect, build_page, neighbours_png
@@ -26,12 +26,10 @@ from wafer.explain.report import render_example
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
 from wafer.model.net import one_hot
-from wafer.report.audit import METHOD, audit
+from wafer.report.audit import METHOD, audit, write_label_issues
 from wafer.serving.novelty import FeatureIndex
 
 app = typer.Typer(add_completion=False)
-
-COLUMNS = ["rank", "row", "given", "suggested", "quality", "p_suggested", "fold"]
 
 
 @app.command()
@@ -45,7 +43,8 @@ def main(
     index: Path = typer.Option(..., "--index", help="the ensemble's index of training maps"),
     shards: Path = typer.Option(..., "--shards", help="the root pipeline's shards"),
     ingested: Path = typer.Option(..., "--ingested", help="the root's maps at die resolution"),
-    out_dir: Path = typer.Option(..., "--out-dir", help="label_issues.csv and index.html"),
+    label_issues: Path = typer.Option(..., "--label-issues", help="the ranked list (.csv)"),
+    page: Path = typer.Option(..., "--page", help="the review page (.html)"),
     metrics: Path = typer.Option(..., "--metrics"),
 ) -> None:
     p = load_section(params, AuditParams)
@@ -69,8 +68,7 @@ def main(
         ]
         for rank, i in enumerate(a.order)
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "label_issues.csv", COLUMNS, rows)
+    write_label_issues(label_issues, rows)
     per_class = a.per_class(o.y)
 
     dev = resolve_device(cam.device)
@@ -116,8 +114,7 @@ def main(
                 ),
             )
         )
-    page = build_page(suspects, per_class, len(o.y), len(a.order), METHOD)
-    write_text(out_dir / "index.html", page)
+    write_text(page, build_page(suspects, per_class, len(o.y), len(a.order), METHOD))
     write_json(
         metrics,
         {
@@ -131,7 +128,7 @@ def main(
     )
     print(
         f"audit: {len(a.order)} of {len(o.y)} training maps flagged; "
-        f"review page of {len(suspects)} -> {out_dir / 'index.html'}"
+        f"review page of {len(suspects)} -> {page}"
     )
 
 

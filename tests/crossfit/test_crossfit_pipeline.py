@@ -111,6 +111,8 @@ def test_members_oof_and_ensemble_and_a_second_repro_is_a_no_op(repo):
         "reports/audit/index.html",
         "reports/audit/label_issues.csv",
         "metrics/audit.json",
+        "models/cleaned.pt",
+        "metrics/cleaned/evaluate.json",
     ):
         assert (pipe / f).is_file(), f
     out = _run([sys.executable, "-m", "dvc", "repro"], pipe, env)
@@ -221,6 +223,7 @@ def test_the_student_learns_from_the_out_of_fold_targets_and_is_served(repo, tmp
     np.save(tmp_path / "maps.npy", np.asarray(test.x[:3]))
     served = ["--model", "models/student.pt", "--calibration", "models/student/calibration.json"]
     served += ["--thresholds", "models/student/thresholds.json"]
+    served += ["--index", "models/student/index.npz", "--novelty", "models/student/novelty.json"]
     out = tmp_path / "p.csv"
     _run(["wafer", "predict", str(tmp_path / "maps.npy"), "-o", str(out), *served], pipe, env)
     assert len(out.read_text().splitlines()) == 4
@@ -237,3 +240,22 @@ def test_the_audit_lists_flagged_maps_and_estimates_noise_per_class(repo):
     page = (pipe / "reports" / "audit" / "index.html").read_text()
     assert page.count('id="rank') == min(3, m["flagged"])
     assert "model's opinion" in page
+
+
+def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
+    dst, env = repo
+    pipe = dst / PIPE
+    cleaned = Checkpoint.load(pipe / "models" / "cleaned.pt").extra["cleaned"]
+    flagged = json.loads((pipe / "metrics" / "audit.json").read_text())["flagged"]
+    assert cleaned["weight"] == 0.0 and cleaned["flagged_training_maps"] == flagged
+    issues = pipe / "reports" / "audit" / "label_issues.csv"
+    assert cleaned["label_issues_sha256"] == sha256_file(issues)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("rank,row\n1,2\n")
+    cmd = [sys.executable, "../../stages/train.py", "--params", "../../params.yaml"]
+    cmd += ["--shards", "../../data/shards", "--model-out", str(tmp_path / "m.pt")]
+    cmd += ["--curves", str(tmp_path / "c.csv"), "--metrics", str(tmp_path / "t.json")]
+    cmd += ["--label-issues", str(bad), "--audit-params", "params.yaml", "--no-progress"]
+    proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "not a label-issues list" in proc.stderr
+    assert "Traceback" not in proc.stderr

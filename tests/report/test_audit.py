@@ -78,3 +78,25 @@ def test_the_review_page_shows_every_suspect_and_the_noise_table():
     page = build_page([s, s], per, 100, 7, "confident learning")
     assert page.count('id="rank1"') == 2 and "model's opinion" in page
     assert "Edge-Loc 0.200" in page and "7 of 100 training maps" in page
+
+
+def test_label_issues_round_trip_and_bad_files_are_named(tmp_path):
+    from wafer.core.errors import WaferInputError
+    from wafer.report.audit import read_label_issues, write_label_issues
+
+    path = tmp_path / "l.csv"
+    write_label_issues(
+        path, [[1, 40, "Loc", "Edge-Loc", 0.01, 0.9, 2], [2, 7, "none", "Scratch", 0.1, 0.5, 0]]
+    )
+    back = read_label_issues(path)
+    assert back.rows.tolist() == [40, 7] and back.given == ("Loc", "none")
+    assert back.suggested == ("Edge-Loc", "Scratch")
+    (tmp_path / "h.csv").write_text("rank,row\n1,2\n")
+    with pytest.raises(WaferInputError, match="not a label-issues list"):
+        read_label_issues(tmp_path / "h.csv")
+    text = path.read_text().replace(",40,", ",x,")
+    (tmp_path / "r.csv").write_text(text)
+    with pytest.raises(WaferInputError, match="line 2: no integer row"):
+        read_label_issues(tmp_path / "r.csv")
+    with pytest.raises(WaferInputError):
+        read_label_issues(tmp_path / "missing.csv")

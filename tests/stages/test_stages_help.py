@@ -9,9 +9,13 @@ STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
 # the cross-fitting pipeline's own scripts (pipelines/crossfit/dvc.yaml)
 CROSSFIT = sorted(f"crossfit/{p.stem}" for p in (ROOT / "stages" / "crossfit").glob("*.py"))
 # options that may be left out: the progress switch, and train's modes of pipelines/crossfit (a
-# member's folds file, fold and params file; the student's soft targets and params file)
+# member's folds file, fold and params file; the student's soft targets and params file; the
+# cleaned-label model's list of flagged maps and params file)
 OPTIONAL = {"progress"}
-MEMBER_OPTIONS = {"train": {"folds", "fold", "crossfit_params", "soft_targets", "student_params"}}
+MEMBER_OPTIONS = {
+    "train": {"folds", "fold", "crossfit_params", "soft_targets", "student_params"}
+    | {"label_issues", "audit_params"}
+}
 
 
 def test_every_dvc_stage_has_a_script():

@@ -59,6 +59,7 @@ class AuditParams:
     SECTION: ClassVar[str] = "audit"
     review: int = param(lo=0)  # the most suspect maps shown on the review page
     neighbours: int = param(lo=0, hi=20)  # nearest training maps shown with each
+    weight: float = param(lo=0.0, hi=1.0)  # a flagged map's loss weight in train_cleaned (0: out)
 
 
 CROSSFIT_SECTIONS: Mapping[str, type[Any]] = {

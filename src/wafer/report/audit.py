@@ -26,8 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from wafer.core.classes import CLASS_NAMES
-from wafer.core.errors import UsageError
+from wafer.core.errors import UsageError, WaferInputError
+from wafer.core.io import write_csv
 
+COLUMNS = ("rank", "row", "given", "suggested", "quality", "p_suggested", "fold")
 METHOD = "confident learning (cleanlab find_label_issues, prune_by_noise_rate; self_confidence)"
 
 
@@ -93,3 +95,44 @@ def audit(logits: np.ndarray, labels: np.ndarray) -> Audit:
     others[np.arange(len(labels)), labels] = -1.0
     joint = estimate_joint(labels, probs)
     return Audit(np.asarray(order, dtype=np.int64), quality, others.argmax(1), joint, probs)
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """The audit's list (``label_issues.csv``, :data:`COLUMNS`): the flagged maps' ingested
+    rows, most suspect first, with their given and suggested labels."""
+
+    rows: np.ndarray  # (M,) int64
+    given: tuple[str, ...]
+    suggested: tuple[str, ...]
+
+
+def write_label_issues(path, table: list[list]) -> None:
+    """Write the ranked list (rows of :data:`COLUMNS` values), atomically."""
+    write_csv(path, COLUMNS, table)
+
+
+def read_label_issues(path) -> LabelIssues:
+    """Read the ranked list; a file that is not one raises WaferInputError naming it."""
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != COLUMNS:
+                raise WaferInputError(path, f"not a label-issues list (header {header})")
+            body = list(reader)
+    except OSError as exc:
+        raise WaferInputError(path, str(exc)) from None
+    rows, given, suggested = [], [], []
+    for i, r in enumerate(body, start=2):
+        try:
+            rows.append(int(r[1]))
+        except (IndexError, ValueError):
+            raise WaferInputError(path, f"line {i}: no integer row") from None
+        if r[2] not in CLASS_NAMES or r[3] not in CLASS_NAMES:
+            raise WaferInputError(path, f"line {i}: labels {r[2]!r}, {r[3]!r} are not classes")
+        given.append(r[2])
+        suggested.append(r[3])
+    return LabelIssues(np.array(rows, dtype=np.int64), tuple(given), tuple(suggested))
