@@ -25,6 +25,7 @@ from wafer.explain.cam import compute_cam, resolve_layer_name, target_layer, ups
 from wafer.explain.report import render_example
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.members import member_file
 from wafer.model.net import one_hot
 from wafer.report.audit import METHOD, audit, write_label_issues
 from wafer.serving.novelty import FeatureIndex
@@ -82,10 +83,15 @@ def main(
     where = {int(r): q for q, r in enumerate(feats.rows)}
     ing = Ingested.load(ingested)
     layer = resolve_layer_name(cam.layer, ens_ckpt.config.stem, ens_ckpt.input_size)
-    suspects = []
+    suspects, nets = [], {}  # each out-of-fold member loaded once, checked against the oof file
     for rank, (i, e) in enumerate(zip(shown, ens_label, strict=True)):
         row, fold = int(o.rows[i]), int(o.fold[i])
-        member, _ = load_model(members / f"{fold}.pt", dev)
+        if fold not in nets:
+            path = member_file(members, fold)
+            if sha256_file(path) != o.member_sha256[fold]:
+                raise WaferInputError(path, f"is not the member that gave {oof} its fold {fold}")
+            nets[fold] = load_model(path, dev)[0]
+        member = nets[fold]
         x = one_hot(torch.from_numpy(np.ascontiguousarray(train.x[i : i + 1])).to(dev))
         t = torch.tensor([int(a.suggested[i])], device=dev)
         m = ing.map(row)

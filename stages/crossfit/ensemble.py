@@ -24,6 +24,7 @@ from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.members import load_members
 from wafer.model.net import combine
 from wafer.report.metrics import macro_f1
 
@@ -44,19 +45,11 @@ def main(
     p = load_section(params, EnsembleParams)
     infer = load_section(root_params, InferParams)
     k = FoldsFile.load(folds).k
-    folds_sha = sha256_file(folds)
-    paths = [members / f"{i}.pt" for i in range(k)]
-    ckpts = []
-    for i, path in enumerate(paths):
-        ckpt = Checkpoint.load(path)
-        made = ckpt.extra.get("crossfit", {})
-        if made.get("fold") != i or made.get("folds_sha256") != folds_sha:
-            raise WaferInputError(path, f"was not trained as member {i} of {folds}")
-        ckpts.append(ckpt)
+    paths, ckpts = zip(*load_members(members, folds, k), strict=True)
     extra = {
         "ensemble": {
             "average": p.average,
-            "folds_sha256": folds_sha,
+            "folds_sha256": sha256_file(folds),
             "members": [
                 {"file": path.name, "sha256": sha256_file(path), "train": c.extra.get("train")}
                 for path, c in zip(paths, ckpts, strict=True)

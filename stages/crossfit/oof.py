@@ -13,21 +13,16 @@ import typer
 
 from wafer.config.params import load_section
 from wafer.config.sections import InferParams
-from wafer.core.errors import WaferInputError, one_line_errors
+from wafer.core.errors import one_line_errors
 from wafer.core.io import sha256_file, write_json
 from wafer.data.crossfit import FoldsFile, OofFile
 from wafer.data.files import load_shard
-from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
+from wafer.model.members import load_members
 from wafer.model.runtime import make_runtime
 from wafer.report.metrics import macro_f1
 
 app = typer.Typer(add_completion=False)
-
-
-def member_path(members: Path, fold: int) -> Path:
-    """Member ``fold``'s file in the members folder (dvc.yaml's train_member@fold output)."""
-    return members / f"{fold}.pt"
 
 
 @app.command()
@@ -42,17 +37,12 @@ def main(
 ) -> None:
     p = load_section(params, InferParams)
     f = FoldsFile.load(folds)
-    folds_sha = sha256_file(folds)
     train = load_shard(shards, "train")
     dev = resolve_device(p.device)
     logits: np.ndarray | None = None
     shas, per_fold = [], {}
-    for k in range(f.k):
-        path = member_path(members, k)
-        net, ckpt = load_model(path, dev)
-        made = ckpt.extra.get("crossfit", {})
-        if made.get("fold") != k or made.get("folds_sha256") != folds_sha:
-            raise WaferInputError(path, f"was not trained as member {k} of {folds}")
+    for k, (path, ckpt) in enumerate(load_members(members, folds, f.k)):
+        net = ckpt.build(dev)
         held = f.held_out(k, train.rows)
         out_k = predict_outputs(
             make_runtime(net, dev, "eager"),
