@@ -179,6 +179,19 @@ def transfer_runs() -> list[dict]:
             "params": d.parent / "params.yaml",
         }
         runs.append(run)
+    # the two arms are compared run against run: every run must share one donor, one data file
+    # and one kind of processor (a retrained model differs across CPU kinds)
+    for key, what in (
+        (lambda r: r["donor"]["sha256"], "donor checkpoint"),
+        (lambda r: r["data"]["sha256"], "data file"),
+        (lambda r: r["machine"].get("cpu_capability"), "processor kind"),
+    ):
+        seen = {key(r): r["run"] for r in runs}
+        if len(seen) > 1:
+            raise SystemExit(
+                f"{TRANSFER.relative_to(ROOT)}: the runs do not share one {what} "
+                f"({', '.join(f'{run}: {v}' for v, run in seen.items())}); rerun the study alone"
+            )
     return runs
 
 
