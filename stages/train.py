@@ -9,17 +9,17 @@ data-parallel processes on this machine (gloo on CPU, NCCL on CUDA); rank 0 alon
 outputs. Started by ``torchrun`` directly (several nodes: ``--nnodes``, ``--rdzv-endpoint``, see
 README), it joins that process group instead and ``train.nproc`` is not used.
 
-With ``--folds``/``--fold``/``--crossfit-params`` it trains one member of the cross-fitted
-ensemble (``pipelines/crossfit``): on every training map but those of its fold, for
-``crossfit.epochs`` epochs, seeded ``train.seed + fold``; the rest is the recipe of ``train``.
+With ``--crossfit-params`` (``pipelines/crossfit/params.yaml``) it trains one of the models of
+the cross-fitting pipeline, each for ``crossfit.epochs`` epochs (the rest is the recipe of
+``train``), and exactly one of:
 
-With ``--soft-targets``/``--student-params`` it trains the distilled student: the recipe of
-``train``, on targets that mix the out-of-fold probabilities (at ``student.temperature``) with
-the labels (``student.alpha`` of the former; wafer.model.losses.soft_targets).
-
-With ``--label-issues``/``--audit-params`` it trains the cleaned-label model: the recipe of
-``train`` without the maps the label-noise audit flagged (``audit.weight: 0``), or with their
-loss weighed by ``audit.weight``.
+- ``--folds``/``--fold``: a member of the cross-fitted ensemble, on every training map but those
+  of its fold, seeded ``train.seed + fold``;
+- ``--soft-targets``: the distilled student, on targets that mix the out-of-fold probabilities
+  (at ``student.temperature``) with the labels (``student.alpha`` of the former;
+  wafer.model.losses.soft_targets);
+- ``--label-issues``: the cleaned-label model, without the maps the label-noise audit flagged
+  (``audit.weight: 0``), or with their loss weighed by ``audit.weight``.
 
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
@@ -87,17 +87,11 @@ def main(
         "training map but those of --fold",
     ),
     fold: int | None = typer.Option(None, "--fold", help="the fold this member leaves out"),
-    crossfit_params: Path | None = typer.Option(
-        None, "--crossfit-params", help="params.yaml with the crossfit section (with --folds)"
-    ),
     soft_targets: Path | None = typer.Option(
         None,
         "--soft-targets",
         help="distilled student (pipelines/crossfit): the out-of-fold logits file; learn from "
         "them as well as from the labels",
-    ),
-    student_params: Path | None = typer.Option(
-        None, "--student-params", help="params.yaml with the student section (with --soft-targets)"
     ),
     label_issues: Path | None = typer.Option(
         None,
@@ -105,30 +99,37 @@ def main(
         help="cleaned-label model (pipelines/crossfit): the audit's list of flagged maps; "
         "leave them out or down-weight them (audit.weight)",
     ),
-    audit_params: Path | None = typer.Option(
-        None, "--audit-params", help="params.yaml with the audit section (with --label-issues)"
+    crossfit_params: Path | None = typer.Option(
+        None,
+        "--crossfit-params",
+        help="pipelines/crossfit's params.yaml (crossfit.epochs, student, audit), with one of "
+        "--folds/--fold, --soft-targets, --label-issues",
     ),
 ) -> None:
     p = load_section(params, TrainParams)
-    member = None
-    if folds is not None or fold is not None or crossfit_params is not None:
-        if folds is None or fold is None or crossfit_params is None:
-            raise UsageError("--folds, --fold and --crossfit-params go together")
-        cf = load_section(crossfit_params, CrossfitParams)
-        # the member's epoch budget, and a seed of its own (its maps differ too)
-        p = replace(p, epochs=cf.epochs, seed=p.seed + fold)
+    modes = (
+        folds is not None or fold is not None,
+        soft_targets is not None,
+        label_issues is not None,
+    )
+    if sum(modes) > 1 or any(modes) != (crossfit_params is not None):
+        raise UsageError(
+            "--crossfit-params goes with exactly one of --folds/--fold, --soft-targets, "
+            "--label-issues"
+        )
+    member = student = cleaned = None
+    if crossfit_params is not None:  # every model of the cross-fitting pipeline: its epoch budget
+        p = replace(p, epochs=load_section(crossfit_params, CrossfitParams).epochs)
+    if folds is not None or fold is not None:
+        if folds is None or fold is None:
+            raise UsageError("--folds and --fold go together")
+        p = replace(p, seed=p.seed + fold)  # a seed of its own (its maps differ too)
         member = {"fold": fold, "folds_sha256": sha256_file(folds)}
-    student = None
-    if soft_targets is not None or student_params is not None:
-        if soft_targets is None or student_params is None or member is not None:
-            raise UsageError("--soft-targets and --student-params go together, without --folds")
-        sp = load_section(student_params, StudentParams)
+    if soft_targets is not None:
+        sp = load_section(crossfit_params, StudentParams)
         student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
-    cleaned = None
-    if label_issues is not None or audit_params is not None:
-        if label_issues is None or audit_params is None or member or student:
-            raise UsageError("--label-issues and --audit-params go together, alone")
-        ap = load_section(audit_params, AuditParams)
+    if label_issues is not None:
+        ap = load_section(crossfit_params, AuditParams)
         cleaned = {"weight": ap.weight, "label_issues_sha256": sha256_file(label_issues)}
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])

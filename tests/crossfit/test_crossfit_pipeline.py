@@ -30,7 +30,7 @@ PIPE = Path("pipelines/crossfit")
 ROOT_TINY = {
     "synthesize": {"n_maps": 240, "floor": 0.06},
     "shard": {"input_px": 16},
-    "train": {"epochs": 1, "batch_size": 32, "patience": 2},
+    "train": {"epochs": 2, "batch_size": 32, "patience": 2},  # crossfit.epochs (1) overrides it
     "infer": {"batch_size": 256, "views": 2},
     "evaluate": {"bootstrap": 20},
     "gradcam": {"max_maps": 4, "per_class": 1},
@@ -221,6 +221,7 @@ def test_the_student_learns_from_the_out_of_fold_targets_and_is_served(repo, tmp
     pipe = dst / PIPE
     student = Checkpoint.load(pipe / "models" / "student.pt")
     assert student.config.members == 1
+    assert student.extra["train"]["epochs"] == TINY["crossfit"]["epochs"]  # not train.epochs
     made = student.extra["student"]
     assert made["oof_sha256"] == sha256_file(pipe / "data" / "oof.npz")
     assert made["alpha"] == 0.7 and made["temperature"] == 2.0
@@ -255,6 +256,8 @@ def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
     cleaned = Checkpoint.load(pipe / "models" / "cleaned.pt").extra["cleaned"]
     flagged = json.loads((pipe / "metrics" / "audit.json").read_text())["flagged"]
     assert cleaned["weight"] == 0.0 and cleaned["flagged_training_maps"] == flagged
+    trained = Checkpoint.load(pipe / "models" / "cleaned.pt").extra["train"]
+    assert trained["epochs"] == TINY["crossfit"]["epochs"] and trained["seed"] == 0
     issues = pipe / "reports" / "audit" / "label_issues.csv"
     assert cleaned["label_issues_sha256"] == sha256_file(issues)
     bad = tmp_path / "bad.csv"
@@ -262,7 +265,7 @@ def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
     cmd = [sys.executable, "../../stages/train.py", "--params", "../../params.yaml"]
     cmd += ["--shards", "../../data/shards", "--model-out", str(tmp_path / "m.pt")]
     cmd += ["--curves", str(tmp_path / "c.csv"), "--metrics", str(tmp_path / "t.json")]
-    cmd += ["--label-issues", str(bad), "--audit-params", "params.yaml", "--no-progress"]
+    cmd += ["--label-issues", str(bad), "--crossfit-params", "params.yaml", "--no-progress"]
     proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not a label-issues list" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -8,14 +8,11 @@ from conftest import ROOT
 STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
 # the cross-fitting pipeline's own scripts (pipelines/crossfit/dvc.yaml)
 CROSSFIT = sorted(f"crossfit/{p.stem}" for p in (ROOT / "stages" / "crossfit").glob("*.py"))
-# options that may be left out: the progress switch, and train's modes of pipelines/crossfit (a
-# member's folds file, fold and params file; the student's soft targets and params file; the
-# cleaned-label model's list of flagged maps and params file)
+# options that may be left out: the progress switch, and train's modes of pipelines/crossfit (its
+# params file, with a member's folds file and fold, the student's soft targets or the
+# cleaned-label model's list of flagged maps)
 OPTIONAL = {"progress"}
-MEMBER_OPTIONS = {
-    "train": {"folds", "fold", "crossfit_params", "soft_targets", "student_params"}
-    | {"label_issues", "audit_params"}
-}
+MEMBER_OPTIONS = {"train": {"crossfit_params", "folds", "fold", "soft_targets", "label_issues"}}
 
 
 def test_every_dvc_stage_has_a_script():
@@ -83,3 +80,31 @@ def test_paths_are_written_once_in_dvc_yaml():
         assert text.count(rel) == 1, (name, rel)
         for f in code:
             assert rel not in f.read_text(), (rel, f.name)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--crossfit-params", "params.yaml"],  # no mode
+        ["--folds", "f.npz", "--fold", "0"],  # a mode without the params file
+        ["--soft-targets", "o.npz", "--label-issues", "l.csv", "--crossfit-params", "p.yaml"],
+        [
+            "--folds",
+            "f.npz",
+            "--crossfit-params",
+            str(ROOT / "pipelines/crossfit/params.yaml"),
+        ],  # no --fold
+    ],
+)
+def test_train_takes_one_crossfit_mode_with_its_params_file(extra, load_stage, tmp_path):
+    """stages/train.py trains the root's model, or exactly one model of pipelines/crossfit
+    (a member, the student, the cleaned-label model) with that pipeline's params file; any other
+    combination is refused in one line before anything is read or written."""
+    runner = CliRunner()
+    out = tmp_path / "m.pt"
+    args = ["--params", str(ROOT / "params.yaml"), "--shards", str(tmp_path / "none")]
+    args += ["--model-out", str(out), "--curves", str(tmp_path / "c.csv")]
+    args += ["--metrics", str(tmp_path / "t.json"), *extra]
+    result = runner.invoke(load_stage("train").app, args)
+    assert result.exit_code != 0 and not out.exists()
+    assert "go" in result.output and "Traceback" not in result.output, result.output

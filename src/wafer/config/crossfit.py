@@ -32,7 +32,7 @@ class CrossfitParams:
         lengths=tuple(range(2, 21)), item=Rule(int, lo=0), check=folds_in_order
     )
     seed: int = param(**SEED)  # fold assignment; independent of split.seed and train.seed
-    epochs: int = param(lo=1)  # each member's epoch budget (the rest of train.* is the recipe)
+    epochs: int = param(lo=1)  # every model's epoch budget here (the rest of train.* is the recipe)
 
 
 @dataclass(frozen=True)
