@@ -297,10 +297,15 @@ def transfer_section() -> list[str]:
     for r in sorted(runs, key=lambda r: (r["fraction"], r["seed"], r["arm"])):
         secs = r["train_timing"]["train_seconds"]
         reused = " (model of `real-bce-52px`)" if r.get("reused_model_of") else ""
+        noted = " *" if r.get("note") else ""
         lines.append(
             f"| `{r['run']}`{reused} | {r['train_maps']} | {r['epochs_run']} ({r['best_epoch']}) "
-            f"| {_f(r['val'])} | {_f(r['test'])} | {_f(r['test_exact'])} | {secs / 60:.1f} min |"
+            f"| {_f(r['val'])} | {_f(r['test'])} | {_f(r['test_exact'])} | "
+            f"{secs / 60:.1f} min{noted} |"
         )
+    notes = [f"`{r['run']}`: {r['note']}" for r in runs if r.get("note")]
+    if notes:
+        lines += ["", "\\* " + " ".join(notes)]
     missing = [
         f"{a} {f:.0%} seed {s}"
         for f in fractions

@@ -39,8 +39,13 @@ def test_every_transfer_run_names_its_arm_donor_machine_and_training_maps():
         return  # the study has not been run here
     assert (RUNS / "transfer" / "transfer.png").is_file()  # the page shows it
     seen = {}
+    # one donor, the one the donor folder describes, and one kind of processor for every run
+    donor = json.loads((RUNS / "transfer" / "donor" / "timing.json").read_text())["model_sha256"]
+    kinds = set()
     for path in runs:
         run = json.loads(path.read_text())
+        assert run["donor"]["sha256"] == donor, path.parent.name
+        kinds.add(run["machine"]["cpu_capability"])
         train = json.loads((path.parent / "train.json").read_text())
         assert run["arm"] in ("scratch", "donor") and 0 < run["fraction"] <= 1
         assert run["machine"]["cpu_model"] and run["commit"]
@@ -51,3 +56,4 @@ def test_every_transfer_run_names_its_arm_donor_machine_and_training_maps():
             assert train.get("init") is None
         key = (run["fraction"], run["seed"])
         assert seen.setdefault(key, train["train_maps"]) == train["train_maps"], key
+    assert len(kinds) == 1, kinds
