@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from results_screen import screen_section  # scripts/, next to this file
+from results_crossfit import crossfit_section  # scripts/, next to this file
+from results_screen import screen_section
 
 from wafer.config.rules import NOVELTY_METHODS
 from wafer.core.classes import CLASS_NAMES
@@ -435,6 +436,7 @@ def render(runs: dict[str, Run]) -> str:
     lines += _seeds(runs)
     lines += _seed_comparison(runs, chosen)
     lines += screen_section(runs, RESULTS)
+    lines += crossfit_section(RESULTS / "crossfit")
     lines += _novelty(RESULTS / "novelty")
     lines += [
         "",

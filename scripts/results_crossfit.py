@@ -1,0 +1,246 @@
+"""docs/RESULTS.md's cross-fitting section (issue 25), rendered by scripts/report_results.py:
+for every saved cross-fitting run (``results/crossfit/<name>/``, written by
+scripts/real_crossfit.sh), the single model, the ensemble, the distilled student and the
+cleaned-label model side by side on validation and test at both operating points
+(prevalence-corrected macro-F1), with their training and serving cost; the choices the run
+makes on validation (the ensemble's averaging, whether cleaning is adopted, which model
+validation prefers); and the label-noise audit's per-class estimate.
+
+A run folder holds what the pipelines wrote, copied: ``metrics/`` (pipelines/crossfit's
+metrics tree), ``single/`` (the root pipeline's ``evaluate.json`` and ``timing/train.json``:
+the single model of the same recipe on the same maps), ``params.yaml`` (crossfit's own),
+``root_params.yaml`` (the recipe), ``command.txt``, ``commit.txt`` and ``audit/`` (the
+label-issues list and review page). Nothing here reads a model or a map."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+POINTS = ("macro_f1", "cost")
+TARGETS = {"ensemble": 0.93, "student": 0.92}  # issue 25's goals, test at the macro_f1 point
+
+
+@dataclass
+class CrossfitRun:
+    name: str
+    path: Path
+    metrics: dict  # relative path without .json (e.g. "student/evaluate") -> content
+    single: dict  # the root's evaluate.json
+    single_train: dict  # the root's timing/train.json ({} when not saved)
+    params: dict
+    root_params: dict
+    command: str
+    commit: str
+
+    def evaluate(self, model: str) -> dict | None:
+        if model == "single":
+            return self.single
+        key = {"ensemble": "evaluate"}.get(model, f"{model}/evaluate")
+        return self.metrics.get(key)
+
+    @property
+    def members(self) -> int:
+        return int(self.metrics["ensemble"]["members"])
+
+    @property
+    def views(self) -> int:
+        return int(self.metrics["ensemble"]["views"])
+
+    def train_seconds(self, model: str) -> float:
+        """The model's own training time (the members' sum for the ensemble)."""
+        if model == "single":
+            return float(self.single_train.get("train_seconds", math.nan))
+        if model == "ensemble":
+            return sum(
+                float(v["train_seconds"])
+                for k, v in self.metrics.items()
+                if k.startswith("timing/train_member_")
+            )
+        return float(self.metrics.get(f"timing/train_{model}", {}).get("train_seconds", math.nan))
+
+
+def _read_tree(folder: Path) -> dict[str, dict]:
+    return {
+        f.relative_to(folder).with_suffix("").as_posix(): json.loads(f.read_text())
+        for f in sorted(folder.rglob("*.json"))
+    }
+
+
+def load_crossfit_runs(root: Path) -> list[CrossfitRun]:
+    if not root.is_dir():
+        return []
+    runs = []
+    for d in sorted(p for p in root.iterdir() if (p / "metrics" / "evaluate.json").is_file()):
+        single = d / "single"
+        runs.append(
+            CrossfitRun(
+                name=d.name,
+                path=d,
+                metrics=_read_tree(d / "metrics"),
+                single=json.loads((single / "evaluate.json").read_text()),
+                single_train=json.loads((single / "timing" / "train.json").read_text())
+                if (single / "timing" / "train.json").is_file()
+                else {},
+                params=yaml.safe_load((d / "params.yaml").read_text()),
+                root_params=yaml.safe_load((d / "root_params.yaml").read_text()),
+                command=(d / "command.txt").read_text().strip(),
+                commit=(d / "commit.txt").read_text().strip(),
+            )
+        )
+    return runs
+
+
+def _pc(e: dict, split: str, point: str) -> float:
+    return float(e[split][point]["prevalence_corrected"]["macro_f1"])
+
+
+def _ci(e: dict, split: str, point: str) -> str:
+    ci = e[split][point]["prevalence_corrected"]["macro_f1_ci95"]
+    return f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def _minutes(seconds: float) -> str:
+    return "not saved" if math.isnan(seconds) else f"{seconds / 60:.1f} min"
+
+
+def models(run: CrossfitRun) -> list[str]:
+    """The models this run evaluated, in the page's order."""
+    return [m for m in ("single", "ensemble", "student", "cleaned") if run.evaluate(m)]
+
+
+def validation_choice(run: CrossfitRun) -> dict[str, object]:
+    """The run's choices, each on validation only (prevalence-corrected macro-F1 at the
+    `macro_f1` point for the models; argmax macro-F1 with the served TTA for the averaging,
+    as metrics/ensemble.json measures it)."""
+    val = {m: _pc(run.evaluate(m), "val", "macro_f1") for m in models(run)}
+    ens = run.metrics["ensemble"]["val_macro_f1"]
+    out: dict[str, object] = {
+        "val": val,
+        "average_preferred": "logit" if ens["average_logit"] >= ens["average_prob"] else "prob",
+        "average_served": run.params["ensemble"]["average"],
+        "best": max((m for m in val if m != "cleaned"), key=lambda m: val[m]),
+    }
+    if "cleaned" in val:
+        out["cleaning_adopted"] = val["cleaned"] > val["single"]
+    return out
+
+
+def _side_by_side(run: CrossfitRun) -> list[str]:
+    lines = [
+        "| model | members | forward passes a map | training | val `macro_f1` | "
+        "test `macro_f1` [95 % CI] | val `cost` | test `cost` | test escapes / false alarms "
+        "(`cost`) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    members_s = run.train_seconds("ensemble")
+    for m in models(run):
+        e = run.evaluate(m)
+        k = run.members if m == "ensemble" else 1
+        own = run.train_seconds(m)
+        train = _minutes(own)
+        if m in ("student", "cleaned"):  # needs the members' out-of-fold logits first
+            train += f" (+ members {_minutes(members_s)})"
+        c = e["test"]["cost"]
+        lines.append(
+            f"| {m} | {k} | {k * int(e['views'])} | {train} | "
+            f"{_pc(e, 'val', 'macro_f1'):.3f} | {_pc(e, 'test', 'macro_f1'):.3f} "
+            f"{_ci(e, 'test', 'macro_f1')} | {_pc(e, 'val', 'cost'):.3f} | "
+            f"{_pc(e, 'test', 'cost'):.3f} | {c['escapes']:.0f} / {c['false_alarms']:.0f} |"
+        )
+    return lines
+
+
+def _choices(run: CrossfitRun) -> list[str]:
+    ch = validation_choice(run)
+    ens = run.metrics["ensemble"]["val_macro_f1"]
+    members = ", ".join(f"{v:.3f}" for v in ens["members"])
+    lines = [
+        "",
+        f"Choices, on validation only: the members' argmax macro-F1 {members}; averaged "
+        f"logits {ens['average_logit']:.3f}, probabilities {ens['average_prob']:.3f}: "
+        f"validation prefers `{ch['average_preferred']}`, the run served "
+        f"`{ch['average_served']}`"
+        + ("" if ch["average_preferred"] == ch["average_served"] else " (**not** the preferred)")
+        + f". Of the models a fab would serve, validation prefers the **{ch['best']}** "
+        f"({ch['val'][ch['best']]:.3f}).",
+    ]
+    if "cleaning_adopted" in ch:
+        v = ch["val"]
+        w = run.params["audit"]["weight"]
+        how = "left out" if w == 0 else f"weighed {w:g}"
+        lines.append(
+            f"Cleaning (flagged training maps {how}): validation {v['cleaned']:.3f} against the "
+            f"single model's {v['single']:.3f}: "
+            + ("**adopted**" if ch["cleaning_adopted"] else "**not adopted**, it does not help")
+            + "."
+        )
+    for m, goal in TARGETS.items():
+        e = run.evaluate(m)
+        if e is not None:
+            got = _pc(e, "test", "macro_f1")
+            verdict = "met" if got >= goal else "not met"
+            lines.append(f"Goal for the {m}: test ≥ {goal:.2f}: {got:.3f}, {verdict}.")
+    return lines
+
+
+def _noise(run: CrossfitRun) -> list[str]:
+    a = run.metrics.get("audit")
+    if a is None:
+        return []
+    lines = [
+        "",
+        f"Label-noise audit ({a['method']}, on the out-of-fold probabilities of "
+        f"{a['maps']} training maps): {a['flagged']} flagged ({100 * a['flagged_share']:.1f} "
+        "%). Estimated noise rate per given class and where its mislabelled maps most likely "
+        "belong; the model's opinion, not ground truth (a class the model finds hard looks "
+        "noisier for that reason too):",
+        "",
+        "| given class | maps | flagged | estimated noise rate | most likely true classes |",
+        "|---|---|---|---|---|",
+    ]
+    for cls, v in a["per_class"].items():
+        top = sorted(v["estimated_true_class"].items(), key=lambda kv: -kv[1])[:2]
+        where = ", ".join(f"{c} {100 * p:.1f} %" for c, p in top) or "-"
+        lines.append(
+            f"| {cls} | {v['maps']} | {v['flagged']} | "
+            f"{100 * v['estimated_noise_rate']:.1f} % | {where} |"
+        )
+    return lines
+
+
+def crossfit_section(root: Path) -> list[str]:
+    runs = load_crossfit_runs(root)
+    if not runs:
+        return []
+    lines = [
+        "",
+        "## Cross-fitting: ensemble, distilled student, label-noise audit",
+        "",
+        "`pipelines/crossfit` (docs/CROSSFIT.md): K members on K folds of the training split, "
+        "served as one ensemble; a student distilled from their out-of-fold probabilities; a "
+        "model trained without the maps the audit flags. Every model is calibrated, "
+        "thresholded and evaluated by the root's stages on the same validation and test maps "
+        "as the single model; macro-F1 is prevalence-corrected; forward passes a map are "
+        "members × TTA views.",
+    ]
+    for run in runs:
+        tr = run.root_params["train"]
+        lines += [
+            "",
+            f"### {run.name}",
+            "",
+            f"{run.members} members, `crossfit.epochs` {run.params['crossfit']['epochs']} "
+            f"(the single model: `train.epochs` {tr['epochs']}), "
+            f"{run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']} (a member's: "
+            f"+ its fold), commit {run.commit[:7]}. Command: `{run.command}`",
+            "",
+        ]
+        lines += _side_by_side(run)
+        lines += _choices(run)
+        lines += _noise(run)
+    return lines

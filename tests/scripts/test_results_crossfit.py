@@ -1,0 +1,109 @@
+"""scripts/results_crossfit.py: the cross-fitting section of docs/RESULTS.md (issue 25) puts the
+single model, the ensemble, the student and the cleaned-label model side by side, states the
+choices validation makes (and only validation), and renders the audit's per-class noise."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+
+import yaml
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import results_crossfit as rc  # noqa: E402 - a script, imported by path
+
+CROSSFIT = ROOT / "pipelines" / "crossfit"
+
+
+def _saved_run(root, name="synthetic"):
+    """A run folder as scripts/real_crossfit.sh saves it, from the committed synthetic default."""
+    d = root / name
+    shutil.copytree(CROSSFIT / "metrics", d / "metrics")
+    (d / "single" / "timing").mkdir(parents=True)
+    shutil.copy(ROOT / "metrics" / "evaluate.json", d / "single")
+    shutil.copy(ROOT / "metrics" / "timing" / "train.json", d / "single" / "timing")
+    shutil.copy(CROSSFIT / "params.yaml", d / "params.yaml")
+    shutil.copy(ROOT / "params.yaml", d / "root_params.yaml")
+    (d / "command.txt").write_text("cd pipelines/crossfit && dvc exp run -n synthetic\n")
+    (d / "commit.txt").write_text("0123456789abcdef\n")
+    return d
+
+
+def _set_val(d, rel, value):
+    """Overwrite a model's validation macro-F1 (macro_f1 point, prevalence-corrected)."""
+    f = d / "metrics" / rel
+    e = json.loads(f.read_text())
+    e["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"] = value
+    f.write_text(json.dumps(e))
+
+
+def test_side_by_side_with_costs_and_noise(tmp_path):
+    _saved_run(tmp_path)
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    runs = rc.load_crossfit_runs(tmp_path)
+    run = runs[0]
+    assert rc.models(run) == ["single", "ensemble", "student", "cleaned"]
+    for m in ("single", "ensemble", "student", "cleaned"):
+        assert f"| {m} |" in text
+    ens = run.evaluate("ensemble")
+    assert f"{ens['test']['macro_f1']['prevalence_corrected']['macro_f1']:.3f}" in text
+    # an ensemble's map costs members x views forward passes, a single model's views
+    assert f"| ensemble | {run.members} | {run.members * run.views} |" in text
+    members = sum(
+        json.loads((CROSSFIT / "metrics" / "timing" / f"train_member_{k}.json").read_text())[
+            "train_seconds"
+        ]
+        for k in range(run.members)
+    )
+    assert f"{members / 60:.1f} min" in text
+    audit = json.loads((CROSSFIT / "metrics" / "audit.json").read_text())
+    for cls, v in audit["per_class"].items():
+        assert f"| {cls} | {v['maps']} | {v['flagged']} |" in text
+    assert "not ground truth" in text
+
+
+def test_choices_follow_validation_not_test(tmp_path):
+    d = _saved_run(tmp_path)
+    _set_val(d, "evaluate.json", 0.99)  # ensemble best on validation...
+    _set_val(d, "student/evaluate.json", 0.50)
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    student = run.evaluate("student")
+    assert rc.validation_choice(run)["best"] == "ensemble"
+    # ...whatever test says: a much better student on test changes nothing
+    boosted = copy.deepcopy(student)
+    boosted["test"]["macro_f1"]["prevalence_corrected"]["macro_f1"] = 0.999
+    (d / "metrics" / "student" / "evaluate.json").write_text(json.dumps(boosted))
+    assert rc.validation_choice(rc.load_crossfit_runs(tmp_path)[0])["best"] == "ensemble"
+
+
+def test_cleaning_adopted_only_when_validation_improves(tmp_path):
+    d = _saved_run(tmp_path)
+    single = json.loads((d / "single" / "evaluate.json").read_text())
+    s = single["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"]
+    _set_val(d, "cleaned/evaluate.json", s - 0.01)
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    assert rc.validation_choice(run)["cleaning_adopted"] is False
+    assert "**not adopted**" in "\n".join(rc.crossfit_section(tmp_path))
+    _set_val(d, "cleaned/evaluate.json", s + 0.01)
+    assert "**adopted**" in "\n".join(rc.crossfit_section(tmp_path))
+
+
+def test_averaging_choice_flags_a_served_average_validation_does_not_prefer(tmp_path):
+    d = _saved_run(tmp_path)
+    ens = json.loads((d / "metrics" / "ensemble.json").read_text())
+    served = yaml.safe_load((d / "params.yaml").read_text())["ensemble"]["average"]
+    other = "prob" if served == "logit" else "logit"
+    ens["val_macro_f1"][f"average_{served}"] = 0.1
+    ens["val_macro_f1"][f"average_{other}"] = 0.9
+    (d / "metrics" / "ensemble.json").write_text(json.dumps(ens))
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert f"validation prefers `{other}`" in text and "(**not** the preferred)" in text
+
+
+def test_no_saved_run_no_section(tmp_path):
+    assert rc.crossfit_section(tmp_path / "crossfit") == []
+    assert rc.crossfit_section(tmp_path) == []
