@@ -19,6 +19,7 @@ file (wafer.serving.files.Thresholds), the metrics, the sweep CSV and PNG, the s
 operating curve and the prediction sets' coverage curve.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,10 @@ def main(
     # prediction sets: the score chosen on validation, cross-fitted; then fit on all of it
     rule, compared = conformal.choose(probs, y, p.set_alpha, p.set_score)
     report["prediction_sets"] = rule.to_dict() | compared
+    why = conformal.uninformative(probs, y, p.set_alpha)
+    if why:
+        report["prediction_sets"]["uninformative"] = why
+        print(f"warning: prediction sets: {why}", file=sys.stderr)
     set_rows = conformal.curve(probs, y, rule.method, SET_ALPHAS)
     total = sum(prior.values())
     shares = {c: v / total for c, v in prior.items()}

@@ -115,7 +115,9 @@ def test_repro_writes_every_output(repo):
             ):
                 assert key in ev[split][point], (split, point, key)
         sets = ev[split]["prediction_sets"]  # coverage of the served prediction sets
-        assert sets["target_coverage"] == 0.9 and 0 <= sets["coverage"] <= 1
+        alpha = yaml.safe_load((dst / "params.yaml").read_text())["thresholds"]["set_alpha"]
+        assert sets["target_coverage"] == pytest.approx(1 - alpha)
+        assert 0 <= sets["coverage"] <= 1
         assert sets["mean_size"] >= 1 and set(sets["per_class"]) == set(CLASS_NAMES)
     # the tiny run's few validation defects cannot guarantee 0.5 %: refused, and says why
     assert ev["escape_budget"]["attainable"] is False and ev["escape_budget"]["why"]

@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wafer.serving.conformal import SCORES, choose, coverage_report, fit, quantile, scores
+from wafer.serving.conformal import (
+    SCORES,
+    choose,
+    coverage_report,
+    fit,
+    quantile,
+    scores,
+    uninformative,
+)
 
 
 def _draw(rng, n: int, classes: int = 9):
@@ -66,3 +74,22 @@ def test_the_choice_uses_validation_only_and_reports_it():
     assert rule.qhat == fit(p, y, rule.method, 0.1).qhat  # then fit on all validation maps
     forced, _ = choose(p, y, 0.1, "aps")
     assert forced.method == "aps"
+
+
+def test_a_target_below_top1_accuracy_is_called_uninformative():
+    """Sets are never empty, so their coverage is at least the top-1 accuracy: at a target the
+    accuracy already reaches, they are the top label alone. Said, with the alpha that works."""
+    rng = np.random.default_rng(0)
+    n, c = 1000, 9
+    labels = rng.integers(0, c, n)
+    probs = np.full((n, c), 0.05 / (c - 1))
+    correct = rng.random(n) < 0.97  # a 97 % accurate model
+    top = np.where(correct, labels, (labels + 1) % c)
+    probs[np.arange(n), top] = 0.95
+    acc = float(np.mean(probs.argmax(1) == labels))
+    why = uninformative(probs, labels, alpha=0.1)
+    assert why and f"{acc:.4f}" in why and f"below {1 - acc:.4f}" in why
+    member = fit(probs, labels, "lac", 0.1).sets(probs)
+    assert member.sum(axis=1).max() == 1  # indeed the top label alone
+    assert uninformative(probs, labels, alpha=0.01) is None  # 99 % > 97 %: sets do work
+    assert fit(probs, labels, "lac", 0.01).sets(probs).sum(axis=1).max() > 1

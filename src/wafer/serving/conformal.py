@@ -122,6 +122,22 @@ def coverage_report(member: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def uninformative(probs: np.ndarray, labels: np.ndarray, alpha: float) -> str | None:
+    """Why sets at coverage ``1 - alpha`` would say nothing more than the top label, or None.
+    A set is never empty (:meth:`SetRule.sets`), so its coverage is at least the top-1 accuracy:
+    when these (validation) maps' accuracy already reaches ``1 - alpha``, the sets are the top
+    label alone and over-cover; a lower ``alpha`` (a higher coverage) gives sets that do work."""
+    labels = np.asarray(labels, dtype=np.int64)
+    acc = float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else 0.0
+    if acc < 1.0 - alpha:
+        return None
+    return (
+        f"top-1 accuracy {acc:.4f} on validation already reaches the target coverage "
+        f"{1 - alpha:.4f}: the sets are the top label alone and over-cover; set "
+        f"thresholds.set_alpha below {1 - acc:.4f} for sets that say more"
+    )
+
+
 def choose(
     probs: np.ndarray, labels: np.ndarray, alpha: float, method: str = "auto", seed: int = 0
 ) -> tuple[SetRule, dict]:
