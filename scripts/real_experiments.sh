@@ -50,11 +50,11 @@ declare -A runs=(
   [cpu-headline-seed2]="$(recipe cpu-headline) -S train.seed=2"
   # the headline recipe re-run with the current code (issue 23: the screen's budget point and
   # prediction sets on three seeds) on a CPU without AVX-512 BF16, where bf16 autocast runs at
-  # 0.18x fp32 (docs/SERVING.md): the same recipe in fp32. Resumable across sessions with
+  # 0.18x fp32 (docs/SERVING.md): the same recipe in fp32, served in fp32. Resumable across sessions with
   # WAFER_RESUME_DIR set (docs/TRAINING.md): hours of training each on a 2-core AVX2 CPU.
-  [cpu-headline-fp32]="$(recipe cpu-headline) -S train.precision=fp32"
-  [cpu-headline-fp32-seed1]="$(recipe cpu-headline) -S train.precision=fp32 -S train.seed=1"
-  [cpu-headline-fp32-seed2]="$(recipe cpu-headline) -S train.precision=fp32 -S train.seed=2"
+  [cpu-headline-fp32]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager"
+  [cpu-headline-fp32-seed1]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=1"
+  [cpu-headline-fp32-seed2]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=2"
 )
 # the current generation: both candidate headline recipes at three training seeds each
 order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)
