@@ -52,6 +52,12 @@ declare -A runs=(
   # prediction sets on three seeds) on a CPU without AVX-512 BF16, where bf16 autocast runs at
   # 0.18x fp32 (docs/SERVING.md): the same recipe in fp32, served in fp32. Resumable across sessions with
   # WAFER_RESUME_DIR set (docs/TRAINING.md): hours of training each on a 2-core AVX2 CPU.
+  # the headline recipe re-run with the current code (issue 23: the screen's budget point and
+  # prediction sets; served with bf16 since 442660d) on a CPU with AVX-512 BF16: a recipe group
+  # of its own on the results page, compared with the earlier one once it has as many seeds
+  [cpu-headline-r2-seed0]="$(recipe cpu-headline) -S train.seed=0"
+  [cpu-headline-r2-seed1]="$(recipe cpu-headline) -S train.seed=1"
+  [cpu-headline-r2-seed2]="$(recipe cpu-headline) -S train.seed=2"
   [cpu-headline-fp32]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager"
   [cpu-headline-fp32-seed1]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=1"
   [cpu-headline-fp32-seed2]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=2"
