@@ -141,3 +141,20 @@ def test_changing_only_test_metrics_changes_no_choice(runs):
         r.m["thresholds"]["val"]["macro_f1_with_class_thresholds"] = 2.0
     after = report.choices(perturbed)
     assert after != before and name in after.values()
+
+
+def test_a_recipe_on_fewer_seeds_does_not_win_on_one_lucky_seed(runs):
+    """A recipe re-run on one seed (a group of its own: e.g. other serving params) is shown but
+    not compared with recipes run on more seeds, however high its one validation figure."""
+    import copy
+
+    before = report.choices(runs)
+    head = runs[before["headline"]]
+    lone = copy.deepcopy(head)
+    lone.name = "lone-recipe"
+    lone.params["train"]["lr"] = 123.0  # another recipe, one seed
+    lone.m["evaluate"]["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"] = 2.0
+    after = report.choices(runs | {"lone-recipe": lone})
+    assert after["headline"] == before["headline"]
+    groups = report.recipe_groups([*runs.values(), lone])
+    assert [lone] not in report.comparable(groups)
