@@ -49,15 +49,14 @@ declare -A runs=(
   [cpu-headline-seed1]="$(recipe cpu-headline) -S train.seed=1"
   [cpu-headline-seed2]="$(recipe cpu-headline) -S train.seed=2"
   # the headline recipe re-run with the current code (issue 23: the screen's budget point and
-  # prediction sets on three seeds) on a CPU without AVX-512 BF16, where bf16 autocast runs at
-  # 0.18x fp32 (docs/SERVING.md): the same recipe in fp32, served in fp32. Resumable across sessions with
-  # WAFER_RESUME_DIR set (docs/TRAINING.md): hours of training each on a 2-core AVX2 CPU.
-  # the headline recipe re-run with the current code (issue 23: the screen's budget point and
   # prediction sets; served with bf16 since 442660d) on a CPU with AVX-512 BF16: a recipe group
   # of its own on the results page, compared with the earlier one once it has as many seeds
   [cpu-headline-r2-seed0]="$(recipe cpu-headline) -S train.seed=0"
   [cpu-headline-r2-seed1]="$(recipe cpu-headline) -S train.seed=1"
   [cpu-headline-r2-seed2]="$(recipe cpu-headline) -S train.seed=2"
+  # the same recipe in fp32, served in fp32, for a CPU without AVX-512 BF16, where bf16 autocast
+  # runs at 0.18x fp32 (docs/SERVING.md). Resumable across sessions with WAFER_RESUME_DIR set
+  # (docs/TRAINING.md): hours of training each on a 2-core AVX2 CPU.
   [cpu-headline-fp32]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager"
   [cpu-headline-fp32-seed1]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=1"
   [cpu-headline-fp32-seed2]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S train.seed=2"
@@ -72,7 +71,13 @@ save() {  # copy what the run wrote: metrics, params, command, figures (no real 
   printf '%s\n' "$2" > "$dst/command.txt"
   git rev-parse HEAD > "$dst/commit.txt"
   cp params.yaml metrics/*.json "$dst/"
-  cp metrics/timing/*.json "$dst/timing/"
+  # timing files exist only for the stages this run executed: none when every stage was
+  # restored from the run cache or already up to date, which the folder then says
+  if compgen -G "metrics/timing/*.json" > /dev/null; then
+    cp metrics/timing/*.json "$dst/timing/"
+  else
+    echo "no stage ran in this experiment (all restored or up to date): no timings" > "$dst/timing/NONE.txt"
+  fi
   cp plots/confusion.png plots/reliability.png plots/sweep.png plots/train_curves.csv "$dst/"
 }
 
