@@ -59,15 +59,15 @@ def _per_class(rs: list) -> list[str]:
     classes = list(next(iter(rs)).m["evaluate"]["test"]["cost"]["screen"]["per_class"])
     lines = [
         "",
-        "Escape rate per defect class on test (escapes / maps), at the budget point and at",
-        "`cost`; a class-conditional guarantee (each class's own rate bounded) is what",
+        "Escape rate per defect class on test (escapes / maps) at every operating point; a",
+        "class-conditional guarantee (each class's own rate bounded) is what",
         "`thresholds.json` → `budget.class_conditional` says validation allows:",
         "",
         "| run | point | " + " | ".join(classes) + " |",
         "|---|---|" + "---|" * len(classes),
     ]
     for r in rs:
-        for point in ("escape_budget", "cost"):
+        for point in POINTS:
             e = r.m["evaluate"]["test"].get(point)
             if e is None:
                 continue
