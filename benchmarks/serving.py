@@ -72,28 +72,47 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
-    """Validation macro-F1: argmax of the logits, and prevalence-corrected at the `macro_f1`
-    point with temperature and thresholds fit on these same validation logits."""
+def fit_macro_f1_point(logits: np.ndarray, y: np.ndarray, params: dict) -> tuple[float, dict]:
+    """Temperature and the `macro_f1` operating point fit on these (validation) logits, as the
+    `calibrate` and `thresholds` stages fit them: ``(temperature, fit)``."""
     thr = section_values(params, ThresholdsParams)
-    prior = section_values(params, PriorParams).target_prior
-    weights = prevalence_weights(y, dict(zip(CLASS_NAMES, prior, strict=True)))
     temperature = fit_temperature(logits, y)
-    probs = softmax(logits, temperature)
     fit = fit_operating_point(
-        probs,
+        softmax(logits, temperature),
         y,
         "macro_f1",
         thr.cost_ratio,
-        weights,
+        target_weights(y, params),
         thr.min_threshold,
         thr.min_support,
         thr.min_gain,
     )
-    pred = decide(probs, fit["class_thresholds"], fit["tau"])
+    return temperature, fit
+
+
+def target_weights(y: np.ndarray, params: dict) -> np.ndarray:
+    """Each map's weight under the target prior (prevalence correction)."""
+    prior = section_values(params, PriorParams).target_prior
+    return prevalence_weights(y, dict(zip(CLASS_NAMES, prior, strict=True)))
+
+
+def corrected_macro_f1(
+    logits: np.ndarray, y: np.ndarray, temperature: float, fit: dict, params: dict
+) -> float:
+    """Prevalence-corrected macro-F1 of the labels the fit point gives these logits."""
+    pred = decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
+    return macro_f1(y, pred, target_weights(y, params))
+
+
+def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
+    """Validation macro-F1: argmax of the logits, and prevalence-corrected at the `macro_f1`
+    point with temperature and thresholds fit on these same validation logits."""
+    temperature, fit = fit_macro_f1_point(logits, y, params)
     return {
         "macro_f1_argmax": round(macro_f1(y, logits.argmax(1)), 5),
-        "macro_f1_pc_at_macro_f1_point": round(macro_f1(y, pred, weights), 5),
+        "macro_f1_pc_at_macro_f1_point": round(
+            corrected_macro_f1(logits, y, temperature, fit, params), 5
+        ),
         "temperature": round(temperature, 4),
     }
 

@@ -24,23 +24,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from serving import Int8, unavailable  # benchmarks/serving.py, the same runtimes
+from serving import (  # benchmarks/serving.py: the same runtimes and the same fit
+    Int8,
+    corrected_macro_f1,
+    fit_macro_f1_point,
+    unavailable,
+)
 
-from wafer.config.params import load_params, section_values
+from wafer.config.params import load_params
 from wafer.config.pipeline import pipeline_paths
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
-from wafer.config.sections import PriorParams, ThresholdsParams
-from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, one_line_errors
 from wafer.core.io import write_json
 from wafer.data.files import load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.runtime import make_runtime
-from wafer.report.metrics import macro_f1, prevalence_weights
-from wafer.serving.calibration import fit_temperature, softmax
-from wafer.serving.decision import decide
-from wafer.serving.thresholds import fit_operating_point
 from wafer.tools.machine import cpu_model
 
 app = typer.Typer(add_completion=False)
@@ -53,29 +52,13 @@ def fit_then_score(
     y_test: np.ndarray,
     params: dict,
 ) -> dict:
-    """Temperature and the `macro_f1` point fit on validation, scored on validation and test
-    (prevalence-corrected macro-F1 under the target prior)."""
-    thr = section_values(params, ThresholdsParams)
-    prior = dict(zip(CLASS_NAMES, section_values(params, PriorParams).target_prior, strict=True))
-    w_val, w_test = prevalence_weights(y_val, prior), prevalence_weights(y_test, prior)
-    temperature = fit_temperature(val_logits, y_val)
-    p_val, p_test = softmax(val_logits, temperature), softmax(test_logits, temperature)
-    fit = fit_operating_point(
-        p_val,
-        y_val,
-        "macro_f1",
-        thr.cost_ratio,
-        w_val,
-        thr.min_threshold,
-        thr.min_support,
-        thr.min_gain,
-    )
-    pred_val = decide(p_val, fit["class_thresholds"], fit["tau"])
-    pred_test = decide(p_test, fit["class_thresholds"], fit["tau"])
-    return {
-        "temperature": round(temperature, 4),
-        "val_macro_f1_pc": round(macro_f1(y_val, pred_val, w_val), 5),
-        "test_macro_f1_pc": round(macro_f1(y_test, pred_test, w_test), 5),
+    """Temperature and the `macro_f1` point fit on validation (serving.py's fit), scored on
+    validation and test (prevalence-corrected macro-F1 under the target prior)."""
+    temperature, fit = fit_macro_f1_point(val_logits, y_val, params)
+    scored = {"val": (val_logits, y_val), "test": (test_logits, y_test)}
+    return {"temperature": round(temperature, 4)} | {
+        f"{split}_macro_f1_pc": round(corrected_macro_f1(lg, y, temperature, fit, params), 5)
+        for split, (lg, y) in scored.items()
     }
 
 
