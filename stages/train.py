@@ -54,6 +54,7 @@ from wafer.model.train import (
     init_distributed,
     resolve_device,
     seed_everything,
+    time_limit_env,
     torchrun_command,
 )
 from wafer.report.audit import read_label_issues
@@ -165,7 +166,10 @@ def main(
         history.append(row)
         write_csv(curves, CURVE_COLUMNS, _curve_rows(history))
 
-    result = fit(model, criterion, train.x, y_train, val.x, val.y, tcfg, on_epoch=on_epoch)
+    limit = time_limit_env()
+    result = fit(
+        model, criterion, train.x, y_train, val.x, val.y, tcfg, on_epoch=on_epoch, time_limit=limit
+    )
     finish_distributed()
     if not d.main:  # rank 0 writes every output
         return
@@ -191,6 +195,12 @@ def main(
             "stopped_early": result.stopped_early,
             "parameters": count_parameters(model),
             "input_size": train.size,
+            # only a bounded run (WAFER_TRAIN_TIME_LIMIT) says so: it changes the result
+            **(
+                {"time_limit_s": limit, "stopped_at_time_limit": result.stopped_at_time_limit}
+                if limit is not None
+                else {}
+            ),
         },
     )
     write_timing(
@@ -209,6 +219,8 @@ def main(
             "threads": torch.get_num_threads(),
             "processes": d.world,
             "resumed_after_epoch": result.resumed_after,
+            "first_step_s": result.first_step_seconds,  # CUDA only: start-up, cuDNN autotuning
+            "epoch_s": [round(t, 3) for t in result.epoch_seconds],  # training + validation
         },
     )
     if result.resume_file is not None:  # the outputs are written: the saved state is done

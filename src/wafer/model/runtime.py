@@ -19,6 +19,7 @@ runtime computes the logits and the features (the input of ``fc``) of one pass t
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import tempfile
 from pathlib import Path
@@ -67,6 +68,31 @@ def resnet_logits_and_features(n: nn.Module, x: torch.Tensor) -> tuple[torch.Ten
     return n.fc(f), f
 
 
+@contextlib.contextmanager
+def ieee_fp32(device: torch.device):
+    """On CUDA, fp32 convolutions and matrix products in full fp32 ("ieee") for the block, then
+    the settings as they were. PyTorch lets cuDNN run fp32 convolutions in TF32 by default (10
+    mantissa bits), which moves logits by about 1e-3: a model trained on a GPU and served on a
+    CPU would then be served other probabilities than the ones its temperature and thresholds
+    were fit on. Training keeps TF32 (its speed); the served forward pass does not."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, mm = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
+    name = "fp32_precision" if hasattr(conv, "fp32_precision") else None  # torch >= 2.9
+    objs, attr, value = (
+        ((conv, mm), name, "ieee") if name else ((torch.backends.cudnn, mm), "allow_tf32", False)
+    )
+    saved = [getattr(o, attr) for o in objs]
+    for o in objs:
+        setattr(o, attr, value)
+    try:
+        yield
+    finally:
+        for o, v in zip(objs, saved, strict=True):
+            setattr(o, attr, v)
+
+
 def check_runtime(name: str, device: torch.device | str, what: str = "infer.runtime") -> None:
     """A one-line :class:`UsageError` when ``name`` cannot run here: not a runtime, a package it
     needs is absent, or ``onnx`` asked for on another device than the CPU."""
@@ -96,7 +122,8 @@ class Runtime:
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One-hot float maps ``(B, 3, S, S)`` on :attr:`device` -> fp32 logits ``(B, C)``
         and features ``(B, D)``, on :attr:`device`."""
-        logits, features = self.run(x)
+        with ieee_fp32(self.device):
+            logits, features = self.run(x)
         return logits.float(), features.float()
 
 

@@ -43,6 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wafer.config.rules import PRECISIONS
+from wafer.core.errors import UsageError
 from wafer.model.augment import random_dihedral
 from wafer.model.forward import model_inputs, predict_outputs, resolve_device, to_device
 from wafer.model.resume import load_state, resume_dir, run_key, save_state, state_file
@@ -78,6 +79,9 @@ class FitResult:
     train_maps_per_s: float = 0.0
     stopped_early: bool = False
     resumed_after: int = 0  # the epoch a saved state was resumed after (0: not resumed)
+    stopped_at_time_limit: bool = False  # ``time_limit`` ended the run before its epochs
+    first_step_seconds: float | None = None  # CUDA: the first step's wall time (start-up costs)
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time, training + validation
     resume_file: Path | None = None  # the state file (to delete once the outputs are written)
 
 
@@ -134,6 +138,24 @@ def current_dist() -> Dist:
     return Dist()
 
 
+TIME_LIMIT_ENV = "WAFER_TRAIN_TIME_LIMIT"
+
+
+def time_limit_env() -> float | None:
+    """Seconds from ``WAFER_TRAIN_TIME_LIMIT`` (unset or empty: None, no limit): the time limit
+    of :func:`fit` that ``wafer.tools.run_stages --train-time-limit`` sets for a leased GPU."""
+    value = os.environ.get(TIME_LIMIT_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise UsageError(f"{TIME_LIMIT_ENV} {value!r}: a number of seconds > 0, or unset")
+    return seconds
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -158,6 +180,7 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     score: Callable[[np.ndarray, np.ndarray], float] | None = None,
     resume: Path | None = None,
+    time_limit: float | None = None,
 ) -> FitResult:
     """Train with early stopping on validation macro-F1; returns the best weights.
 
@@ -168,8 +191,17 @@ def fit(
 
     ``resume``: a folder for the loop's state after every epoch (default: ``WAFER_RESUME_DIR``,
     unset = off; :mod:`wafer.model.resume`); a state of this same training found there is
-    loaded and the run goes on from the next epoch, to the same result."""
+    loaded and the run goes on from the next epoch, to the same result.
+
+    ``time_limit`` (default: ``WAFER_TRAIN_TIME_LIMIT``, unset = none): seconds of training
+    (steps and per-epoch validation, counted from here, not the process start or the data
+    stages): no epoch is started that the last epoch's wall time says would end past it, so
+    a bounded run (a leased GPU) stops between epochs with its best weights;
+    ``stopped_at_time_limit`` says it did. The schedule is still the one for ``epochs``: plan
+    ``epochs`` to fit, and keep the limit as the safety net."""
     score = score or _argmax_macro_f1
+    began = time.perf_counter()
+    time_limit = time_limit if time_limit is not None else time_limit_env()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     d = current_dist()
@@ -234,6 +266,13 @@ def fit(
             for row in best.history if on_epoch is not None else ():
                 on_epoch(row)
     for epoch in range(start, cfg.epochs + 1):
+        last = best.epoch_seconds[-1] if best.epoch_seconds else 0.0
+        over = time_limit is not None and time.perf_counter() - began + last > time_limit
+        if _from_rank0(bool(over and best.epoch_seconds), d):
+            best.stopped_at_time_limit = True
+            if d.main:
+                print(f"train: time limit {time_limit:.0f} s: stopped before epoch {epoch}")
+            break
         stepped.train()
         lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=gen)
@@ -269,6 +308,9 @@ def fit(
             if ema is not None:
                 ema.update_parameters(model)
             loss_sum += loss.detach().to(loss_sum.device, torch.float64) * len(idx)
+            if device.type == "cuda" and best.first_step_seconds is None:
+                torch.cuda.synchronize()  # once: what the first step costs (CUDA start, cuDNN)
+                best.first_step_seconds = time.perf_counter() - t0
             bar.update(len(idx))
         bar.close()
         sched.step()
@@ -295,6 +337,7 @@ def fit(
             "train_maps_per_s": n / epoch_time,
         }
         best.history.append(row)
+        best.epoch_seconds.append(time.perf_counter() - t0)
         # decided once (rank 0) and broadcast, so that every process stops at the same epoch
         improved = _from_rank0(val_f1 > best.best_val_macro_f1, d)
         if improved:

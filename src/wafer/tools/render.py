@@ -144,6 +144,19 @@ def render_stages(
     return stages
 
 
+def served_paths(
+    repo: Path, params: Mapping[str, Any], dvc_yaml: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """dvc.yaml's ``artifacts`` (the served files) as ``{name: path}``, rendered with ``params``."""
+    if dvc_yaml is None:
+        dvc_yaml = load_yaml((repo / "dvc.yaml").read_text())
+    context = build_context(repo, dvc_yaml, params)
+    return {
+        name: posixpath.normpath(interpolate(str(spec["path"]), context))
+        for name, spec in (dvc_yaml.get("artifacts") or {}).items()
+    }
+
+
 # --- order and selection ---------------------------------------------------------------------
 
 

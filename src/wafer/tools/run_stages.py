@@ -66,8 +66,10 @@ from wafer.tools.render import (
     missing_inputs,
     producers,
     render_stages,
+    served_paths,
     topo_order,
 )
+from wafer.tools.returned import pack
 
 DEFAULT_DATA = Path("data/external/LSWMD-subset.pkl.xz")
 KEYCRE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
@@ -271,6 +273,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="stop the running stage after this long in all, then save what exists",
     )
+    p.add_argument(
+        "--train-time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop training between epochs so that it ends within this many seconds of "
+        "training (steps and validation only: not the data stages or what follows; "
+        "WAFER_TRAIN_TIME_LIMIT); the run goes on with the best epoch so far",
+    )
+    p.add_argument(
+        "--after-train",
+        type=float,
+        metavar="SECONDS",
+        help="with --time-limit: keep this many seconds of it for what follows training (its "
+        "end, infer, calibrate, thresholds, evaluate...): training's own limit becomes at most "
+        "what is left of --time-limit when train starts, less this",
+    )
+    p.add_argument(
+        "--return-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also copy this output (a path of dvc.yaml, e.g. data/logits.npz) to the results "
+        "(repeatable)",
+    )
     p.add_argument("--repo", type=Path, default=ROOT, help="repository root (dvc.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     return p.parse_args(argv)
@@ -330,18 +356,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     env = stage_env(repo, workdir)
+    if args.train_time_limit is not None:
+        env["WAFER_TRAIN_TIME_LIMIT"] = str(args.train_time_limit)
     record: dict[str, Any] = {"name": name, "recipe": args.recipe, "changes": changes}
     record["stages"], status = [], 0
     print(f"run {name}: {len(run)} stages in {workdir}, results to {out}")
     with open(out / "log.txt", "wb") as log:
         for s in run:
             t0, peak = time.monotonic(), 0.0
+            stage_env_ = env
+            if s.name == "train" and deadline is not None and args.after_train is not None:
+                left = deadline - time.monotonic() - args.after_train
+                limit = min(args.train_time_limit or left, left)
+                if limit <= 0:
+                    msg = f"error: no time left to train ({left:.0f} s after --after-train)\n"
+                    print(msg, end="", file=sys.stderr)
+                    log.write(msg.encode())
+                    record["stages"].append({"stage": s.name, "seconds": 0.0, "exit": None})
+                    status, args.keep_workdir = 124, True
+                    break
+                stage_env_ = {**env, "WAFER_TRAIN_TIME_LIMIT": f"{limit:.0f}"}
+                note = f"train: time limit {limit:.0f} s of training (--after-train)\n"
+                print(note, end="")
+                log.write(note.encode())
             for cmd in s.cmds:
                 banner = f"== {s.name}: {cmd}\n".encode()
                 sys.stdout.buffer.write(banner)
                 sys.stdout.flush()
                 log.write(banner)
-                rc, cmd_peak = run_command(cmd, workdir / s.wdir, env, log, deadline)
+                rc, cmd_peak = run_command(cmd, workdir / s.wdir, stage_env_, log, deadline)
                 peak = max(peak, cmd_peak)
                 if rc != 0:
                     break
@@ -361,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     record["total_seconds"] = round(time.monotonic() - started, 2)
     record["skipped"] = skipped
     collect(workdir, out, stages)
+    for f in args.return_file:
+        if (workdir / f).is_file():
+            shutil.copy2(workdir / f, out / Path(f).name)
     (out / "timing").mkdir(exist_ok=True)
     (out / "timing" / "run_stages.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -375,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{name}: {summary(out)}; results in {out}")
     if args.archive_dir:
         args.archive_dir.mkdir(parents=True, exist_ok=True)
+    served = pack(workdir, out, name, served_paths(repo, params), args.archive_dir)
+    for artifact, e in served["served"].items():
+        where = e.get("left_behind") or (f"{len(e['parts'])} parts" if e["parts"] else "served/")
+        print(f"{name}: served {artifact} ({e['file']}): {where}")
+    if args.archive_dir:
         with tarfile.open(args.archive_dir / f"{name}.tar.gz", "w:gz") as tar:
             tar.add(out, arcname=name)
         print(f"{name}: packed into {args.archive_dir / f'{name}.tar.gz'}")
