@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 from results_crossfit import crossfit_section  # scripts/, next to this file
+from results_gpu import gpu_section
 from results_novelty import novelty_section
 from results_screen import screen_section
 
@@ -450,6 +451,8 @@ def render(runs: dict[str, Run]) -> str:
     lines += screen_section(runs, RESULTS)
     lines += crossfit_section(RESULTS / "crossfit")
     lines += novelty_section(RESULTS / "novelty")
+    head_group = next((g for g in recipe_groups(current) if head in g), [head])
+    lines += gpu_section(RESULTS / "gpu", [val_score(r) for r in head_group], "CPU headline recipe")
     lines += [
         "",
         "## Per class and figures",

@@ -85,3 +85,20 @@ def test_bad_runtimes_fail_in_one_line(monkeypatch):
     )
     with pytest.raises(UsageError, match=r"needs onnxruntime: pip install 'wafer\[onnx\]'"):
         check_runtime("onnx", "cpu", "--runtime")
+
+
+def test_ieee_fp32_on_cuda_only_and_restored():
+    """The served pass turns TF32 off on CUDA for its block and puts the settings back; on the
+    CPU it touches nothing (the flags are plain settings: no GPU needed to check them)."""
+    from wafer.model.runtime import ieee_fp32
+
+    conv, mm = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, mm.fp32_precision
+    with ieee_fp32(torch.device("cpu")):
+        assert (conv.fp32_precision, mm.fp32_precision) == before
+    with ieee_fp32(torch.device("cuda")):
+        assert (conv.fp32_precision, mm.fp32_precision) == ("ieee", "ieee")
+    assert (conv.fp32_precision, mm.fp32_precision) == before
+    with pytest.raises(KeyError), ieee_fp32(torch.device("cuda")):
+        raise KeyError("a failing batch")
+    assert (conv.fp32_precision, mm.fp32_precision) == before

@@ -19,7 +19,7 @@ def _toy(n=96, size=16, seed=0):
     return x, y.astype(np.int64)
 
 
-def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, resume=None):
+def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, resume=None, **kw):
     x, y = _toy()
     seed_everything(seed)
     model = build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16))
@@ -37,7 +37,7 @@ def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, re
         progress=False,
     )
     crit, _ = make_loss("focal", y, 2.0)
-    return fit(model, crit, x, y, x[:48], y[:48], cfg, on_epoch=on_epoch, resume=resume)
+    return fit(model, crit, x, y, x[:48], y[:48], cfg, on_epoch=on_epoch, resume=resume, **kw)
 
 
 def test_same_seed_gives_identical_weights_and_metrics_on_cpu():
@@ -208,3 +208,30 @@ def test_predict_outputs_reads_a_read_only_memory_map_quietly(tmp_path):
         warnings.simplefilter("error")  # torch warns when it shares a non-writable array
         got = predict_outputs(model, mapped, batch_size=4).logits
     assert np.array_equal(got, predict_outputs(model, x, batch_size=4).logits)
+
+
+def test_time_limit_stops_between_epochs_with_the_best_weights(monkeypatch):
+    """A limit shorter than two epochs: the first epoch runs (nothing is known of its cost
+    before), the second is not started, and the run says why; without a limit it runs on."""
+    res = _run(epochs=5, patience=5, time_limit=1e-9)
+    assert res.stopped_at_time_limit and res.epochs_run == 1 and res.best_epoch == 1
+    assert len(res.epoch_seconds) == 1 and res.epoch_seconds[0] > 0
+    assert res.best_state and not res.stopped_early
+    monkeypatch.setenv("WAFER_TRAIN_TIME_LIMIT", "1e-9")  # the default comes from the env
+    assert _run(epochs=3, patience=5).epochs_run == 1
+    monkeypatch.delenv("WAFER_TRAIN_TIME_LIMIT")
+    res = _run(epochs=3, patience=5)
+    assert res.epochs_run == 3 and not res.stopped_at_time_limit
+    assert res.first_step_seconds is None  # measured on CUDA only
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_a_bad_time_limit_is_one_line(monkeypatch, value):
+    from wafer.core.errors import UsageError
+    from wafer.model.train import time_limit_env
+
+    monkeypatch.setenv("WAFER_TRAIN_TIME_LIMIT", value)
+    with pytest.raises(UsageError, match="WAFER_TRAIN_TIME_LIMIT"):
+        time_limit_env()
+    monkeypatch.setenv("WAFER_TRAIN_TIME_LIMIT", " ")
+    assert time_limit_env() is None

@@ -158,3 +158,48 @@ def test_a_recipe_on_fewer_seeds_does_not_win_on_one_lucky_seed(runs):
     assert after["headline"] == before["headline"]
     groups = report.recipe_groups([*runs.values(), lone])
     assert [lone] not in report.comparable(groups)
+
+
+def _gpu_run(folder, val, test):
+    """A results/gpu/<run> folder as scripts/gpu_lease.sh leaves it (the files the page reads)."""
+    folder.mkdir(parents=True)
+    (folder / "timing").mkdir()
+
+    def point(f1, escapes):
+        return {"prevalence_corrected": {"macro_f1": f1}, "escapes": escapes}
+
+    files = {
+        "evaluate.json": {
+            "val": {"macro_f1": point(val, 3), "cost": point(val - 0.02, 1)},
+            "test": {"macro_f1": point(test, 9), "cost": point(test - 0.03, 4)},
+        },
+        "train.json": {"epochs_run": 30, "best_epoch": 24, "stopped_at_time_limit": False},
+        "env.json": {"device_name": "NVIDIA H200", "torch": "2.11.0+cu130"},
+        "calibrate.json": {"test": {"after": {"ece": 0.0042}}},
+        "timing/train.json": {
+            "train_maps_per_s": 3600.0,
+            "train_seconds": 330.0,
+            "first_step_s": 12.5,
+            "epoch_s": [28.0, 11.0, 11.2, 10.9],
+        },
+    }
+    for name, value in files.items():
+        (folder / name).write_text(json.dumps(value))
+    (folder / "commit.txt").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    params = "shard: {input_px: 224}\ntrain: {loss: focal, cbam: true, stem: standard, "
+    (folder / "params.yaml").write_text(params + "batch_size: 128, epochs: 30}\n")
+
+
+def test_gpu_section_compares_on_validation_only(tmp_path):
+    """A GPU run is rendered with its device and timing; the verdict follows its validation
+    figure against the CPU recipe's mean, and a test figure that beats everything moves
+    nothing. No run: no section (the page stays as it was)."""
+    gpu = _module("results_gpu")
+    assert gpu.gpu_section(tmp_path / "none", [0.92], "CPU headline recipe") == []
+    _gpu_run(tmp_path / "gpu" / "seed-224", val=0.915, test=0.99)
+    text = "\n".join(gpu.gpu_section(tmp_path / "gpu", [0.918, 0.920], "CPU headline recipe"))
+    assert "NVIDIA H200" in text and "| 0.915 |" in text and "0.990 (9 escapes)" in text
+    assert "the CPU headline recipe stays the headline" in text
+    assert "first training step 12.5 s" in text and "median 11.0 s" in text
+    text = "\n".join(gpu.gpu_section(tmp_path / "gpu", [0.900, 0.905], "CPU headline recipe"))
+    assert "validation prefers it" in text

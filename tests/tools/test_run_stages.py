@@ -30,6 +30,7 @@ from wafer.tools.render import (
     to_str,
     topo_order,
 )
+from wafer.tools.returned import unpack
 
 from conftest import ROOT
 
@@ -179,6 +180,8 @@ def test_end_to_end_tiny_run(tmp_path):
     args = [str(ROOT / "scripts" / "gpu_run.sh"), "--synthetic", "--name", "tiny"]
     args += [a for kv in TINY for a in ("-S", kv)]
     args += ["--skip", "gradcam", "--out", str(out), "--workdir", str(work)]
+    args += ["--time-limit", "280", "--after-train", "20", "--train-time-limit", "150"]
+    args += ["--return-file", "data/logits.npz"]
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(arch)}
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -202,8 +205,19 @@ def test_end_to_end_tiny_run(tmp_path):
     assert record["skipped"] == {"gradcam": "--skip"}
     for stage in record["stages"]:  # every stage's peak memory (a Python with numpy: > 20 MiB)
         assert 20 < stage["peak_rss_mib"] < 64 * 1024, stage
+    train = json.loads((out / "train.json").read_text())  # the bound training says so
+    assert 0 < train["time_limit_s"] <= 150 and train["stopped_at_time_limit"] is False
+    assert (out / "logits.npz").is_file()
     with tarfile.open(arch / "tiny.tar.gz") as tar:
-        assert "tiny/evaluate.json" in tar.getnames()
+        assert {"tiny/evaluate.json", "tiny/served.json"} <= set(tar.getnames())
+        assert "tiny/served/calibration.json" in tar.getnames()
+    # the served files come back (the checkpoint in parts) and join to what the run wrote
+    (joined,) = unpack(arch, tmp_path / "back")
+    manifest = json.loads((out / "served.json").read_text())["served"]
+    for artifact, entry in manifest.items():
+        assert "left_behind" not in entry, artifact
+        assert (joined / "served" / entry["file"]).stat().st_size == entry["bytes"]
+    assert (joined / "served" / "model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
     assert not (work / "metrics" / "gradcam.json").exists()
     after = subprocess.run(
         ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True
