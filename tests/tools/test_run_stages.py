@@ -24,6 +24,7 @@ from wafer.tools.recipes import (
 )
 from wafer.tools.recipes import main as recipes_main
 from wafer.tools.render import (
+    RunError,
     choose_stages,
     effective_params,
     render_stages,
@@ -219,7 +220,43 @@ def test_end_to_end_tiny_run(tmp_path):
         assert (joined / "served" / entry["file"]).stat().st_size == entry["bytes"]
     assert (joined / "served" / "model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
     assert not (work / "metrics" / "gradcam.json").exists()
+    # the index built from a returned model (as after a GPU lease): train and what follows
+    # skipped, their outputs taken from the first run with --use
+    out2 = tmp_path / "out2"
+    args2 = [str(ROOT / "scripts" / "gpu_run.sh"), "--synthetic", "--name", "tiny-index"]
+    args2 += [a for kv in TINY for a in ("-S", kv)] + ["--out", str(out2)]
+    for stage in ("train", "infer", "calibrate", "thresholds", "evaluate", "gradcam"):
+        args2 += ["--skip", stage]
+    for path in ("models/model.pt", "data/logits.npz", "models/calibration.json"):
+        args2 += ["--use", f"{path}={work / path}"]
+    env2 = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(args2, env=env2, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out2 / "index.json").is_file() and (out2 / "served" / "novelty.json").is_file()
+    assert (out2 / "served" / "model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
+    ran = [s["stage"] for s in json.loads((out2 / "timing/run_stages.json").read_text())["stages"]]
+    assert "index" in ran and "train" not in ran and "infer" not in ran
     after = subprocess.run(
         ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert after == before  # no tracked or ignored file of the checkout changed or appeared
+
+
+def test_use_takes_only_outputs_of_stages_that_do_not_run(tmp_path):
+    from wafer.tools.run_stages import use_files
+
+    stages = topo_order(render_stages(ROOT, PARAMS))
+    run, _ = choose_stages(stages, ["train"])
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    use_files([f"models/model.pt={model}"], tmp_path / "w", stages, run)
+    assert (tmp_path / "w" / "models" / "model.pt").read_bytes() == b"weights"
+    bad = {
+        f"data/logits.npz={model}": "stage infer runs",
+        f"models/nothing.pt={model}": "no stage's output",
+        "models/model.pt": "PATH=FILE",
+        f"models/model.pt={tmp_path / 'absent.pt'}": "no file",
+    }
+    for text, why in bad.items():
+        with pytest.raises(RunError, match=why):
+            use_files([text], tmp_path / "w", stages, run)

@@ -163,6 +163,30 @@ def run_command(
     return (None if timed_out else proc.returncode), peak_mib
 
 
+def use_files(uses: Sequence[str], workdir: Path, stages: Sequence[Stage], run: Sequence[Stage]):
+    """Link each ``PATH=FILE`` of ``--use`` into the work folder: PATH must be an output of a
+    stage of dvc.yaml that does not run (one that runs would write over it)."""
+    for text in uses:
+        path, sep, file = text.partition("=")
+        path = os.path.normpath(path.strip())
+        given = Path(file.strip()).expanduser()
+        if not sep or not path or not file.strip():
+            raise RunError(f"--use {text!r}: write PATH=FILE")
+        writers = producers(stages, path)
+        if not writers:
+            raise RunError(f"--use {text!r}: {path} is no stage's output in dvc.yaml")
+        running = [w.name for w in writers if w in run]
+        if running:
+            raise RunError(f"--use {text!r}: stage {running[0]} runs and writes {path}: --skip it")
+        if not given.is_file():
+            raise RunError(f"--use {text!r}: no file {given}")
+        dst = workdir / path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        dst.symlink_to(given.resolve())
+
+
 # --- what the run leaves behind ---------------------------------------------------------------
 
 
@@ -297,6 +321,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also copy this output (a path of dvc.yaml, e.g. data/logits.npz) to the results "
         "(repeatable)",
     )
+    p.add_argument(
+        "--use",
+        action="append",
+        default=[],
+        metavar="PATH=FILE",
+        help="take FILE as the output PATH of a stage that does not run (with --skip), e.g. "
+        "to build the index here from a returned model: --skip train --use "
+        "models/model.pt=results/gpu/seed-224/served/model.pt (repeatable)",
+    )
     p.add_argument("--repo", type=Path, default=ROOT, help="repository root (dvc.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     return p.parse_args(argv)
@@ -346,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         prepare_workdir(repo, workdir, stages, params)
+        use_files(args.use, workdir, stages, run)
         missing = missing_inputs(run, workdir)
         if missing:
             raise RunError(f"inputs that no running stage writes are missing: {'; '.join(missing)}")
