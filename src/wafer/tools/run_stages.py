@@ -10,7 +10,10 @@ order) with ``PYTHONPATH=src``, stopping at the first failure.
 The stages run in a scratch work directory (links to the repository's code, fresh folders for
 the outputs), so neither params.yaml nor any tracked metrics or plots of the checkout change.
 The run's metrics, timing, plots, effective params.yaml, command, commit, environment (torch,
-GPU and CPU names) and log are then copied to ``--out`` (default ``results/gpu/<name>``)::
+GPU and CPU names), log and served files (:mod:`wafer.tools.returned`: with ``--archive-dir``,
+the large ones in parts beside the results tar) are then copied to ``--out`` (default
+``results/gpu/<name>``). ``--train-time-limit``/``--after-train`` bound training by its own time
+(``WAFER_TRAIN_TIME_LIMIT``), ``--use PATH=FILE`` takes a skipped stage's output from a file::
 
     python -m wafer.tools.run_stages seed-224 --dry-run          # print the rendered commands
     python -m wafer.tools.run_stages seed-224 --data data/external/LSWMD-subset.pkl.xz
