@@ -29,7 +29,7 @@ def gpu_section(root: Path, cpu_val: list[float], cpu_name: str) -> list[str]:
     runs = sorted(
         d
         for d in (root.iterdir() if root.is_dir() else [])
-        if "val" in _read(d / "evaluate.json") and "test" in _read(d / "evaluate.json")
+        if {"val", "test"} <= set(_read(d / "evaluate.json"))
     )
     if not runs:
         return []

@@ -13,13 +13,11 @@ it was written::
 
     python -m wafer.tools.returned <files_at> [--dest results/gpu]
 
-Imports only the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +25,8 @@ import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from wafer.core.io import sha256_file
 
 PART_BYTES = 15 * 2**20  # under the tool's 16 MiB a file
 MAX_FILES = 8  # the tool's limits on what comes back from $OUT
@@ -36,14 +36,6 @@ MANIFEST = "served.json"
 
 class ReturnError(RuntimeError):
     """A one-line reason a returned run cannot be joined (missing part, wrong checksum...)."""
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_parts(src: Path, archive_dir: Path, stem: str) -> list[str]:
@@ -102,7 +94,7 @@ def pack(
         files, total = files + n, total + size
     for artifact, path in present.items():
         if "left_behind" not in entries[artifact]:
-            entries[artifact].update(sha256=sha256_of(path), bytes=path.stat().st_size)
+            entries[artifact].update(sha256=sha256_file(path), bytes=path.stat().st_size)
     manifest = {"name": name, "part_bytes": PART_BYTES, "served": entries}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -148,7 +140,7 @@ def _join(manifest: Mapping, files_at: Path, served_dir: Path) -> None:
                     f.write((files_at / p).read_bytes())
         else:
             tmp = target
-        got, size = sha256_of(tmp), tmp.stat().st_size
+        got, size = sha256_file(tmp), tmp.stat().st_size
         if got != e["sha256"] or size != e["bytes"]:
             tmp.unlink()
             raise ReturnError(

@@ -19,7 +19,7 @@ the large ones in parts beside the results tar) are then copied to ``--out`` (de
     python -m wafer.tools.run_stages seed-224 --data data/external/LSWMD-subset.pkl.xz
     python -m wafer.tools.run_stages --synthetic -S shard.input_px=32 -S train.epochs=1 --name tiny
 
-Imports only the standard library and PyYAML.
+Imports the standard library, PyYAML and NumPy (wafer.core.io); torch only to name the machine.
 
 Why this runner still exists (issue 28, measured 2026-12-02 on the CPU machine): a user's GPU
 box has DVC, and the lent GPU machine could have it too. DVC 3.67.1 needs 64 packages that its
