@@ -44,7 +44,7 @@ import typer
 from wafer.config.params import load_params, section_values
 from wafer.config.pipeline import pipeline_paths
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
-from wafer.config.sections import PriorParams, ThresholdsParams
+from wafer.config.sections import InferParams, PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, one_line_errors
 from wafer.core.io import load_npz, save_npz, write_json
@@ -52,8 +52,7 @@ from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
-from wafer.model.net import one_hot
-from wafer.model.runtime import Onnx, check_runtime, make_runtime
+from wafer.model.runtime import calibration_maps, check_runtime, make_runtime
 from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.serving.calibration import fit_temperature, softmax
 from wafer.serving.decision import decide
@@ -117,48 +116,14 @@ def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
     }
 
 
-class Int8(Onnx):
-    """Not a served runtime: ONNX Runtime static int8 quantisation (QDQ, per-channel weights,
-    activations calibrated on training maps) of the exported graph, measured here because it
-    is the usual CPU lever; served only if it pays (docs/SERVING.md)."""
-
-    name = "onnx-int8"
-
-    def __init__(self, net, calibration_maps: np.ndarray):
-        super().__init__(net, "cpu")
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                batches = np.array_split(calibration_maps, max(1, len(calibration_maps) // 32))
-                self.it = iter(
-                    {"x": one_hot(torch.from_numpy(np.ascontiguousarray(b))).numpy()}
-                    for b in batches
-                )
-
-            def get_next(self):
-                return next(self.it, None)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32, pre, q = (Path(tmp) / f"{n}.onnx" for n in ("fp32", "pre", "int8"))
-            fp32.write_bytes(self.model_bytes)
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            quantize_static(
-                str(pre),
-                str(q),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-            self.session = self.start(q.read_bytes())
+def build_runtime(name: str, paths: dict, params: dict):
+    """Runtime ``name`` over the pipeline's model, built as the `infer` stage builds it (int8:
+    its activation ranges calibrated on the training maps infer.int8_calibration_maps picks)."""
+    maps = None
+    if name == "int8":
+        n = section_values(params, InferParams).int8_calibration_maps
+        maps = calibration_maps(load_shard(paths["shards"], "train").x, n)
+    return make_runtime(load_model(paths["model"], "cpu")[0], "cpu", name, maps=maps)
 
 
 def maps_per_s(run, x: np.ndarray, views: int, batch: int) -> float:
@@ -262,7 +227,7 @@ def main(
             speed[name] = {"skipped": why}
             continue
         t0 = time.perf_counter()
-        runs[name] = make_runtime(load_model(paths["model"], "cpu")[0], "cpu", name)
+        runs[name] = build_runtime(name, paths, params)
         predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
         counts = TTA_VIEWS if name == "eager" else (1, 8)
@@ -272,18 +237,6 @@ def main(
             )
         speed[name] = row
         print(name, row, flush=True)
-    if not unavailable("onnx"):  # int8: measured, not served
-        t0 = time.perf_counter()
-        train = load_shard(paths["shards"], "train")
-        calib = np.asarray(train.x)[np.random.default_rng(0).permutation(len(train.y))[:256]]
-        runs["onnx-int8"] = Int8(load_model(paths["model"], "cpu")[0], calib)
-        row = {"startup_s": round(time.perf_counter() - t0, 1)}
-        for views in (1, 8):
-            row[f"maps_per_s_{views}_views"] = round(
-                maps_per_s(runs["onnx-int8"], x[:speed_maps], views, batch), 1
-            )
-        speed["onnx-int8"] = row
-        print("onnx-int8", row, flush=True)
     base = speed["eager"]["maps_per_s_1_views"]
     for row in speed.values():
         if "maps_per_s_1_views" in row:

@@ -2,8 +2,8 @@
 
 `benchmarks/serving.py` chooses on validation only (speed, views, each runtime's validation
 change). This reports what those choices cost on the test split, once, the way the pipeline
-reports a served setting: for each runtime (``infer.runtime``, and ONNX Runtime's static int8,
-measured, not served) at ``--views`` TTA views, the temperature and the `macro_f1` operating point
+reports a served setting: for each runtime (``infer.runtime``, int8 included) at ``--views`` TTA
+views, the temperature and the `macro_f1` operating point
 are fit on that runtime's own validation logits (as the `calibrate` and `thresholds` stages fit
 them) and applied to its test logits; the figure is prevalence-corrected macro-F1 at that point.
 Each runtime is compared with eager fp32 at the same views and at ``--reference-views`` (8: the
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import typer
 from serving import (  # benchmarks/serving.py: the same runtimes and the same fit
-    Int8,
+    build_runtime,
     corrected_macro_f1,
     fit_macro_f1_point,
     unavailable,
@@ -90,12 +90,7 @@ def main(
     runs: dict = {}
     for name in RUNTIMES:
         if unavailable(name) is None:
-            runs[name] = lambda n=name: make_runtime(load_model(paths["model"], "cpu")[0], "cpu", n)
-    if unavailable("onnx") is None:
-        train = load_shard(paths["shards"], "train")
-        calib_rows = np.random.default_rng(0).permutation(len(train.y))[:256]  # as serving.py
-        calib = np.asarray(train.x)[calib_rows]
-        runs["onnx-int8"] = lambda: Int8(load_model(paths["model"], "cpu")[0], calib)
+            runs[name] = lambda n=name: build_runtime(n, paths, params)
 
     rows: dict = {}
     same, same_test = None, None  # eager at --views: the same-views reference

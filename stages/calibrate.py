@@ -73,6 +73,7 @@ def main(
         n_val=int(len(lg.y["val"])),
         model_sha256=lg.model_sha256,
         logits_sha256=sha256_file(logits),
+        quantization=lg.quantization,
     ).save(out)
     write_json(metrics, report)
     reliability_png(curves, png, "Reliability on test (T fit on validation)")

@@ -36,7 +36,7 @@ from wafer.data.files import Logits, SplitFile, load_shard
 from wafer.data.shard import resize_stack
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
-from wafer.model.runtime import make_runtime
+from wafer.model.runtime import QuantizationError, make_runtime
 from wafer.serving.ann import recall_at_k
 from wafer.serving.files import Calibration, Novelty
 from wafer.serving.novelty import (
@@ -102,7 +102,10 @@ def main(
     if p.tta and lg.views == 1:
         raise WaferInputError(logits, "index.tta needs the served pipeline's TTA (infer.views > 1)")
     views = lg.views if p.tta else 1  # the features average the served views, or the map as given
-    run = make_runtime(net, dev, lg.runtime)  # the served runtime: the features served
+    try:  # the served runtime: the features served (int8: the graph calibrate serves)
+        run = make_runtime(net, dev, lg.runtime, cal.quantization)
+    except QuantizationError as exc:
+        raise WaferInputError(calibration, str(exc)) from None
     holdout = list(SplitFile.load(split).holdout)
 
     feats, labels, rows, x = {}, {}, {}, {}

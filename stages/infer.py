@@ -8,7 +8,9 @@ these validation logits, and the same combination is applied by `wafer predict`.
 computed in fp32 on every device (wafer.model.forward.predict_outputs), as `wafer predict` computes
 them. The file records the model's SHA-256, which calibrate and thresholds copy into the served
 files
-so that `wafer predict` can refuse a set that does not belong together.
+so that `wafer predict` can refuse a set that does not belong together. With `infer.runtime:
+int8` the graph's activation ranges are calibrated here on `infer.int8_calibration_maps` training
+maps, and the file records them with the quantised graph's SHA-256 (wafer.model.runtime.Int8).
 """
 
 from pathlib import Path
@@ -22,7 +24,7 @@ from wafer.core.io import sha256_file
 from wafer.data.files import EVAL_SPLITS, Logits, load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
-from wafer.model.runtime import make_runtime
+from wafer.model.runtime import calibration_maps, make_runtime
 
 app = typer.Typer(add_completion=False)
 
@@ -38,18 +40,27 @@ def main(
     p = load_section(params, InferParams)
     dev = resolve_device(p.device)
     net, ckpt = load_model(model, dev)
-    run = make_runtime(net, dev, p.runtime)
-    logits, y, rows = {}, {}, {}
-    for split in EVAL_SPLITS:
+
+    def checked(split: str):
         shard = load_shard(shards, split)
         if shard.size != ckpt.input_size:
             raise WaferInputError(
                 shards, f"maps are {shard.size}px but the model was trained at {ckpt.input_size}px"
             )
+        return shard
+
+    # int8: activation ranges calibrated on training maps (never validation or test)
+    int8 = p.runtime == "int8"
+    maps = calibration_maps(checked("train").x, p.int8_calibration_maps) if int8 else None
+    run = make_runtime(net, dev, p.runtime, maps=maps)
+    logits, y, rows = {}, {}, {}
+    for split in EVAL_SPLITS:
+        shard = checked(split)
         served = predict_outputs(run, shard.x, p.batch_size, views=p.views, progress=True)
         logits[split] = served.logits
         y[split], rows[split] = shard.y, shard.rows
-    Logits(p.views, p.runtime, sha256_file(model), logits, y, rows).save(out)
+    quantization = getattr(run, "quantization", None)
+    Logits(p.views, p.runtime, sha256_file(model), logits, y, rows, quantization).save(out)
     print(
         f"infer: val {len(y['val'])}, test {len(y['test'])} maps ({p.views} TTA views, {p.runtime})"
     )

@@ -40,6 +40,8 @@ def main(
         check_device(section_values(values, section).device, f"{section.SECTION}.device")
     infer = section_values(values, InferParams)
     check_runtime(infer.runtime, resolve_device(infer.device))
+    if infer.runtime == "int8":  # its served record lives in the 9-class calibration file
+        raise ParamError("infer.runtime 'int8': served by the 9-class pipeline only")
     train, cam = section_values(values, MixedTrainParams), section_values(values, GradcamParams)
     net = build_model(
         ModelConfig(

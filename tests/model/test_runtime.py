@@ -1,8 +1,9 @@
 """The served runtimes (wafer.model.runtime): each gives eager fp32's labels on a tiny model,
-fp32 ones within 1e-4 of its logits, bf16 within the tolerance below; bad choices fail in one
-line."""
+fp32 ones within 1e-4 of its logits, bf16 and int8 within the tolerances below (their labels
+where the margin is clear of it); bad choices fail in one line."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from wafer.model.net import ModelConfig, build_model, one_hot
 from wafer.model.runtime import NEEDS, LogitsAndFeatures, check_runtime, make_runtime
 
 BF16_LOGIT_TOL = 0.05  # bf16 keeps 8 bits of mantissa: logits move by ~1% of their size
+INT8_LOGIT_TOL = 0.05  # 256 levels per tensor: logits within 5% of their largest value
 
 
 def served_net(seed: int = 0):
@@ -59,16 +61,17 @@ def test_every_runtime_serves_eager_labels(name):
         pytest.skip(f"{name} needs {', '.join(absent(name))} (pip install 'wafer[{name}]')")
     net, x = tiny_net(), maps()
     ref = predict_outputs(net, x, 8, views=4, features="mean")
-    run = make_runtime(tiny_net(), "cpu", name)  # one per test: compiling takes tens of seconds
+    calib = maps(48, seed=1) if name == "int8" else None  # int8: ranges from other maps
+    run = make_runtime(tiny_net(), "cpu", name, maps=calib)  # one per test: compiling is slow
     got = predict_outputs(run, x, 8, views=4, features="mean")
-    tol = BF16_LOGIT_TOL if name == "bf16" else 1e-4
+    tol = {"bf16": BF16_LOGIT_TOL, "int8": INT8_LOGIT_TOL}.get(name, 1e-4)
     scale = np.abs(ref.logits).max()
     assert np.abs(got.logits - ref.logits).max() <= tol * max(scale, 1.0)
     assert np.abs(got.features - ref.features).max() <= tol * max(np.abs(ref.features).max(), 1.0)
     margin = np.sort(ref.logits, axis=1)
     clear = margin[:, -1] - margin[:, -2] > 2 * tol * max(scale, 1.0)
     np.testing.assert_array_equal(got.logits.argmax(1)[clear], ref.logits.argmax(1)[clear])
-    if name != "bf16":
+    if name not in ("bf16", "int8"):
         np.testing.assert_array_equal(got.logits.argmax(1), ref.logits.argmax(1))
     # a last, shorter batch runs too (the exported and compiled graphs have a dynamic batch)
     assert predict_outputs(run, x[:3], 2).logits.shape == (3, 9)
@@ -102,3 +105,27 @@ def test_ieee_fp32_on_cuda_only_and_restored():
     with pytest.raises(KeyError), ieee_fp32(torch.device("cuda")):
         raise KeyError("a failing batch")
     assert (conv.fp32_precision, mm.fp32_precision) == before
+
+
+def test_int8_calibration_sample_and_record():
+    """The calibration sample is a fixed, ordered subset of the training maps; a record written
+    to a served file (floats to 6 decimals) rebuilds the same graph and the same logits."""
+    from wafer.core.io import json_text
+    from wafer.model.runtime import calibration_maps
+
+    x = maps(50)
+    a, b = calibration_maps(x, 20), calibration_maps(x, 20)
+    assert a.shape == (20, 16, 16) and np.array_equal(a, b)
+    rows = [next(i for i in range(50) if np.array_equal(x[i], m)) for m in a]
+    assert rows == sorted(rows)
+    assert len(calibration_maps(x, 500)) == 50
+    if absent("int8"):
+        pytest.skip(f"int8 needs {', '.join(absent('int8'))} (pip install 'wafer[onnx]')")
+    made = make_runtime(tiny_net(), "cpu", "int8", maps=a)
+    record = json.loads(json_text(made.quantization))
+    again = make_runtime(tiny_net(), "cpu", "int8", quantization=record)
+    assert again.quantization["graph_sha256"] == made.quantization["graph_sha256"]
+    x1 = one_hot(torch.from_numpy(maps(seed=3)))
+    assert torch.equal(made(x1)[0], again(x1)[0])
+    with pytest.raises(UsageError, match="needs its calibration record"):
+        make_runtime(tiny_net(), "cpu", "int8")

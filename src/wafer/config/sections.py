@@ -132,6 +132,7 @@ class InferParams:
     runtime: str = param(choices=RUNTIMES)
     batch_size: int = param(lo=1)
     device: str = param(**DEVICE)
+    int8_calibration_maps: int = param(lo=1)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ atomic and byte-reproducible (:func:`wafer.core.io.save_npz`).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from wafer.core import ragged
 from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import WaferInputError
 from wafer.core.io import atomic_path, load_npz, save_npz
 
 EVAL_SPLITS = ("val", "test")  # the splits the infer stage scores
@@ -116,6 +118,19 @@ class SplitFile:
         return cls(z["split"], z["groups"], holdout)
 
 
+def _json_record(path, z: dict, key: str) -> dict | None:
+    """The JSON object stored as the string array ``key`` of a loaded .npz, or None if absent."""
+    if key not in z:
+        return None
+    try:
+        record = json.loads(str(z[key]))
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise WaferInputError(path, f"array '{key}' is not a JSON object")
+    return record
+
+
 @dataclass(frozen=True)
 class Logits:
     """The served logits (the mean over ``views`` TTA views; 1: the map as given) of the val
@@ -127,6 +142,8 @@ class Logits:
     logits: dict[str, np.ndarray]  # split -> (N, C) float32
     y: dict[str, np.ndarray]  # split -> (N,) int64, or (N, 8) multi-hot (mixed-type pipeline)
     rows: dict[str, np.ndarray]  # split -> (N,) int64
+    # runtime int8: how its graph was quantised (wafer.model.runtime.Int8.quantization)
+    quantization: dict | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         arrays: dict[str, np.ndarray] = {}
@@ -136,6 +153,8 @@ class Logits:
                 f"{split}_y": self.y[split],
                 f"{split}_rows": self.rows[split],
             }
+        if self.quantization is not None:  # absent otherwise: the file is what it was before
+            arrays["quantization"] = np.array(json.dumps(self.quantization, sort_keys=True))
         save_npz(
             path,
             views=np.array(self.views),
@@ -155,4 +174,5 @@ class Logits:
             logits={s: z[f"{s}_logits"] for s in EVAL_SPLITS},
             y={s: z[f"{s}_y"] for s in EVAL_SPLITS},
             rows={s: z[f"{s}_rows"] for s in EVAL_SPLITS},
+            quantization=_json_record(path, z, "quantization"),
         )

@@ -99,6 +99,7 @@ class ServingConfig:
     points: tuple[tuple[str, OperatingPoint], ...]  # every fitted point, by objective
     budget: dict | None = None  # the escape budget's guarantee (wafer.serving.screen)
     sets: SetRule | None = None  # the prediction-set rule (wafer.serving.conformal)
+    quantization: dict | None = None  # runtime int8: its graph's record (wafer.model.runtime)
 
     @classmethod
     def load(
@@ -135,6 +136,7 @@ class ServingConfig:
             points=tuple(thr.points.items()),
             budget=thr.budget,
             sets=thr.sets,
+            quantization=cal.quantization,
         )
 
     def at(self, objective: str) -> ServingConfig:

@@ -50,6 +50,13 @@ FIELD_RULES = {
     "k": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "false_flag_rate": (lambda v: _finite(v) and 0 < v < 1, "a number in (0, 1)"),
     "index_sha256": (_hex64, "a SHA-256 hex digest"),
+    # calibration.json's quantization record (infer.runtime int8; wafer.model.runtime.Int8)
+    "graph_sha256": (_hex64, "a SHA-256 hex digest"),
+    "calibration_maps": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "an integer >= 1",
+    ),
+    "ranges": (lambda v: isinstance(v, dict) and bool(v), "ONNX Runtime's activation ranges"),
     # thresholds.json's escape_budget and prediction_sets records
     "alpha": (lambda v: _finite(v) and 0 < v < 1, "a number in (0, 1)"),
     "confidence": (lambda v: _finite(v) and 0.5 <= v < 1, "a number in [0.5, 1)"),
@@ -98,33 +105,50 @@ class Calibration:
     n_val: int  # validation maps it was fit on
     model_sha256: str
     logits_sha256: str
+    # runtime int8 only: how its graph was quantised (wafer.model.runtime.Int8.quantization)
+    quantization: dict | None = None
 
     def save(self, path: str | os.PathLike) -> None:
-        write_json(
-            path,
-            {
-                "temperature": self.temperature,
-                "views": self.views,
-                "runtime": self.runtime,
-                "fit_on": "val",
-                "n_val": self.n_val,
-                "model_sha256": self.model_sha256,  # the served files belong to this model
-                "logits_sha256": self.logits_sha256,
-            },
-        )
+        data = {
+            "temperature": self.temperature,
+            "views": self.views,
+            "runtime": self.runtime,
+            "fit_on": "val",
+            "n_val": self.n_val,
+            "model_sha256": self.model_sha256,  # the served files belong to this model
+            "logits_sha256": self.logits_sha256,
+        }
+        if self.quantization is not None:
+            data["quantization"] = self.quantization
+        write_json(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
         data = read_object(path)
         n_val = data.get("n_val")
+        runtime = checked_field(data, "runtime", path)
         return cls(
             temperature=float(checked_field(data, "temperature", path)),
             views=checked_field(data, "views", path),
-            runtime=checked_field(data, "runtime", path),
+            runtime=runtime,
             n_val=n_val if isinstance(n_val, int) else 0,
             model_sha256=checked_field(data, "model_sha256", path),
             logits_sha256=checked_field(data, "logits_sha256", path),
+            quantization=_quantization(data, runtime, path),
         )
+
+
+def _quantization(data: dict, runtime: str, path: str | Path) -> dict | None:
+    """calibration.json's ``quantization`` record: required for the int8 runtime (its fields
+    checked; ONNX Runtime reads the ranges), refused for any other."""
+    if runtime != "int8":
+        if "quantization" in data:
+            raise WaferInputError(path, f"field 'quantization' given for runtime {runtime!r}")
+        return None
+    record = checked_field(data, "quantization", path, rule="ranges")
+    for key in ("graph_sha256", "calibration_maps", "ranges"):
+        checked_field(record, key, path, where="quantization.")
+    return record
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from wafer.data.maprules import check_map
 from wafer.data.shard import resize_maps
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import Outputs, predict_outputs, resolve_device
-from wafer.model.runtime import Runtime, make_runtime
+from wafer.model.runtime import QuantizationError, Runtime, make_runtime
 from wafer.serving.decision import ServingConfig
 from wafer.serving.novelty import NoveltyScorer
 
@@ -70,7 +70,12 @@ class Predictor:
     runtime: Runtime = field(init=False, repr=False)  # the served runtime over ``model``
 
     def __post_init__(self) -> None:
-        self.runtime = make_runtime(self.model, self.device, self.serving.runtime)
+        try:
+            self.runtime = make_runtime(
+                self.model, self.device, self.serving.runtime, self.serving.quantization
+            )
+        except QuantizationError as exc:  # the served int8 graph cannot be rebuilt here
+            raise WaferInputError(self.paths.get("calibration", "calibration"), str(exc)) from None
 
     @classmethod
     def load(
