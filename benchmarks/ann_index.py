@@ -19,12 +19,10 @@ approximate search returns), on
 from __future__ import annotations
 
 import importlib.util
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 
 from wafer.config.params import load_params, section_values
@@ -35,7 +33,7 @@ from wafer.data.files import load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.serving.novelty import FeatureIndex, normalise
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
 WM811K_ALL = 811_457
@@ -155,13 +153,7 @@ def main(
     q = predict_outputs(
         net, np.asarray(val.x)[np.sort(pick)], 256, views=index.views, features="mean"
     ).features
-    result: dict = {
-        "command": " ".join(["python", "benchmarks/ann_index.py", *sys.argv[1:]]),
-        "processor": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "k": k,
-    }
+    result: dict = {**benchmark_header("benchmarks/ann_index.py"), "k": k}
     result["real_index_val_queries"] = compare(
         index.features, normalise(q), k, m, ef_construction, ef_search, libraries
     )

@@ -24,12 +24,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 import yaml
 
 from wafer.core.io import write_json
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 ROOT = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -97,9 +96,7 @@ def main(
                 )
     base = statistics.median(runs[nproc[0]])
     summary = {
-        "processor": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "command": "python benchmarks/ddp_throughput.py " + " ".join(sys.argv[1:]),
+        **benchmark_header("benchmarks/ddp_throughput.py"),
         "size": size,
         "stem": stem,
         "maps": maps,

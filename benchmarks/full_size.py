@@ -38,7 +38,7 @@ import typer
 from wafer.config.pipeline import pipeline_paths
 from wafer.core.classes import WM811K_FULL_COUNTS
 from wafer.core.io import load_npz, write_json
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import predict_cmd, ragged_subset  # noqa: E402 - a sibling benchmark script
@@ -145,11 +145,7 @@ def main(
     else:
         predict, command = measure_predict(workdir, paths, pipeline, predict_maps, batch), argv
     result = {
-        "command": argv,
-        "processor": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **benchmark_header("benchmarks/full_size.py"),
         "maps": n_maps,
         "unlabeled": unlabeled,
         "input_px": input_px,

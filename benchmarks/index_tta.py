@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 
 from wafer.config.params import load_section
@@ -31,6 +30,7 @@ from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.serving.files import Calibration
 from wafer.serving.novelty import FeatureIndex, choose, retrieval_metrics
+from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
 
@@ -59,11 +59,10 @@ def main(
         pick[part] = np.sort(rng.choice(len(sh.y), min(n, len(sh.y)), replace=False))
         shards[part] = sh
     result: dict = {
+        **benchmark_header("benchmarks/index_tta.py"),
         "workdir": str(workdir),
         "train_maps": len(pick["train"]),
         "queries": len(pick["val"]),
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     for tta in (False, True):
         t0 = time.perf_counter()

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 
 from wafer.core.io import save_npz, write_json
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
 
@@ -136,10 +135,7 @@ def main(
             )
     base, big = results[0], results[-1]
     summary = {
-        "processor": cpu_model(),
-        "command": "python benchmarks/predict_memory.py " + " ".join(sys.argv[1:]),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
+        **benchmark_header("benchmarks/predict_memory.py"),
         "runs": results,
         "peak_ratio_large_to_small": big["peak_rss_mib"] / base["peak_rss_mib"],
         "maps_ratio_large_to_small": big["maps"] / base["maps"],

@@ -57,7 +57,7 @@ from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.serving.calibration import fit_temperature, softmax
 from wafer.serving.decision import decide
 from wafer.serving.thresholds import fit_operating_point
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
 
@@ -204,11 +204,7 @@ def main(
         raise UsageError(f"--views {compare_views}: one of {TTA_VIEWS} (0: the served count)")
     cmp_views = compare_views or served["views"]
     result: dict = {
-        "command": " ".join(["python", "benchmarks/serving.py", *sys.argv[1:]]),
-        "processor": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **benchmark_header("benchmarks/serving.py"),
         "model": {
             "input_size": ckpt.input_size,
             "stem": ckpt.config.stem,

@@ -17,12 +17,10 @@ Nothing here is chosen: the choices are serving.py's, on validation.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import typer
 from serving import (  # benchmarks/serving.py: the same runtimes and the same fit
     build_runtime,
@@ -40,7 +38,7 @@ from wafer.data.files import load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.runtime import make_runtime
-from wafer.tools.machine import cpu_model
+from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
 
@@ -117,11 +115,7 @@ def main(
     write_json(
         out,
         {
-            "command": " ".join(["python", "benchmarks/serving_test.py", *sys.argv[1:]]),
-            "processor": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
+            **benchmark_header("benchmarks/serving_test.py"),
             "val_maps": len(yv),
             "test_maps": len(yt),
             "reference": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def benchmark_header(script: str) -> dict[str, Any]:
+    """What every benchmark's JSON starts with: its command (``python <script>`` and this
+    process's arguments), the processor (model name and torch's CPU capability), the thread
+    count and the torch version, so that no timing is read without its machine."""
+    import torch
+
+    return {
+        "command": shlex.join(["python", script, *sys.argv[1:]]),
+        "processor": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def environment(repo: Path) -> dict[str, Any]:
