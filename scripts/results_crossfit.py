@@ -36,6 +36,8 @@ class CrossfitRun:
     root_params: dict
     command: str
     commit: str
+    not_run: list[str]  # stages the run had not finished when it was saved (--save-only)
+    provenance: str = ""  # provenance.txt: how the run came about, when unusual
 
     def evaluate(self, model: str) -> dict | None:
         if model == "single":
@@ -48,19 +50,29 @@ class CrossfitRun:
         return int(self.metrics["ensemble"]["members"])
 
     @property
+    def seed_members(self) -> bool:
+        """The served ensemble is the root's model and seed members (not the folds')."""
+        return self.metrics["ensemble"].get("members_from") == "seeds"
+
+    def summed(self, prefix: str) -> float:
+        """The training seconds of every timing file whose name starts with ``prefix``."""
+        return sum(
+            float(v["train_seconds"]) for k, v in self.metrics.items() if k.startswith(prefix)
+        )
+
+    @property
     def views(self) -> int:
         return int(self.metrics["ensemble"]["views"])
 
     def train_seconds(self, model: str) -> float:
-        """The model's own training time (the members' sum for the ensemble)."""
+        """The model's own training time (the members' sum for the ensemble: the root's model
+        and the seed members' for a seed ensemble)."""
         if model == "single":
             return float(self.single_train.get("train_seconds", math.nan))
         if model == "ensemble":
-            return sum(
-                float(v["train_seconds"])
-                for k, v in self.metrics.items()
-                if k.startswith("timing/train_member_")
-            )
+            if self.seed_members:
+                return self.summed("timing/train_seed_") + self.train_seconds("single")
+            return self.summed("timing/train_member_")
         return float(self.metrics.get(f"timing/train_{model}", {}).get("train_seconds", math.nan))
 
 
@@ -90,9 +102,21 @@ def load_crossfit_runs(root: Path) -> list[CrossfitRun]:
                 root_params=yaml.safe_load((d / "root_params.yaml").read_text()),
                 command=(d / "command.txt").read_text().strip(),
                 commit=(d / "commit.txt").read_text().strip(),
+                not_run=_not_run(d / "not_run.txt"),
+                provenance=(d / "provenance.txt").read_text().strip()
+                if (d / "provenance.txt").is_file()
+                else "",
             )
         )
     return runs
+
+
+def _not_run(path: Path) -> list[str]:
+    """not_run.txt's stage names (``<stage> <metrics path>`` lines), in order, each once."""
+    if not path.is_file():
+        return []
+    names = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return list(dict.fromkeys(names))
 
 
 def _pc(e: dict, split: str, point: str) -> float:
@@ -137,14 +161,14 @@ def _side_by_side(run: CrossfitRun) -> list[str]:
         "(`cost`) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    members_s = run.train_seconds("ensemble")
+    members_s = run.summed("timing/train_member_")  # the cross-fitted members
     for m in models(run):
         e = run.evaluate(m)
         k = run.members if m == "ensemble" else 1
         own = run.train_seconds(m)
         train = _minutes(own)
         if m in ("student", "cleaned"):  # needs the members' out-of-fold logits first
-            train += f" (+ members {_minutes(members_s)})"
+            train += f" (+ cross-fitted members {_minutes(members_s)})"
         c = e["test"]["cost"]
         lines.append(
             f"| {m} | {k} | {k * int(e['views'])} | {train} | "
@@ -234,12 +258,30 @@ def crossfit_section(root: Path) -> list[str]:
             "",
             f"### {run.name}",
             "",
-            f"{run.members} members, `crossfit.epochs` {run.params['crossfit']['epochs']} "
+            (
+                f"Ensemble of {run.members} members: the single model and one per seed of "
+                f"`ensemble.seeds` {run.params['ensemble']['seeds']}, each the recipe on every "
+                f"training map; the {len(run.params['crossfit']['folds'])} cross-fitted "
+                "members give the out-of-fold probabilities"
+                if run.seed_members
+                else f"{run.members} cross-fitted members"
+            )
+            + f", `crossfit.epochs` {run.params['crossfit']['epochs']} "
             f"(the single model: `train.epochs` {tr['epochs']}), "
-            f"{run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']} (a member's: "
-            f"+ its fold), commit {run.commit[:7]}. Command: `{run.command}`",
+            f"{run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']} (a "
+            f"cross-fitted member's: + its fold), commit {run.commit[:7]}. "
+            f"Command: `{run.command}`",
             "",
         ]
+        if run.provenance:
+            lines += [f"How it ran: {run.provenance}", ""]
+        if run.not_run:
+            lines += [
+                f"Saved before the run's end (`real_crossfit.sh --save-only`): "
+                f"{', '.join(f'`{n}`' for n in run.not_run)} had not run, so the models they "
+                "make are not in the table yet.",
+                "",
+            ]
         lines += _side_by_side(run)
         lines += _choices(run)
         lines += _noise(run)

@@ -64,11 +64,45 @@ def test_side_by_side_with_costs_and_noise(tmp_path):
     assert run.members == 3
     assert "| single | 1 | 8 | 3.0 min |" in text
     assert "| ensemble | 3 | 24 | 3.3 min |" in text  # the members' sum: 60 + 66 + 72 s
-    assert "1.5 min (+ members 3.3 min)" in text
+    assert "1.5 min (+ cross-fitted members 3.3 min)" in text
     audit = json.loads((CROSSFIT / "metrics" / "audit.json").read_text())
     for cls, v in audit["per_class"].items():
         assert f"| {cls} | {v['maps']} | {v['flagged']} |" in text
     assert "not ground truth" in text
+
+
+def test_a_seed_ensemble_costs_the_single_model_and_its_seed_members(tmp_path):
+    """ensemble.members: seeds: the served ensemble is the single model plus one model per
+    seed; its training is theirs, and the student still waits for the cross-fitted members."""
+    d = _saved_run(tmp_path)
+    ens = json.loads((d / "metrics" / "ensemble.json").read_text())
+    ens.update(members=3, members_from="seeds")
+    (d / "metrics" / "ensemble.json").write_text(json.dumps(ens))
+    for seed in (5, 6):
+        (d / "metrics" / "timing" / f"train_seed_{seed}.json").write_text(
+            json.dumps({"train_seconds": 150.0})
+        )
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params["ensemble"].update(members="seeds", seeds=[5, 6])
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    assert run.seed_members and run.train_seconds("ensemble") == 180.0 + 2 * 150.0
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "| ensemble | 3 | 24 | 8.0 min |" in text
+    assert "1.5 min (+ cross-fitted members 3.3 min)" in text
+    assert "the single model and one per seed of `ensemble.seeds` [5, 6]" in text
+
+
+def test_a_run_saved_before_its_end_says_which_stages_had_not_run(tmp_path):
+    d = _saved_run(tmp_path)
+    shutil.rmtree(d / "metrics" / "cleaned")  # as --save-only leaves it
+    lines = ["train_cleaned metrics/cleaned/train.json", "evaluate_cleaned metrics/cleaned/x.json"]
+    (d / "not_run.txt").write_text("\n".join(lines) + "\n")
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    assert run.not_run == ["train_cleaned", "evaluate_cleaned"]
+    assert rc.models(run) == ["single", "ensemble", "student"]
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "`train_cleaned`, `evaluate_cleaned` had not run" in text and "| cleaned |" not in text
 
 
 def test_choices_follow_validation_not_test(tmp_path):
