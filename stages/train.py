@@ -21,6 +21,10 @@ the cross-fitting pipeline, each for ``crossfit.epochs`` epochs (the rest is the
 - ``--label-issues``: the cleaned-label model, without the maps the label-noise audit flagged
   (``audit.weight: 0``), or with their loss weighed by ``audit.weight``.
 
+With ``--seed-member S`` (and no ``--crossfit-params``) it trains a member of the cross-fitting
+pipeline's seed ensemble (``ensemble.members: seeds``): the root's recipe exactly, on every
+training map, with ``train.seed = S``.
+
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
 """
@@ -100,6 +104,12 @@ def main(
         help="cleaned-label model (pipelines/crossfit): the audit's list of flagged maps; "
         "leave them out or down-weight them (audit.weight)",
     ),
+    seed_member: int | None = typer.Option(
+        None,
+        "--seed-member",
+        help="seed ensemble (pipelines/crossfit, ensemble.members: seeds): the root's model "
+        "trained again on every training map with this train.seed",
+    ),
     crossfit_params: Path | None = typer.Option(
         None,
         "--crossfit-params",
@@ -118,6 +128,8 @@ def main(
             "--crossfit-params goes with exactly one of --folds/--fold, --soft-targets, "
             "--label-issues"
         )
+    if seed_member is not None and crossfit_params is not None:
+        raise UsageError("--seed-member trains the root's recipe: no --crossfit-params")
     member = student = cleaned = None
     if crossfit_params is not None:  # every model of the cross-fitting pipeline: its epoch budget
         p = replace(p, epochs=load_section(crossfit_params, CrossfitParams).epochs)
@@ -126,6 +138,14 @@ def main(
             raise UsageError("--folds and --fold go together")
         p = replace(p, seed=p.seed + fold)  # a seed of its own (its maps differ too)
         member = {"fold": fold, "folds_sha256": sha256_file(folds)}
+    if seed_member is not None:
+        if seed_member == p.seed or seed_member < 0:
+            raise UsageError(
+                f"--seed-member {seed_member}: not the root's train.seed ({p.seed}), whose model "
+                "is the seed ensemble's first member already, and not negative"
+            )
+        p = replace(p, seed=seed_member)
+        member = {"seed": seed_member}
     if soft_targets is not None:
         sp = load_section(crossfit_params, StudentParams)
         student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
@@ -137,7 +157,7 @@ def main(
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
     d = init_distributed(p.device)
     train, val = load_shard(shards, "train", mmap=False), load_shard(shards, "val", mmap=False)
-    if member is not None:
+    if folds is not None:
         held = FoldsFile.load(folds).held_out(fold, train.rows)
         train = Shard(train.x[~held], train.y[~held], train.rows[~held])
     y_train = train.y
@@ -210,6 +230,8 @@ def main(
         if cleaned
         else "train"
         if member is None
+        else f"train_seed_{seed_member}"
+        if seed_member is not None
         else f"train_member_{fold}",
         {
             "train_seconds": result.train_seconds,

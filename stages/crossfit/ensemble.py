@@ -1,8 +1,11 @@
-"""Stage `ensemble` of the cross-fitting pipeline: the K member files as one served checkpoint
+"""Stage `ensemble` of the cross-fitting pipeline: the member files as one served checkpoint
 (wafer.model.checkpoint.Checkpoint.ensemble: an Ensemble network whose output is the mean of
 the members' logits, or the log of the mean of their probabilities, ``ensemble.average``). The
-checkpoint records each member file's SHA-256 and train options, so the calibration and
-thresholds fit on its logits, which name its own SHA-256, are bound to every member.
+members are the K cross-fitted ones (``ensemble.members: folds``), or the root's model and one
+model per seed of ``ensemble.seeds``, each the root's recipe on every training map
+(``ensemble.members: seeds``). The checkpoint records each member file's SHA-256 and train
+options, so the calibration and thresholds fit on its logits, which name its own SHA-256, are
+bound to every member.
 
 It also measures on validation, with the root pipeline's `infer.views` TTA views, argmax
 macro-F1 of each member and of both averages (metrics/ensemble.json), so that the choice of
@@ -24,11 +27,16 @@ from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import predict_outputs, resolve_device
-from wafer.model.members import load_members
+from wafer.model.members import load_members, load_seed_members
 from wafer.model.net import combine
 from wafer.report.metrics import macro_f1
 
 app = typer.Typer(add_completion=False)
+
+
+def root_ckpt_seed(chosen: list) -> int | None:
+    """The train.seed the root's model (the first seed member) was trained with."""
+    return (chosen[0][1].extra.get("train") or {}).get("seed")
 
 
 @app.command()
@@ -37,19 +45,27 @@ def main(
     params: Path = typer.Option(..., "--params", help="params.yaml (section ensemble)"),
     root_params: Path = typer.Option(..., "--root-params", help="the root params.yaml (infer)"),
     folds: Path = typer.Option(..., "--folds"),
-    members: Path = typer.Option(..., "--members", help="folder of the member files"),
+    members: Path = typer.Option(..., "--members", help="folder of the cross-fitted members"),
+    seeds: Path = typer.Option(..., "--seeds", help="folder of the seed members"),
+    root_model: Path = typer.Option(..., "--root-model", help="the root's model"),
     shards: Path = typer.Option(..., "--shards", help="the root pipeline's shards"),
     out: Path = typer.Option(..., "--out"),
     metrics: Path = typer.Option(..., "--metrics"),
 ) -> None:
     p = load_section(params, EnsembleParams)
     infer = load_section(root_params, InferParams)
-    k = FoldsFile.load(folds).k
-    paths, ckpts = zip(*load_members(members, folds, k), strict=True)
+    if p.members == "folds":
+        chosen = load_members(members, folds, FoldsFile.load(folds).k)
+        source = {"members_from": "folds", "folds_sha256": sha256_file(folds)}
+    else:
+        chosen = load_seed_members(root_model, seeds, p.seeds)
+        source = {"members_from": "seeds", "seeds": [root_ckpt_seed(chosen), *p.seeds]}
+    paths, ckpts = zip(*chosen, strict=True)
+    k = len(ckpts)
     extra = {
         "ensemble": {
             "average": p.average,
-            "folds_sha256": sha256_file(folds),
+            **source,
             "members": [
                 {"file": path.name, "sha256": sha256_file(path), "train": c.extra.get("train")}
                 for path, c in zip(paths, ckpts, strict=True)
@@ -98,7 +114,13 @@ def main(
     ens.save(out)
     write_json(
         metrics,
-        {"members": k, "average": p.average, "views": infer.views, "val_macro_f1": scores},
+        {
+            "members": k,
+            "members_from": p.members,
+            "average": p.average,
+            "views": infer.views,
+            "val_macro_f1": scores,
+        },
     )
     print(
         f"ensemble: {k} members ({p.average} average); val macro-F1 members "

@@ -84,7 +84,8 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "tiny"], dst, env)
-    _run([sys.executable, "-m", "dvc", "repro", "shard"], dst, env)  # the root's data only
+    # the root's data and its model (a seed ensemble's first member), not its serving stages
+    _run([sys.executable, "-m", "dvc", "repro", "train"], dst, env)
     out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
     assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate'" in out
     _run(["git", "add", "-A"], dst, env)
@@ -269,3 +270,53 @@ def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
     proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not a label-issues list" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_path):
+    """`ensemble.members: seeds`: one more model per seed (train_seed@seed, the root's recipe on
+    every training map), served with the root's model as one ensemble; bad seeds refused in one
+    line. Runs last: it leaves the workspace's ensemble as the folds' again."""
+    dst, env = repo
+    pipe = dst / PIPE
+    params = pipe / "params.yaml"
+    kept = params.read_text()
+    _tiny(params, {"ensemble": {"members": "seeds", "seeds": [5]}})
+    try:
+        out = _run([sys.executable, "-m", "dvc", "repro", "ensemble"], pipe, env)
+        assert "Running stage 'train_seed@5'" in out and "Running stage 'train_member" not in out
+        ens = Checkpoint.load(pipe / "models" / "ensemble.pt")
+        e = ens.extra["ensemble"]
+        assert e["members_from"] == "seeds" and ens.config.members == 2
+        shas = [m["sha256"] for m in e["members"]]
+        assert shas == [
+            sha256_file(dst / "models/model.pt"),
+            sha256_file(pipe / "models/seeds/5.pt"),
+        ]
+        seed5 = Checkpoint.load(pipe / "models" / "seeds" / "5.pt").extra
+        root = Checkpoint.load(dst / "models" / "model.pt").extra["train"]
+        assert seed5["crossfit"] == {"seed": 5} and seed5["train"] == root | {"seed": 5}
+        m = json.loads((pipe / "metrics" / "ensemble.json").read_text())
+        assert m["members_from"] == "seeds" and len(m["val_macro_f1"]["members"]) == 2
+        for bad, why in (
+            ({"members": "seeds", "seeds": []}, "needs at least one seed"),
+            ({"members": "folds", "seeds": [3, 3]}, "names a value twice"),
+            ({"members": "seeds", "seeds": [root["seed"]]}, "not the root's train.seed"),
+        ):
+            params.write_text(kept)
+            _tiny(params, {"ensemble": bad})
+            proc = subprocess.run(
+                [sys.executable, "-m", "dvc", "repro", "ensemble"],
+                cwd=pipe,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert proc.returncode != 0 and why in proc.stdout + proc.stderr, bad
+            assert "Traceback" not in proc.stdout + proc.stderr
+    finally:
+        params.write_text(kept)
+        _run([sys.executable, "-m", "dvc", "repro", "ensemble"], pipe, env)
+    assert Checkpoint.load(pipe / "models" / "ensemble.pt").extra["ensemble"]["members_from"] == (
+        "folds"
+    )

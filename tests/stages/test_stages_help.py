@@ -10,9 +10,11 @@ STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
 CROSSFIT = sorted(f"crossfit/{p.stem}" for p in (ROOT / "stages" / "crossfit").glob("*.py"))
 # options that may be left out: the progress switch, and train's modes of pipelines/crossfit (its
 # params file, with a member's folds file and fold, the student's soft targets or the
-# cleaned-label model's list of flagged maps)
+# cleaned-label model's list of flagged maps; a seed member's seed, a matrix value as a fold is)
 OPTIONAL = {"progress"}
-MEMBER_OPTIONS = {"train": {"crossfit_params", "folds", "fold", "soft_targets", "label_issues"}}
+MEMBER_OPTIONS = {
+    "train": {"crossfit_params", "folds", "fold", "seed_member", "soft_targets", "label_issues"}
+}
 
 
 def test_every_dvc_stage_has_a_script():

@@ -8,11 +8,11 @@ written once, and only what is new to cross-fitting lives in this file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from wafer.config.rules import AVERAGES, Rule, param
+from wafer.config.rules import AVERAGES, ENSEMBLE_MEMBERS, Rule, distinct, param
 from wafer.config.sections import SEED
 
 
@@ -35,12 +35,25 @@ class CrossfitParams:
     epochs: int = param(lo=1)  # every model's epoch budget here (the rest of train.* is the recipe)
 
 
+def seeds_for_members(values: Mapping[str, Any]) -> str | None:
+    """``ensemble.members: seeds`` needs at least one extra seed (the root's model alone is no
+    ensemble)."""
+    if values.get("members") == "seeds" and not values.get("seeds"):
+        return "members 'seeds' needs at least one seed in seeds (the root's model alone is one)"
+    return None
+
+
 @dataclass(frozen=True)
 class EnsembleParams:
-    """How the members' outputs are combined into the one served output."""
+    """Which models make the served ensemble and how their outputs are combined."""
 
     SECTION: ClassVar[str] = "ensemble"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = seeds_for_members
     average: str = param(choices=AVERAGES)
+    # folds: the K cross-fitted members; seeds: the root's model and one model per extra seed,
+    # each trained like it on every training map (DVC matrix train_seed@seed)
+    members: str = param(choices=ENSEMBLE_MEMBERS)
+    seeds: list[int] = param(lengths=tuple(range(21)), item=Rule(int, lo=0), check=distinct)
 
 
 @dataclass(frozen=True)

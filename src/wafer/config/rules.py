@@ -39,6 +39,7 @@ RUNTIMES = ("eager", "bf16", "compile", "onnx", "int8")  # infer.runtime (wafer.
 INDEX_SEARCHES = ("exact", "hnsw")  # index.search (wafer.serving.ann)
 TTA_VIEWS = (1, 2, 4, 8)  # infer.views: dihedral views averaged (wafer.model.augment.TTA_ORDER)
 AVERAGES = ("logit", "prob")  # ensemble.average: members' logits or probabilities (wafer.model.net)
+ENSEMBLE_MEMBERS = ("folds", "seeds")  # ensemble.members (stages/crossfit/ensemble.py)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 

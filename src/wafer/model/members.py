@@ -1,6 +1,10 @@
-"""The cross-fitted members' files (pipelines/crossfit: dvc.yaml's ``train_member@k`` outputs,
-``<members>/<k>.pt``), read and checked in one place: member k must have been trained as member
-k of this folds file (its checkpoint records its fold and the folds file's SHA-256)."""
+"""The ensemble members' files (pipelines/crossfit), read and checked in one place:
+
+- the cross-fitted members (dvc.yaml's ``train_member@k`` outputs, ``<members>/<k>.pt``): member
+  k must have been trained as member k of this folds file (its checkpoint records its fold and
+  the folds file's SHA-256);
+- the seed members (``train_seed@s``, ``<seeds>/<s>.pt``): the root's model first, then each
+  seed's, which must have been trained as the seed member ``s`` of the root's recipe."""
 
 from __future__ import annotations
 
@@ -27,5 +31,29 @@ def load_members(members: Path, folds: Path, k: int) -> list[tuple[Path, Checkpo
         made = ckpt.extra.get("crossfit", {})
         if made.get("fold") != fold or made.get("folds_sha256") != folds_sha:
             raise WaferInputError(path, f"was not trained as member {fold} of {folds}")
+        out.append((path, ckpt))
+    return out
+
+
+def load_seed_members(
+    root_model: Path, seeds_dir: Path, seeds: list[int]
+) -> list[tuple[Path, Checkpoint]]:
+    """The root's model and the seed members' files and checkpoints (on the CPU), in that order;
+    a file trained otherwise, or at another recipe than the root's model, raises
+    WaferInputError naming it."""
+    root = Checkpoint.load(root_model)
+    out = [(Path(root_model), root)]
+    recipe = {k: v for k, v in (root.extra.get("train") or {}).items() if k != "seed"}
+    for seed in seeds:
+        path = member_file(seeds_dir, seed)
+        ckpt = Checkpoint.load(path)
+        if ckpt.extra.get("crossfit") != {"seed": seed}:
+            raise WaferInputError(path, f"was not trained as the seed member {seed}")
+        theirs = {k: v for k, v in (ckpt.extra.get("train") or {}).items() if k != "seed"}
+        if theirs != recipe:
+            diff = sorted(k for k in set(recipe) | set(theirs) if recipe.get(k) != theirs.get(k))
+            raise WaferInputError(
+                path, f"trained at another recipe than {root_model} ({', '.join(diff)} differ)"
+            )
         out.append((path, ckpt))
     return out
