@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -120,7 +119,7 @@ def main(
     ),
 ) -> None:
     """Run the full-size stages and `wafer predict`; write the record to --out."""
-    argv = shlex.join(["python", "benchmarks/full_size.py", *sys.argv[1:]])
+    header = benchmark_header("benchmarks/full_size.py")
     results = workdir / "results"
     if skip_stages:
         record = json.loads((results / "timing" / "run_stages.json").read_text())
@@ -143,9 +142,10 @@ def main(
         kept = json.loads(out.read_text())
         predict, command = kept["predict"], kept["predict_command"]
     else:
-        predict, command = measure_predict(workdir, paths, pipeline, predict_maps, batch), argv
+        predict = measure_predict(workdir, paths, pipeline, predict_maps, batch)
+        command = header["command"]
     result = {
-        **benchmark_header("benchmarks/full_size.py"),
+        **header,
         "maps": n_maps,
         "unlabeled": unlabeled,
         "input_px": input_px,

@@ -59,8 +59,7 @@ def main(
         served = predict_outputs(run, shard.x, p.batch_size, views=p.views, progress=True)
         logits[split] = served.logits
         y[split], rows[split] = shard.y, shard.rows
-    quantization = getattr(run, "quantization", None)
-    Logits(p.views, p.runtime, sha256_file(model), logits, y, rows, quantization).save(out)
+    Logits(p.views, p.runtime, sha256_file(model), logits, y, rows, run.quantization).save(out)
     print(
         f"infer: val {len(y['val'])}, test {len(y['test'])} maps ({p.views} TTA views, {p.runtime})"
     )

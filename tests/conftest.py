@@ -301,6 +301,20 @@ def copy_checkout(dst: Path, skip: tuple[str, ...] = ()) -> None:
             shutil.copy2(ROOT / f, dst / f)
 
 
+# `-S` overrides of a whole synthetic run through wafer.tools.run_stages in seconds (tiny maps
+# and model, one epoch, no TTA)
+TINY_RUN = [
+    "synthesize.n_maps=180",
+    "synthesize.floor=0.08",
+    "shard.input_px=32",
+    "train.cbam=false",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "train.patience=1",
+    "infer.views=1",
+    "evaluate.bootstrap=10",
+]
+
 BATCH = 4  # wafer predict's --batch-size in tests: small: several chunks and several forward passes
 
 

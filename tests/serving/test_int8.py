@@ -17,26 +17,15 @@ from wafer.model.forward import predict_outputs
 from wafer.model.runtime import NEEDS
 from wafer.serving.predictor import Predictor
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY_RUN, run_cli
 
 pytestmark = pytest.mark.skipif(
     any(__import__("importlib").util.find_spec(m) is None for m in NEEDS["int8"]),
     reason="infer.runtime int8 needs onnxruntime, onnx and onnxscript (pip install 'wafer[onnx]')",
 )
 
-TINY = [
-    "synthesize.n_maps=180",
-    "synthesize.floor=0.08",
-    "shard.input_px=32",
-    "train.cbam=false",
-    "train.epochs=1",
-    "train.batch_size=64",
-    "train.patience=1",
-    "infer.views=2",
-    "infer.runtime=int8",
-    "infer.int8_calibration_maps=40",
-    "evaluate.bootstrap=10",
-]
+TINY = [kv for kv in TINY_RUN if not kv.startswith("infer.views=")]
+TINY += ["infer.views=2", "infer.runtime=int8", "infer.int8_calibration_maps=40"]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from wafer.tools.render import (
 )
 from wafer.tools.returned import unpack
 
-from conftest import ROOT
+from conftest import ROOT, TINY_RUN
 
 PARAMS = load_yaml((ROOT / "params.yaml").read_text())
 
@@ -158,17 +158,7 @@ def test_recipes_cli_prints_set_args(capsys):
     assert capsys.readouterr().out.split() == set_args(load_recipe("ce-baseline"))
 
 
-TINY = [
-    "synthesize.n_maps=180",
-    "synthesize.floor=0.08",
-    "shard.input_px=32",
-    "train.cbam=false",
-    "train.epochs=1",
-    "train.batch_size=64",
-    "train.patience=1",
-    "infer.views=1",
-    "evaluate.bootstrap=10",
-]
+TINY = TINY_RUN
 
 
 def test_end_to_end_tiny_run(tmp_path):

@@ -123,6 +123,7 @@ class Runtime:
     """The eager fp32 runtime; subclasses change how :meth:`run` computes the pair."""
 
     name = "eager"
+    quantization: dict | None = None  # int8 only: the record its graph is rebuilt from
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -242,7 +243,7 @@ def quantize(fp32: bytes, ranges: dict | None = None, maps: np.ndarray | None = 
             return next(self.it, None)
 
     if (ranges is None) == (maps is None):
-        raise ValueError("quantize: give the calibration maps or the ranges, not both")
+        raise ValueError("quantize: give exactly one of the calibration maps and the ranges")
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         raise UsageError(
             "infer.runtime 'int8' needs a newer onnxruntime: pip install -U onnxruntime"
