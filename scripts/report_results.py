@@ -452,7 +452,9 @@ def render(runs: dict[str, Run]) -> str:
     lines += crossfit_section(RESULTS / "crossfit")
     lines += novelty_section(RESULTS / "novelty")
     head_group = next((g for g in recipe_groups(current) if head in g), [head])
-    lines += gpu_section(RESULTS / "gpu", [val_score(r) for r in head_group], "CPU headline recipe")
+    lines += gpu_section(
+        RESULTS / "gpu", [val_score(r) for r in head_group], "CPU headline recipe", SEED
+    )
     lines += [
         "",
         "## Per class and figures",

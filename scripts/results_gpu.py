@@ -22,10 +22,13 @@ def _pc(e: dict) -> float:
     return e["prevalence_corrected"]["macro_f1"]
 
 
-def gpu_section(root: Path, cpu_val: list[float], cpu_name: str) -> list[str]:
+def gpu_section(
+    root: Path, cpu_val: list[float], cpu_name: str, seed: dict[str, dict] | None = None
+) -> list[str]:
     """The runs under ``root`` with both splits evaluated; ``cpu_val``: the CPU headline
     recipe's validation figures (prevalence-corrected macro-F1 at the macro_f1 point, one per
-    training seed), ``cpu_name`` how to call it."""
+    training seed), ``cpu_name`` how to call it; ``seed``: the seed system's published test
+    figures per recipe family ("focal + CBAM", "CE"), set beside each run's own."""
     runs = sorted(
         d
         for d in (root.iterdir() if root.is_dir() else [])
@@ -84,6 +87,20 @@ def gpu_section(root: Path, cpu_val: list[float], cpu_name: str) -> list[str]:
                 else "the CPU headline recipe stays the headline."
             )
         )
+        family = "focal + CBAM" if t["loss"] == "focal" and t["cbam"] else "CE"
+        if seed and family in seed:
+            e = ev["test"]["macro_f1"]
+            published = " / ".join(
+                f"{seed[family][k]:.4g}" if k in seed[family] else "–"
+                for k in ("macro_f1", "balanced_accuracy", "ece")
+            )
+            ece = f"{cal['test']['after']['ece']:.4f}" if "test" in cal else "?"
+            verdicts.append(
+                f"`{d.name}` beside the seed system's {family} ({published}: macro-F1 / "
+                "balanced accuracy / ECE, its protocol, the full labeled WM-811K): test at "
+                f"the `macro_f1` point {e['macro_f1']:.3f} / {e['balanced_accuracy']:.3f} / "
+                f"{ece} (macro-F1 not prevalence-corrected, as the seed's)."
+            )
         first = timing.get("first_step_s")
         epochs = timing.get("epoch_s") or []
         if first is not None and len(epochs) > 1:

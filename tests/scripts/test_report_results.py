@@ -166,7 +166,8 @@ def _gpu_run(folder, val, test):
     (folder / "timing").mkdir()
 
     def point(f1, escapes):
-        return {"prevalence_corrected": {"macro_f1": f1}, "escapes": escapes}
+        plain = {"macro_f1": f1 + 0.004, "balanced_accuracy": f1 - 0.001}
+        return {"prevalence_corrected": {"macro_f1": f1}, "escapes": escapes, **plain}
 
     files = {
         "evaluate.json": {
@@ -202,4 +203,8 @@ def test_gpu_section_compares_on_validation_only(tmp_path):
     assert "the CPU headline recipe stays the headline" in text
     assert "first training step 12.5 s" in text and "median 11.0 s" in text
     text = "\n".join(gpu.gpu_section(tmp_path / "gpu", [0.900, 0.905], "CPU headline recipe"))
-    assert "validation prefers it" in text
+    assert "validation prefers it" in text and "seed system" not in text
+    seed = {"focal + CBAM": {"macro_f1": 0.92, "balanced_accuracy": 0.91, "ece": 0.0031}}
+    text = "\n".join(gpu.gpu_section(tmp_path / "gpu", [0.92], "CPU headline recipe", seed))
+    assert "seed system's focal + CBAM (0.92 / 0.91 / 0.0031" in text
+    assert "point 0.994 / 0.989 / 0.0042" in text  # the plain test figures beside the seed's

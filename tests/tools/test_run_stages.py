@@ -211,10 +211,20 @@ def test_end_to_end_tiny_run(tmp_path):
     assert (joined / "served" / "model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
     assert not (work / "metrics" / "gradcam.json").exists()
     # the index built from a returned model (as after a GPU lease): train and what follows
-    # skipped, their outputs taken from the first run with --use
-    out2 = tmp_path / "out2"
+    # skipped, their outputs taken from the first run with --use; in a committed repository
+    # (links to this checkout's entries) whose results/ the run writes: its own results folder
+    # is not an uncommitted change of the code that ran
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in {".git", "results", ".venv"}:
+            (linked / entry.name).symlink_to(entry)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "linked"]):
+        subprocess.run([*git, *cmd], cwd=linked, check=True, capture_output=True)
+    out2 = linked / "results" / "gpu" / "tiny-index"
     args2 = [str(ROOT / "scripts" / "gpu_run.sh"), "--synthetic", "--name", "tiny-index"]
-    args2 += [a for kv in TINY for a in ("-S", kv)] + ["--out", str(out2)]
+    args2 += [a for kv in TINY for a in ("-S", kv)] + ["--repo", str(linked)]
     for stage in ("train", "infer", "calibrate", "thresholds", "evaluate", "gradcam"):
         args2 += ["--skip", stage]
     for path in ("models/model.pt", "data/logits.npz", "models/calibration.json"):
@@ -226,6 +236,7 @@ def test_end_to_end_tiny_run(tmp_path):
     assert (out2 / "served" / "model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
     ran = [s["stage"] for s in json.loads((out2 / "timing/run_stages.json").read_text())["stages"]]
     assert "index" in ran and "train" not in ran and "infer" not in ran
+    assert json.loads((out2 / "env.json").read_text())["uncommitted_changes"] is False
     after = subprocess.run(
         ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True
     ).stdout

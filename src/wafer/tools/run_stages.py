@@ -375,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{s.name}: {cmd}" if s.wdir == "." else f"{s.name} (in {s.wdir}): {cmd}")
         return 0
 
+    # the git state before the run writes anything: its own results folder (untracked, or a
+    # committed earlier run it replaces) would otherwise read as an uncommitted change
+    commit, machine = git(repo, "rev-parse", "HEAD") or "unknown", environment(repo)
     out = (args.out or repo / "results" / "gpu" / name).resolve()
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix=f"wafer-{name}-"))).resolve()
     if out == workdir or out in workdir.parents or workdir in out.parents:
@@ -453,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "# links the repository's stages/ and src/; PYTHONPATH=src\n"
         + "".join(f"{c}\n" for s in run for c in s.cmds)
     )
-    (out / "commit.txt").write_text((git(repo, "rev-parse", "HEAD") or "unknown") + "\n")
-    (out / "env.json").write_text(json.dumps(environment(repo), indent=2) + "\n")
+    (out / "commit.txt").write_text(commit + "\n")
+    (out / "env.json").write_text(json.dumps(machine, indent=2) + "\n")
     print(f"{name}: {summary(out)}; results in {out}")
     if args.archive_dir:
         args.archive_dir.mkdir(parents=True, exist_ok=True)
