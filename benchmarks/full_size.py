@@ -90,7 +90,9 @@ def measure_predict(workdir: Path, paths: dict, pipeline: Path, n: int, batch: i
     seconds, peak = timed_process(predict_cmd(pipeline, predict_in, csv, batch))
     with open(csv) as f:
         rows = sum(1 for _ in f) - 1
-    model = torch.load(pipeline_paths(pipeline)["model"], map_location="cpu", weights_only=True)
+    served = pipeline_paths(pipeline)
+    model = torch.load(served["model"], map_location="cpu", weights_only=True)
+    calibration = json.loads(served["calibration"].read_text())  # how predict ran the network
     return {
         "maps": n_predict,
         "rows_written": rows,
@@ -98,6 +100,8 @@ def measure_predict(workdir: Path, paths: dict, pipeline: Path, n: int, batch: i
         "maps_per_s": round(n_predict / seconds, 1),
         "peak_rss_mib": round(peak, 1),
         "model_input_px": int(model["input_size"]),
+        "runtime": calibration["runtime"],
+        "views": calibration["views"],
         "pipeline": str(pipeline),
         "batch_size": batch,
     }

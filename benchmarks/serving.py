@@ -179,6 +179,58 @@ def predict_cmd(workdir: Path, npz: Path, out: Path, batch: int) -> list[str]:
     ]
 
 
+def measure_predict(
+    workdir: Path, paths: dict, val, x: np.ndarray, runs: dict, served: dict, n: int, batch: int
+) -> dict:
+    """`wafer predict` as a process on ``n`` validation maps in their original sizes, against
+    the served runtime's model-only maps/s at the served views, and a profile of the same run."""
+    rows = np.asarray(val.rows)[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ragged_subset(paths["ingested"], rows, tmp / "maps.npz")
+        ragged_subset(paths["ingested"], rows[:8], tmp / "tiny.npz")
+        walls = {}
+        for name in ("tiny", "maps"):
+            t0 = time.perf_counter()
+            subprocess.run(
+                predict_cmd(workdir, tmp / f"{name}.npz", tmp / f"{name}.csv", batch),
+                check=True,
+                capture_output=True,
+            )
+            walls[name] = time.perf_counter() - t0
+        run = runs[served["runtime"]]
+        model_only = maps_per_s(run, x[: len(rows)], served["views"], batch)
+        # a profile of the same work in this process (cProfile slows Python, not torch's C)
+        from wafer.apps.predicting import predictor_9class  # noqa: F401 - import cost apart
+
+        prof = cProfile.Profile()
+        prof.enable()
+        from typer.testing import CliRunner
+
+        from wafer.apps.cli import app as cli
+
+        res = CliRunner().invoke(
+            cli, predict_cmd(workdir, tmp / "maps.npz", tmp / "prof.csv", batch)[1:]
+        )
+        prof.disable()
+        assert res.exit_code == 0, res.output
+    pipeline = len(rows) / walls["maps"]
+    marginal = (len(rows) - 8) / max(walls["maps"] - walls["tiny"], 1e-9)
+    return {
+        "maps": len(rows),
+        "views": served["views"],
+        "runtime": served["runtime"],
+        "wall_s": round(walls["maps"], 1),
+        "startup_s (8 maps)": round(walls["tiny"], 1),
+        "maps_per_s": round(pipeline, 1),
+        "maps_per_s_after_startup": round(marginal, 1),
+        "model_only_maps_per_s": round(model_only, 1),
+        "ratio_vs_model_only": round(pipeline / model_only, 3),
+        "ratio_vs_model_only_after_startup": round(marginal / model_only, 3),
+        "profile": steps(pstats.Stats(prof)),
+    }
+
+
 @app.command()
 @one_line_errors
 def main(
@@ -192,6 +244,11 @@ def main(
         0,
         "--views",
         help="TTA views of the runtimes' quality comparison (0: the served infer.views)",
+    ),
+    predict_only: bool = typer.Option(
+        False,
+        help="only `wafer predict` against model only at the served runtime and views (the "
+        "pipeline's own setting), without the runtime and view sweeps",
     ),
 ) -> None:
     paths = pipeline_paths(workdir)  # dvc.yaml's paths, in that pipeline
@@ -213,6 +270,16 @@ def main(
         },
         "served": {"views": served["views"], "runtime": served["runtime"]},
     }
+
+    if predict_only:  # the served runtime alone, built as predict builds it
+        runs = {served["runtime"]: build_runtime(served["runtime"], paths, params)}
+        predict_outputs(runs[served["runtime"]], x[:2], 2)  # export/quantisation here
+        result["predict"] = measure_predict(
+            workdir, paths, val, x, runs, served, predict_maps, batch
+        )
+        write_json(out, result)
+        print(f"wrote {out}")
+        return
 
     # 1. model-only throughput per runtime and view count
     speed: dict = {}
@@ -292,51 +359,7 @@ def main(
     result["runtimes_on_validation"] = quality_rt
 
     # 2. `wafer predict` as a process against model-only at the served settings
-    rows = np.asarray(val.rows)[:predict_maps]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        ragged_subset(paths["ingested"], rows, tmp / "maps.npz")
-        ragged_subset(paths["ingested"], rows[:8], tmp / "tiny.npz")
-        walls = {}
-        for name in ("tiny", "maps"):
-            t0 = time.perf_counter()
-            subprocess.run(
-                predict_cmd(workdir, tmp / f"{name}.npz", tmp / f"{name}.csv", batch),
-                check=True,
-                capture_output=True,
-            )
-            walls[name] = time.perf_counter() - t0
-        run = runs[served["runtime"]]
-        model_only = maps_per_s(run, x[: len(rows)], served["views"], batch)
-        # a profile of the same work in this process (cProfile slows Python, not torch's C)
-        from wafer.apps.predicting import predictor_9class  # noqa: F401 - import cost apart
-
-        prof = cProfile.Profile()
-        prof.enable()
-        from typer.testing import CliRunner
-
-        from wafer.apps.cli import app as cli
-
-        res = CliRunner().invoke(
-            cli, predict_cmd(workdir, tmp / "maps.npz", tmp / "prof.csv", batch)[1:]
-        )
-        prof.disable()
-        assert res.exit_code == 0, res.output
-    pipeline = len(rows) / walls["maps"]
-    marginal = (len(rows) - 8) / max(walls["maps"] - walls["tiny"], 1e-9)
-    result["predict"] = {
-        "maps": len(rows),
-        "views": served["views"],
-        "runtime": served["runtime"],
-        "wall_s": round(walls["maps"], 1),
-        "startup_s (8 maps)": round(walls["tiny"], 1),
-        "maps_per_s": round(pipeline, 1),
-        "maps_per_s_after_startup": round(marginal, 1),
-        "model_only_maps_per_s": round(model_only, 1),
-        "ratio_vs_model_only": round(pipeline / model_only, 3),
-        "ratio_vs_model_only_after_startup": round(marginal / model_only, 3),
-        "profile": steps(pstats.Stats(prof)),
-    }
+    result["predict"] = measure_predict(workdir, paths, val, x, runs, served, predict_maps, batch)
     print(result["predict"], flush=True)
     write_json(out, result)
     print(f"wrote {out}")

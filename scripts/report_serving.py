@@ -1,7 +1,8 @@
 """Render the serving benchmarks' tables into docs/SERVING.md (between its table markers), so
 that every figure there is one a benchmark wrote: docs/benchmarks/serving.json
 (benchmarks/serving.py), docs/benchmarks/ann_index.json (benchmarks/ann_index.py) and
-docs/benchmarks/full_size.json (benchmarks/full_size.py).
+docs/benchmarks/full_size.json (benchmarks/full_size.py) and
+docs/benchmarks/serving_default.json (benchmarks/serving.py --predict-only).
 
     python scripts/report_serving.py            # rewrite the tables
     python scripts/report_serving.py --check    # exit 1 when the doc is not what it would write
@@ -19,6 +20,7 @@ SERVING = ROOT / "docs/benchmarks/serving.json"
 ANN = ROOT / "docs/benchmarks/ann_index.json"
 FULL = ROOT / "docs/benchmarks/full_size.json"
 TEST = ROOT / "docs/benchmarks/serving_test.json"
+DEFAULT = ROOT / "docs/benchmarks/serving_default.json"  # serving.py --predict-only
 START, END = "<!-- tables:start (scripts/report_serving.py) -->", "<!-- tables:end -->"
 WM811K_ALL = 811_457
 
@@ -141,11 +143,16 @@ def serving_tables(s: dict) -> list[str]:
     out += table(
         ["views", "val macro-F1 (pc)", "val macro-F1 (argmax)", "maps/s", "811,457 maps"], rows
     )
-    p = s["predict"]
-    out += [
+    out += predict_tables(s["predict"], "**`wafer predict` against model only**")
+    return out
+
+
+def predict_tables(p: dict, title: str) -> list[str]:
+    """`wafer predict` as a process against the model alone at one setting, and its profile."""
+    out = [
         "",
-        f"**`wafer predict` against model only** ({p['maps']} validation maps in their original "
-        f"sizes, {p['views']} view(s), {p['runtime']}):",
+        f"{title} ({p['maps']} validation maps in their original sizes, {p['views']} view(s), "
+        f"{p['runtime']}):",
         "",
     ]
     out += table(
@@ -273,10 +280,11 @@ def full_size_tables(f: dict) -> list[str]:
         for s in f["stages"]
     ]
     p = f["predict"]
+    served = f", {p['views']} views, {p['runtime']}" if "runtime" in p else ""
     rows.append(
         [
             f"`wafer predict` ({p['maps']:,} maps, {p['model_input_px']}-px model of"
-            f" `{p['pipeline']}`; {p['maps_per_s']:,.1f} maps/s)",
+            f" `{p['pipeline']}`{served}; {p['maps_per_s']:,.1f} maps/s)",
             f"{p['seconds']:,.0f}",
             f"{p['peak_rss_mib']:,.0f}",
         ]
@@ -284,6 +292,13 @@ def full_size_tables(f: dict) -> list[str]:
     out += table(["stage", "wall s", "peak memory MiB"], rows)
     sizes = ", ".join(f"{k} {v:,.0f} MiB" for k, v in f["file_mib"].items())
     out += ["", f"Files: {sizes}."]
+    if p["maps"] < f["maps"]:  # the whole file at the measured rate, said to be extrapolated
+        out += [
+            "",
+            f"At {p['maps_per_s']:,.1f} maps/s, all {f['maps']:,} maps would take "
+            f"{f['maps'] / p['maps_per_s'] / 60:,.0f} min (extrapolated from the "
+            f"{p['maps']:,} maps measured, start-up included).",
+        ]
     if f["predict_command"] != f["command"]:
         out += ["", f"The `wafer predict` row was measured by `{f['predict_command']}`."]
     return out
@@ -291,6 +306,14 @@ def full_size_tables(f: dict) -> list[str]:
 
 def render() -> str:
     lines = serving_tables(json.loads(SERVING.read_text()))
+    if DEFAULT.is_file():
+        d = json.loads(DEFAULT.read_text())
+        lines += predict_tables(
+            d["predict"],
+            f"**At the headline recipe's served setting** (processor **{d['processor']}**, "
+            f"{d['cpu_capability']}, {d['threads']} threads; command: `{d['command']}`): "
+            "`wafer predict` against model only",
+        )
     if TEST.is_file():
         lines += test_tables(json.loads(TEST.read_text()))
     else:
