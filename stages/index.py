@@ -21,6 +21,18 @@ MSP and energy use the evaluated logits (the infer stage's) at the served temper
 scores describe exactly what `wafer predict` serves. wafer.serving.novelty has the methods.
 """
 
+# ruff: noqa: E402 - the kernel choice below must come before numpy loads OpenBLAS
+import os
+
+# numpy's (and scipy's) OpenBLAS chooses its kernels by CPU model, and two kernel sets round the
+# index's products differently: from the same features (the model and logits bit-identical),
+# an AMD EPYC on which OpenBLAS 0.3.31 chose its AVX-512 (SkylakeX) kernels and a Zen 5 on which
+# it chose Haswell's wrote different index files, novelty thresholds and retrieval figures
+# (OPENBLAS_CORETYPE=SkylakeX on the second reproduced the first's bytes). One kernel set, there
+# on every x86-64 CPU with AVX2, makes them the same wherever the features are the same (a value
+# set in the environment is kept; other BLAS libraries ignore the variable).
+os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
 from dataclasses import replace
 from pathlib import Path
 

@@ -110,3 +110,27 @@ def test_train_takes_one_crossfit_mode_with_its_params_file(extra, load_stage, t
     result = runner.invoke(load_stage("train").app, args)
     assert result.exit_code != 0 and not out.exists()
     assert "go" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_index_stage_pins_openblas_kernels_before_numpy_loads():
+    """stages/index.py runs numpy's OpenBLAS with one kernel set (Haswell's) whatever the CPU,
+    so that its index, thresholds and figures do not change with OpenBLAS's CPU detection (two
+    AMD EPYC generations wrote different index files from bit-identical features)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import runpy, threadpoolctl; runpy.run_path('stages/index.py', run_name='probe'); "
+        "print(sorted({i.get('architecture') for i in threadpoolctl.threadpool_info() "
+        "if i['internal_api'] == 'openblas'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = eval(out.stdout.strip().splitlines()[-1])  # a list of names printed by the probe
+    if not found:
+        pytest.skip("numpy is not linked to OpenBLAS here")
+    assert found == ["Haswell"], found
