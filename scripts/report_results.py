@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 from results_crossfit import crossfit_section  # scripts/, next to this file
-from results_gpu import gpu_section
+from results_gpu import gpu_section, published
 from results_novelty import novelty_section
 from results_screen import screen_section
 
@@ -808,9 +808,7 @@ def _seed_comparison(runs: dict[str, Run], chosen: dict[str, str]) -> list[str]:
         "|---|---|---|---|",
     ]
     for recipe, s in SEED.items():
-        seed_txt = " / ".join(
-            f"{s[k]:.4g}" if k in s else "–" for k in ("macro_f1", "balanced_accuracy", "ece")
-        )
+        seed_txt = published(s)
         for gen in ("current", "earlier"):
             name = chosen.get(f"{recipe} ({gen})")
             if name is None:

@@ -22,6 +22,15 @@ def _pc(e: dict) -> float:
     return e["prevalence_corrected"]["macro_f1"]
 
 
+def published(figures: dict) -> str:
+    """The seed system's published figures as the pages write them: macro-F1 / balanced
+    accuracy / ECE, a dash for one it does not publish."""
+    return " / ".join(
+        f"{figures[k]:.4g}" if k in figures else "–"
+        for k in ("macro_f1", "balanced_accuracy", "ece")
+    )
+
+
 def gpu_section(
     root: Path, cpu_val: list[float], cpu_name: str, seed: dict[str, dict] | None = None
 ) -> list[str]:
@@ -90,13 +99,10 @@ def gpu_section(
         family = "focal + CBAM" if t["loss"] == "focal" and t["cbam"] else "CE"
         if seed and family in seed:
             e = ev["test"]["macro_f1"]
-            published = " / ".join(
-                f"{seed[family][k]:.4g}" if k in seed[family] else "–"
-                for k in ("macro_f1", "balanced_accuracy", "ece")
-            )
             ece = f"{cal['test']['after']['ece']:.4f}" if "test" in cal else "?"
             verdicts.append(
-                f"`{d.name}` beside the seed system's {family} ({published}: macro-F1 / "
+                f"`{d.name}` beside the seed system's {family} ({published(seed[family])}: "
+                "macro-F1 / "
                 "balanced accuracy / ECE, its protocol, the full labeled WM-811K): test at "
                 f"the `macro_f1` point {e['macro_f1']:.3f} / {e['balanced_accuracy']:.3f} / "
                 f"{ece} (macro-F1 not prevalence-corrected, as the seed's)."

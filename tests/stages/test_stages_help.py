@@ -116,21 +116,22 @@ def test_index_stage_pins_openblas_kernels_before_numpy_loads():
     """stages/index.py runs numpy's OpenBLAS with one kernel set (Haswell's) whatever the CPU,
     so that its index, thresholds and figures do not change with OpenBLAS's CPU detection (two
     AMD EPYC generations wrote different index files from bit-identical features)."""
+    import json
     import os
     import subprocess
     import sys
 
     probe = (
-        "import runpy, threadpoolctl; runpy.run_path('stages/index.py', run_name='probe'); "
-        "print(sorted({i.get('architecture') for i in threadpoolctl.threadpool_info() "
-        "if i['internal_api'] == 'openblas'}))"
+        "import json, runpy, threadpoolctl; runpy.run_path('stages/index.py', run_name='probe'); "
+        "print(json.dumps(sorted({i.get('architecture') for i in threadpoolctl.threadpool_info() "
+        "if i['internal_api'] == 'openblas'})))"
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    found = eval(out.stdout.strip().splitlines()[-1])  # a list of names printed by the probe
+    found = json.loads(out.stdout.strip().splitlines()[-1])
     if not found:
         pytest.skip("numpy is not linked to OpenBLAS here")
     assert found == ["Haswell"], found

@@ -41,17 +41,21 @@ def load_seed_members(
     """The root's model and the seed members' files and checkpoints (on the CPU), in that order;
     a file trained otherwise, or at another recipe than the root's model, raises
     WaferInputError naming it."""
+
+    def recipe(ckpt: Checkpoint) -> dict:  # its train options but the seed
+        return {k: v for k, v in (ckpt.extra.get("train") or {}).items() if k != "seed"}
+
     root = Checkpoint.load(root_model)
     out = [(Path(root_model), root)]
-    recipe = {k: v for k, v in (root.extra.get("train") or {}).items() if k != "seed"}
+    ours = recipe(root)
     for seed in seeds:
         path = member_file(seeds_dir, seed)
         ckpt = Checkpoint.load(path)
         if ckpt.extra.get("crossfit") != {"seed": seed}:
             raise WaferInputError(path, f"was not trained as the seed member {seed}")
-        theirs = {k: v for k, v in (ckpt.extra.get("train") or {}).items() if k != "seed"}
-        if theirs != recipe:
-            diff = sorted(k for k in set(recipe) | set(theirs) if recipe.get(k) != theirs.get(k))
+        theirs = recipe(ckpt)
+        if theirs != ours:
+            diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             raise WaferInputError(
                 path, f"trained at another recipe than {root_model} ({', '.join(diff)} differ)"
             )
