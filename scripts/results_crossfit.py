@@ -14,6 +14,7 @@ label-issues list and review page). Nothing here reads a model or a map."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -237,6 +238,70 @@ def _noise(run: CrossfitRun) -> list[str]:
     return lines
 
 
+def flagged(run: CrossfitRun) -> dict[int, tuple[str, str]]:
+    """The audit's flagged training maps: shard row -> (given, suggested) label ({} without a
+    saved list)."""
+    f = run.path / "audit" / "label_issues.csv"
+    if not f.is_file():
+        return {}
+    with f.open(newline="") as fh:
+        return {int(r["row"]): (r["given"], r["suggested"]) for r in csv.DictReader(fh)}
+
+
+def audit_agreement(a: CrossfitRun, b: CrossfitRun) -> dict | None:
+    """How far two runs' audits flag the same maps. Only for runs on the same training maps in
+    the same folds (equal metrics/folds.json: per fold, per class counts), where a shard row is
+    the same map in both; None otherwise or when either has no audit list. ``chance``: the maps
+    both would flag were the two lists drawn independently at their sizes."""
+    if a.metrics.get("folds") is None or a.metrics.get("folds") != b.metrics.get("folds"):
+        return None
+    fa, fb = flagged(a), flagged(b)
+    if not fa or not fb:
+        return None
+    both = sorted(set(fa) & set(fb))
+    per_class: dict[str, list[int]] = {}
+    for rows, i in ((fa, 0), (fb, 1)):
+        for given, _ in rows.values():
+            per_class.setdefault(given, [0, 0, 0])[i] += 1
+    for r in both:
+        per_class[fa[r][0]][2] += 1
+    maps = int(a.metrics["folds"]["training_maps"])
+    return {
+        "runs": (a.name, b.name),
+        "flagged": (len(fa), len(fb)),
+        "both": len(both),
+        "same_suggestion": sum(fa[r][1] == fb[r][1] for r in both),
+        "chance": len(fa) * len(fb) / maps,
+        "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1][2])),
+    }
+
+
+def _agreement(runs: list[CrossfitRun]) -> list[str]:
+    lines: list[str] = []
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            ag = audit_agreement(a, b)
+            if ag is None:
+                continue
+            (na, nb), n = ag["flagged"], ag["both"]
+            lines += [
+                "",
+                f"### Audit agreement: {a.name} and {b.name}",
+                "",
+                f"The same training maps in the same folds (equal `metrics/folds.json`), audited "
+                f"by two independently trained sets of members: {na} and {nb} maps flagged, "
+                f"**{n} by both** ({100 * n / na:.0f} % and {100 * n / nb:.0f} % of each list), "
+                f"{ag['same_suggestion']} of them with the same suggested label; two independent "
+                f"lists of these sizes would share about {ag['chance']:.1f}. The maps both flag "
+                "are the likeliest real label errors; still the models' opinion.",
+                "",
+                f"| given class | flagged ({a.name}) | flagged ({b.name}) | both |",
+                "|---|---|---|---|",
+            ]
+            lines += [f"| {c} | {x} | {y} | {z} |" for c, (x, y, z) in ag["per_class"].items()]
+    return lines
+
+
 def crossfit_section(root: Path) -> list[str]:
     runs = load_crossfit_runs(root)
     if not runs:
@@ -285,4 +350,4 @@ def crossfit_section(root: Path) -> list[str]:
         lines += _side_by_side(run)
         lines += _choices(run)
         lines += _noise(run)
-    return lines
+    return lines + _agreement(runs)

@@ -146,3 +146,43 @@ def test_averaging_choice_flags_a_served_average_validation_does_not_prefer(tmp_
 def test_no_saved_run_no_section(tmp_path):
     assert rc.crossfit_section(tmp_path / "crossfit") == []
     assert rc.crossfit_section(tmp_path) == []
+
+
+def _issues(d, rows):
+    """A saved run's audit list: (row, given, suggested) triples."""
+    (d / "audit").mkdir(exist_ok=True)
+    lines = ["rank,row,given,suggested,quality,p_suggested,fold"]
+    lines += [f"{i + 1},{r},{g},{s},0.01,0.6,0" for i, (r, g, s) in enumerate(rows)]
+    (d / "audit" / "label_issues.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_audit_agreement_counts_maps_both_runs_flag(tmp_path):
+    """Two runs on the same maps and folds: the rows both flag, whether they suggest the same
+    label, per given class, and what independent lists would share by chance."""
+    a, b = _saved_run(tmp_path, "run-a"), _saved_run(tmp_path, "run-b")
+    _issues(a, [(3, "Loc", "none"), (7, "Scratch", "none"), (9, "none", "Loc")])
+    _issues(b, [(7, "Scratch", "none"), (3, "Loc", "Edge-Loc"), (11, "Loc", "none")])
+    ra, rb = rc.load_crossfit_runs(tmp_path)
+    ag = rc.audit_agreement(ra, rb)
+    assert ag["flagged"] == (3, 3) and ag["both"] == 2 and ag["same_suggestion"] == 1
+    assert ag["per_class"] == {"Loc": [1, 2, 1], "Scratch": [1, 1, 1], "none": [1, 0, 0]}
+    maps = ra.metrics["folds"]["training_maps"]
+    assert abs(ag["chance"] - 9 / maps) < 1e-12
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "### Audit agreement: run-a and run-b" in text and "**2 by both**" in text
+    assert "| Loc | 1 | 2 | 1 |" in text
+
+
+def test_audit_agreement_only_on_the_same_maps_and_folds(tmp_path):
+    """Rows are shard rows: another split or fold assignment makes them other maps."""
+    a, b = _saved_run(tmp_path, "run-a"), _saved_run(tmp_path, "run-b")
+    _issues(a, [(3, "Loc", "none")])
+    _issues(b, [(3, "Loc", "none")])
+    folds = json.loads((b / "metrics" / "folds.json").read_text())
+    folds["training_maps"] += 1
+    (b / "metrics" / "folds.json").write_text(json.dumps(folds))
+    ra, rb = rc.load_crossfit_runs(tmp_path)
+    assert rc.audit_agreement(ra, rb) is None
+    assert "Audit agreement" not in "\n".join(rc.crossfit_section(tmp_path))
+    (b / "audit" / "label_issues.csv").unlink()  # and no list, no comparison
+    assert rc.audit_agreement(ra, ra) is not None and rc.audit_agreement(rb, rb) is None
