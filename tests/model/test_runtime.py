@@ -129,3 +129,29 @@ def test_int8_calibration_sample_and_record():
     assert torch.equal(made(x1)[0], again(x1)[0])
     with pytest.raises(UsageError, match="needs its calibration record"):
         make_runtime(tiny_net(), "cpu", "int8")
+
+
+@pytest.mark.parametrize("average", ["logit", "prob"])
+def test_int8_serves_an_ensemble_as_eager_does(average):
+    """The cross-fitting pipeline serves its ensemble at the root's runtime (the headline
+    recipe's is int8): the exported, quantised graph of K members and their combination gives
+    eager's logits within int8's tolerance, its features (the members' side by side) too."""
+    if absent("int8"):
+        pytest.skip(f"int8 needs {', '.join(absent('int8'))} (pip install 'wafer[onnx]')")
+    from wafer.model.net import Ensemble
+
+    def ensemble():
+        return Ensemble([tiny_net(0), tiny_net(1)], average).eval()
+
+    x = maps()
+    ref = predict_outputs(ensemble(), x, 8, views=2, features="mean")
+    run = make_runtime(ensemble(), "cpu", "int8", maps=maps(48, seed=1))
+    got = predict_outputs(run, x, 8, views=2, features="mean")
+    assert got.features.shape == ref.features.shape == (len(x), 2 * 512)
+    scale = max(np.abs(ref.logits).max(), 1.0)
+    assert np.abs(got.logits - ref.logits).max() <= INT8_LOGIT_TOL * scale
+    fscale = max(np.abs(ref.features).max(), 1.0)
+    assert np.abs(got.features - ref.features).max() <= INT8_LOGIT_TOL * fscale
+    margin = np.sort(ref.logits, axis=1)
+    clear = margin[:, -1] - margin[:, -2] > 2 * INT8_LOGIT_TOL * scale
+    np.testing.assert_array_equal(got.logits.argmax(1)[clear], ref.logits.argmax(1)[clear])
