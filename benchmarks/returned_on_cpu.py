@@ -29,6 +29,7 @@ from wafer.core.classes import CLASS_NAMES
 from wafer.core.io import write_json
 from wafer.data.files import Logits
 from wafer.data.ingest import ingest_file
+from wafer.serving.calibration import softmax
 from wafer.serving.files import Calibration
 from wafer.tools.machine import benchmark_header
 
@@ -67,9 +68,7 @@ def main(
         with open(preds) as f:
             got = {r["source"].rsplit("[", 1)[1].rstrip("]"): r for r in csv.DictReader(f)}
     cpu = np.array([[float(got[f"r{r}"][f"p_{c}"]) for c in CLASS_NAMES] for r in rows])
-    z = lg.logits["test"][:maps].astype(np.float64) / temperature
-    gpu = np.exp(z - z.max(axis=1, keepdims=True))
-    gpu /= gpu.sum(axis=1, keepdims=True)
+    gpu = softmax(lg.logits["test"][:maps], temperature)
     result = {
         **header,
         "run": str(run),

@@ -14,13 +14,14 @@ label-issues list and review page). Nothing here reads a model or a map."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from wafer.report.audit import read_label_issues
 
 POINTS = ("macro_f1", "cost")
 TARGETS = {"ensemble": 0.93, "student": 0.92}  # issue 25's goals, test at the macro_f1 point
@@ -239,20 +240,21 @@ def _noise(run: CrossfitRun) -> list[str]:
 
 
 def flagged(run: CrossfitRun) -> dict[int, tuple[str, str]]:
-    """The audit's flagged training maps: shard row -> (given, suggested) label ({} without a
-    saved list)."""
+    """The audit's flagged training maps: ingested row -> (given, suggested) label ({} without
+    a saved list)."""
     f = run.path / "audit" / "label_issues.csv"
     if not f.is_file():
         return {}
-    with f.open(newline="") as fh:
-        return {int(r["row"]): (r["given"], r["suggested"]) for r in csv.DictReader(fh)}
+    issues = read_label_issues(f)
+    pairs = zip(issues.given, issues.suggested, strict=True)
+    return dict(zip(issues.rows.tolist(), pairs, strict=True))
 
 
 def audit_agreement(a: CrossfitRun, b: CrossfitRun) -> dict | None:
     """How far two runs' audits flag the same maps. Only for runs on the same training maps in
-    the same folds (equal metrics/folds.json: per fold, per class counts), where a shard row is
-    the same map in both; None otherwise or when either has no audit list. ``chance``: the maps
-    both would flag were the two lists drawn independently at their sizes."""
+    the same folds (equal metrics/folds.json: per fold, per class counts), where an ingested
+    row is the same map in both; None otherwise or when either has no audit list. ``chance``:
+    the maps both would flag were the two lists drawn independently at their sizes."""
     if a.metrics.get("folds") is None or a.metrics.get("folds") != b.metrics.get("folds"):
         return None
     fa, fb = flagged(a), flagged(b)

@@ -102,8 +102,8 @@ def gpu_section(
             ece = f"{cal['test']['after']['ece']:.4f}" if "test" in cal else "?"
             verdicts.append(
                 f"`{d.name}` beside the seed system's {family} ({published(seed[family])}: "
-                "macro-F1 / "
-                "balanced accuracy / ECE, its protocol, the full labeled WM-811K): test at "
+                "macro-F1 / balanced accuracy / ECE, its protocol, the full labeled WM-811K): "
+                "test at "
                 f"the `macro_f1` point {e['macro_f1']:.3f} / {e['balanced_accuracy']:.3f} / "
                 f"{ece} (macro-F1 not prevalence-corrected, as the seed's)."
             )
