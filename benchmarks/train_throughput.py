@@ -99,6 +99,7 @@ def main(
             precision=precision,
             augment=True,
             ema_decay=0.0,
+            ema_warmup=False,
         )
         res = fit(build_model(cfg), criterion, x, y, x[:8], y[:8], tcfg)
         pipe.append(res.train_maps_per_s)

@@ -335,7 +335,7 @@ def _recipe_text(r: Run) -> str:
     if t.get("precision", "fp32") != "fp32":
         extra.append(t["precision"])
     if t.get("ema_decay", 0):
-        extra.append(f"EMA {t['ema_decay']:g}")
+        extra.append(f"EMA {t['ema_decay']:g}" + (" warmup" if t.get("ema_warmup") else ""))
     return f"{r.recipe}, {r.size} px {r.stem}, {t['epochs']} ep" + (
         f", {', '.join(extra)}" if extra else ""
     )

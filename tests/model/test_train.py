@@ -6,7 +6,7 @@ from wafer.model.augment import N_VIEWS, TTA_ORDER, VIEWS, all_views, dihedral, 
 from wafer.model.forward import predict_outputs
 from wafer.model.losses import make_loss
 from wafer.model.net import ModelConfig, build_model
-from wafer.model.train import TrainConfig, fit, seed_everything
+from wafer.model.train import TrainConfig, ema_decay_at, ema_update, fit, seed_everything
 
 
 def _toy(n=96, size=16, seed=0):
@@ -19,7 +19,17 @@ def _toy(n=96, size=16, seed=0):
     return x, y.astype(np.int64)
 
 
-def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, resume=None, **kw):
+def _run(
+    seed=0,
+    epochs=2,
+    lr=1e-3,
+    patience=5,
+    ema_decay=0.0,
+    ema_warmup=False,
+    on_epoch=None,
+    resume=None,
+    **kw,
+):
     x, y = _toy()
     seed_everything(seed)
     model = build_model(ModelConfig(stem="standard", cbam=True, cbam_reduction=16))
@@ -34,6 +44,7 @@ def _run(seed=0, epochs=2, lr=1e-3, patience=5, ema_decay=0.0, on_epoch=None, re
         augment=True,
         precision="fp32",
         ema_decay=ema_decay,
+        ema_warmup=ema_warmup,
         progress=False,
     )
     crit, _ = make_loss("focal", y, 2.0)
@@ -174,6 +185,43 @@ def test_resume_with_ema_and_after_early_stopping(tmp_path):
     )
     assert resumed.resumed_after == 3 and resumed.stopped_early and resumed.epochs_run == 3
     assert all(torch.equal(whole.best_state[k], resumed.best_state[k]) for k in whole.best_state)
+
+
+def test_ema_warmup_follows_the_tensorflow_num_updates_rule():
+    assert ema_decay_at(0.999, False, 1) == 0.999
+    assert ema_decay_at(0.999, True, 1) == 2 / 11  # the first average after the copy
+    assert ema_decay_at(0.999, True, 100) == 101 / 110
+    assert ema_decay_at(0.999, True, 100_000) == 0.999  # capped by ema_decay
+    # AveragedModel passes the number of models averaged so far: the n-th update gets
+    # decay_at(n); a weight that climbs 0, 1, 2, ... is averaged as the recursion says
+    w = torch.nn.Parameter(torch.zeros(1))
+    net = torch.nn.Module()
+    net.w = w
+    for warmup in (False, True):
+        ema = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=ema_update(0.9, warmup), use_buffers=True
+        )
+        want = None
+        for step in range(30):
+            with torch.no_grad():
+                w.fill_(float(step))
+            ema.update_parameters(net)
+            d = ema_decay_at(0.9, warmup, step)
+            want = float(step) if want is None else d * want + (1 - d) * step
+            assert ema.module.w.item() == pytest.approx(want, rel=1e-6)
+        # with warmup the average lags the weight less: 26.0 against 20.x (decay 0.9 from 0)
+        assert (ema.module.w.item() > 25.0) is warmup
+
+
+def test_ema_warmup_trains_otherwise_and_resumes_to_the_same_weights(tmp_path):
+    plain = _run(seed=2, epochs=2, ema_decay=0.99)
+    warm = _run(seed=2, epochs=2, ema_decay=0.99, ema_warmup=True)
+    assert any(not torch.equal(plain.best_state[k], warm.best_state[k]) for k in warm.best_state)
+    resumed, _ = _interrupted_then_resumed(
+        tmp_path, 1, seed=2, epochs=2, ema_decay=0.99, ema_warmup=True
+    )
+    assert resumed.resumed_after == 1
+    assert all(torch.equal(warm.best_state[k], resumed.best_state[k]) for k in warm.best_state)
 
 
 def test_another_training_does_not_resume_a_state(tmp_path):

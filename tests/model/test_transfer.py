@@ -84,7 +84,8 @@ def test_init_and_its_sha256_go_together_in_params():
         "loss": "bce", "focal_gamma": 0.0, "asl_gamma_neg": 2.0, "asl_clip": 0.05,
         "cbam": True, "cbam_reduction": 16, "stem": "compact", "epochs": 1, "lr": 0.001,
         "weight_decay": 0.0, "batch_size": 8, "patience": 1, "seed": 0, "device": "cpu",
-        "augment": True, "precision": "fp32", "ema_decay": 0.0, "fraction": 1.0,
+        "augment": True, "precision": "fp32", "ema_decay": 0.0, "ema_warmup": False,
+        "fraction": 1.0,
         "epoch_maps": 0,
         "init": "", "init_sha256": "",
     }  # fmt: skip

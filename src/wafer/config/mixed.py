@@ -82,6 +82,7 @@ class MixedTrainParams:
     augment: bool = param()
     precision: str = param(choices=PRECISIONS)
     ema_decay: float = param(lo=0.0, hi=1.0, hi_open=True)
+    ema_warmup: bool = param()
     fraction: float = param(lo=0.0, hi=1.0, lo_open=True)  # of the training split (stratified)
     epoch_maps: int = param(lo=0)  # about this many maps an epoch: a small set passed n times
     init: str = param(pattern=r"|.+\.pt", pattern_help="empty (from scratch) or a .pt file")

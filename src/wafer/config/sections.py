@@ -122,6 +122,7 @@ class TrainParams:
     augment: bool = param()
     precision: str = param(choices=PRECISIONS)
     ema_decay: float = param(lo=0.0, hi=1.0, hi_open=True)
+    ema_warmup: bool = param()
     nproc: int = param(lo=1)
 
 

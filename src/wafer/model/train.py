@@ -10,7 +10,12 @@ evaluated are the logits served.
 
 EMA: with ``ema_decay > 0`` an exponential moving average of the weights (and BatchNorm buffers)
 is updated after every step (``torch.optim.swa_utils.AveragedModel``); validation, early
-stopping and the saved checkpoint then use the averaged weights.
+stopping and the saved checkpoint then use the averaged weights. With ``ema_warmup`` the decay
+at the n-th update is ``min(ema_decay, (1 + n) / (10 + n))`` (the ``num_updates`` rule of
+TensorFlow's ``tf.train.ExponentialMovingAverage``): the average spans about the last ninth of
+the steps so far, up to ``ema_decay``'s span, instead of keeping ``ema_decay ** n`` of the
+initial weights, which lags a short run (a cross-fitted member, with fewer steps per epoch,
+most: docs/CROSSFIT.md).
 
 Data parallel: under ``torchrun`` (``WORLD_SIZE`` > 1, :func:`init_distributed`) every process
 draws the same data order and augmentation from the same seed, takes its contiguous slice of each
@@ -64,8 +69,26 @@ class TrainConfig:
     augment: bool
     precision: str  # training forward pass: fp32 | bf16 (autocast)
     ema_decay: float  # 0 = off
+    ema_warmup: bool  # decay min(ema_decay, (1 + n) / (10 + n)) at the n-th update
     eval_batch_size: int = 256  # validation forward passes during training
     progress: bool = True
+
+
+def ema_decay_at(decay: float, warmup: bool, n: int) -> float:
+    """The EMA's decay at its ``n``-th update (``n >= 1``; the first average is a copy)."""
+    return min(decay, (1.0 + n) / (10.0 + n)) if warmup else decay
+
+
+def ema_update(decay: float, warmup: bool):
+    """``AveragedModel``'s ``multi_avg_fn``: torch's EMA update at :func:`ema_decay_at`."""
+    if not warmup:
+        return torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+
+    def update(ema_params, params, n_averaged: torch.Tensor) -> None:
+        d = ema_decay_at(decay, True, int(n_averaged))
+        torch.optim.swa_utils.get_ema_multi_avg_fn(d)(ema_params, params, n_averaged)
+
+    return update
 
 
 @dataclass
@@ -232,7 +255,7 @@ def fit(
     ema = (
         torch.optim.swa_utils.AveragedModel(
             model,
-            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+            multi_avg_fn=ema_update(cfg.ema_decay, cfg.ema_warmup),
             use_buffers=True,
         )
         if cfg.ema_decay > 0
