@@ -125,6 +125,12 @@ def _pc(e: dict, split: str, point: str) -> float:
     return float(e[split][point]["prevalence_corrected"]["macro_f1"])
 
 
+def _cost(e: dict, split: str) -> float:
+    """What the `cost` point minimises: escapes x cost_ratio + false alarms, a map,
+    prevalence-corrected (the same maps can score equal macro-F1 at very different costs)."""
+    return float(e[split]["cost"]["prevalence_corrected"]["cost"])
+
+
 def _ci(e: dict, split: str, point: str) -> str:
     ci = e[split][point]["prevalence_corrected"]["macro_f1_ci95"]
     return f"[{ci['low']:.3f}, {ci['high']:.3f}]"
@@ -160,8 +166,8 @@ def _side_by_side(run: CrossfitRun) -> list[str]:
     lines = [
         "| model | members | forward passes a map | training | val `macro_f1` | "
         "test `macro_f1` [95 % CI] | val `cost` | test `cost` | test escapes / false alarms "
-        "(`cost`) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(`cost`) | cost a map at `cost`, val / test |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     members_s = run.summed("timing/train_member_")  # the cross-fitted members
     for m in models(run):
@@ -176,7 +182,8 @@ def _side_by_side(run: CrossfitRun) -> list[str]:
             f"| {m} | {k} | {k * int(e['views'])} | {train} | "
             f"{_pc(e, 'val', 'macro_f1'):.3f} | {_pc(e, 'test', 'macro_f1'):.3f} "
             f"{_ci(e, 'test', 'macro_f1')} | {_pc(e, 'val', 'cost'):.3f} | "
-            f"{_pc(e, 'test', 'cost'):.3f} | {c['escapes']:.0f} / {c['false_alarms']:.0f} |"
+            f"{_pc(e, 'test', 'cost'):.3f} | {c['escapes']:.0f} / {c['false_alarms']:.0f} | "
+            f"{_cost(e, 'val'):.4f} / {_cost(e, 'test'):.4f} |"
         )
     return lines
 

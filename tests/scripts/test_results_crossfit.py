@@ -69,6 +69,9 @@ def test_side_by_side_with_costs_and_noise(tmp_path):
     for cls, v in audit["per_class"].items():
         assert f"| {cls} | {v['maps']} | {v['flagged']} |" in text
     assert "not ground truth" in text
+    # the cost the `cost` point minimises, beside its macro-F1
+    c = [ens[s]["cost"]["prevalence_corrected"]["cost"] for s in ("val", "test")]
+    assert f"| {c[0]:.4f} / {c[1]:.4f} |" in text
 
 
 def test_a_seed_ensemble_costs_the_single_model_and_its_seed_members(tmp_path):
