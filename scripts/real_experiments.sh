@@ -61,6 +61,9 @@ declare -A runs=(
   [cpu-headline-fp32]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S infer.views=8"
   [cpu-headline-fp32-seed1]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S infer.views=8 -S train.seed=1"
   [cpu-headline-fp32-seed2]="$(recipe cpu-headline) -S train.precision=fp32 -S infer.runtime=eager -S infer.views=8 -S train.seed=2"
+  # the headline recipe with train.ema_warmup (docs/TRAINING.md, "EMA warmup"): the root of a
+  # cross-fitting run whose every model warms its EMA up (docs/CROSSFIT.md)
+  [cpu-headline-warmup-seed0]="$(recipe cpu-headline) -S train.seed=0 -S train.ema_warmup=true"
 )
 # the current generation: both candidate headline recipes at three training seeds each
 order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)
