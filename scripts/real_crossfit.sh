@@ -17,7 +17,9 @@
 #   scripts/real_crossfit.sh --save-only crossfit-headline-seed2 [-S ...]   # the same arguments
 #
 # saves the metrics of the stages that ran for this run and lists the others in not_run.txt
-# (their metric files in the workspace are still the committed synthetic default's: left out).
+# (their metric files in the workspace are an earlier run's: left out). Either way only the
+# run's own files are saved (scripts/crossfit_outputs.py), and a provenance.txt or repro.log
+# written next to an earlier save of the same name is kept.
 # Env: OUT (default results).
 set -euo pipefail
 save_only=false
@@ -39,44 +41,31 @@ if ! $save_only; then
 fi
 
 dst="$OUT/crossfit/$name"
-rm -rf "$dst" && mkdir -p "$dst/single/timing" "$dst/audit"
-printf '%s\n' "$cmd" > "$dst/command.txt"
-git rev-parse HEAD > "$dst/commit.txt"
-cp -r pipelines/crossfit/metrics "$dst/metrics"
-if $save_only; then  # the stages DVC would still run: their metrics are not this run's
-  (cd pipelines/crossfit && dvc status --json) | python -c '
-import json, re, sys, yaml
-changed = json.load(sys.stdin)
-doc = yaml.safe_load(open("pipelines/crossfit/dvc.yaml"))
-names = {k: v for d in doc.get("vars", []) if isinstance(d, dict) for k, v in d.items()}
-def resolve(m):  # ${paths.x} from vars; ${item.x} (a matrix member): every member
-    keys = m.group(1).split(".")
-    if keys[0] == "item":
-        return "*"
-    value = names
-    for k in keys:
-        value = value[k]
-    return str(value)
-for name in changed:
-    for m in doc["stages"].get(name.split("@")[0], {}).get("metrics", []):
-        path = next(iter(m)) if isinstance(m, dict) else m
-        print(name, re.sub(r"\$\{([^}]+)\}", resolve, path))
-' > "$dst/not_run.txt"
-  while read -r _stage path; do
-    case $path in
-      # shellcheck disable=SC2086  # a matrix member's path is a glob on purpose
-      metrics/*) rm -f "$dst"/$path ;;
-      *) echo "not_run.txt: unexpected metrics path $path" >&2; exit 1 ;;
-    esac
-  done < "$dst/not_run.txt"
+# built aside, then swapped in: a failed save leaves the previous one whole
+tmp=$(realpath -m "$dst.tmp")
+rm -rf "$tmp" && mkdir -p "$tmp/single/timing" "$tmp/audit"
+# the run's own files only (scripts/crossfit_outputs.py): the declared metrics and timings of
+# the stages that ran, not files an earlier run left in the workspace; not_run.txt lists the rest
+files=$(python scripts/crossfit_outputs.py pipelines/crossfit "$tmp/not_run.txt")
+[ -s "$tmp/not_run.txt" ] || rm "$tmp/not_run.txt"
+if ! $save_only && [ -e "$tmp/not_run.txt" ]; then
+  echo "the run ended with stages not up to date (see $tmp/not_run.txt)" >&2
+  exit 1
 fi
-cp pipelines/crossfit/params.yaml "$dst/params.yaml"
-cp params.yaml "$dst/root_params.yaml"
-cp metrics/evaluate.json "$dst/single/"
-cp metrics/timing/train.json "$dst/single/timing/"
+(cd pipelines/crossfit && printf '%s\n' $files | xargs -r cp --parents -t "$tmp")
+printf '%s\n' "$cmd" > "$tmp/command.txt"
+git rev-parse HEAD > "$tmp/commit.txt"
+cp pipelines/crossfit/params.yaml "$tmp/params.yaml"
+cp params.yaml "$tmp/root_params.yaml"
+cp metrics/evaluate.json "$tmp/single/"
+cp metrics/timing/train.json "$tmp/single/timing/"
 # the audit's list and review page (small rendered figures, no data file), once it ran
-if ! $save_only || ! grep -q '^audit ' "$dst/not_run.txt"; then
+if ! grep -qs '^audit ' "$tmp/not_run.txt"; then
   cp pipelines/crossfit/reports/audit/label_issues.csv pipelines/crossfit/reports/audit/index.html \
-    "$dst/audit/"
+    "$tmp/audit/"
 fi
+for f in provenance.txt repro.log; do  # written by hand next to an earlier save: kept
+  if [ -e "$dst/$f" ]; then cp "$dst/$f" "$tmp/"; fi
+done
+rm -rf "$dst" && mv "$tmp" "$dst"
 echo "saved $dst"

@@ -1,0 +1,91 @@
+"""scripts/crossfit_outputs.py: a saved cross-fitting run holds its own files only, not those an
+earlier run with other params left in the workspace, and names every stage it has not run."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import crossfit_outputs as co  # noqa: E402 - a script, imported by path
+
+CROSSFIT = ROOT / "pipelines" / "crossfit"
+
+# a small pipeline: two members, their ensemble, a student distilled from it
+STAGES = {
+    "train_member@0": ["metrics/members/0.json"],
+    "train_member@1": ["metrics/members/1.json"],
+    "ensemble": ["metrics/ensemble.json"],
+    "train_student": ["metrics/student/train.json"],
+    "infer_student": [],
+    "evaluate_student": ["metrics/student/evaluate.json"],
+}
+UPSTREAM = {
+    "train_member@0": set(),
+    "train_member@1": set(),
+    "ensemble": {"train_member@0", "train_member@1"},
+    "train_student": {"train_member@0", "train_member@1"},
+    "infer_student": {"train_student", "train_member@0", "train_member@1"},
+    "evaluate_student": {"infer_student", "train_student", "train_member@0", "train_member@1"},
+}
+OURS = {m for ms in STAGES.values() for m in ms}
+TIMINGS = {
+    "metrics/timing/train_member_0.json",
+    "metrics/timing/train_member_1.json",
+    "metrics/timing/train_student.json",
+}
+STALE = {  # an earlier run's: a seed ensemble's member, a third fold, a cleaned-label model
+    "metrics/seeds/1.json",
+    "metrics/timing/train_seed_1.json",
+    "metrics/members/2.json",
+    "metrics/timing/train_member_2.json",
+    "metrics/timing/train_cleaned.json",
+}
+
+
+def test_a_finished_run_keeps_its_metrics_and_timings_and_nothing_stale():
+    keep, not_run = co.select(STAGES, UPSTREAM, set(), OURS | TIMINGS | STALE)
+    assert set(keep) == OURS | TIMINGS
+    assert not_run == []
+    assert keep[0] == "metrics/members/0.json"  # dvc.yaml's order
+
+
+def test_a_stopped_run_names_every_stage_left_downstream_included():
+    # the student's training is stopped: `dvc status` lists it alone (its deps and outs
+    # changed), yet the stages after it still hold an earlier run's files
+    keep, not_run = co.select(STAGES, UPSTREAM, {"train_student"}, OURS | TIMINGS | STALE)
+    assert not_run == [
+        ("train_student", "metrics/student/train.json"),
+        ("infer_student", "-"),
+        ("evaluate_student", "metrics/student/evaluate.json"),
+    ]
+    assert set(keep) == {
+        "metrics/members/0.json",
+        "metrics/members/1.json",
+        "metrics/ensemble.json",
+        "metrics/timing/train_member_0.json",
+        "metrics/timing/train_member_1.json",
+    }
+
+
+def test_an_up_to_date_stage_without_its_metrics_or_an_unknown_stage_is_an_error():
+    with pytest.raises(ValueError, match="ensemble is up to date but metrics/ensemble.json"):
+        co.select(STAGES, UPSTREAM, set(), (OURS | TIMINGS) - {"metrics/ensemble.json"})
+    with pytest.raises(ValueError, match="not stages of this pipeline: train_seed@1"):
+        co.select(STAGES, UPSTREAM, {"train_seed@1"}, OURS)
+
+
+def test_the_committed_pipeline_resolves_from_its_params():
+    stages, upstream = co.pipeline_stages(CROSSFIT)
+    folds = yaml.safe_load((CROSSFIT / "params.yaml").read_text())["crossfit"]["folds"]
+    assert [s for s in stages if s.startswith("train_member@")] == [
+        f"train_member@{k}" for k in folds
+    ]
+    assert not [s for s in stages if s.startswith("train_seed@")]  # ensemble.seeds is empty
+    assert stages["evaluate_student"] == ["metrics/student/evaluate.json"]
+    assert {"train_student", "oof", "train_member@0"} <= upstream["evaluate_student"]
+    assert "train_student" not in upstream["evaluate"]
