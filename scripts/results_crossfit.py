@@ -207,10 +207,11 @@ def _choices(run: CrossfitRun) -> list[str]:
         w = run.params["audit"]["weight"]
         how = "left out" if w == 0 else f"weighed {w:g}"
         lines.append(
-            f"Cleaning (flagged training maps {how}): validation {v['cleaned']:.3f} against the "
-            f"single model's {v['single']:.3f}: "
+            f"Cleaning (flagged training maps {how}): validation {v['cleaned']:.4f} against the "
+            f"single model's {v['single']:.4f} ({v['cleaned'] - v['single']:+.4f}; the cleaned "
+            f"model's validation interval {_ci(run.evaluate('cleaned'), 'val', 'macro_f1')}): "
             + ("**adopted**" if ch["cleaning_adopted"] else "**not adopted**, it does not help")
-            + "."
+            + " (the rule, fixed before the runs: adopt it for any gain on validation)."
         )
     for m, goal in TARGETS.items():
         e = run.evaluate(m)
