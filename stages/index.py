@@ -15,7 +15,7 @@ metrics:
   maps among the training maps, per class, for the features and for the raw-pixel baseline
   (fail dies block-max resized to `baseline_size` px);
 * the index's size, extrapolated to the full WM-811K (query time per map in
-  metrics/timing/index.json, machine-dependent).
+  metrics/timing/index.json, or the --timing name's, machine-dependent).
 
 MSP and energy use the evaluated logits (the infer stage's) at the served temperature, so the
 scores describe exactly what `wafer predict` serves. wafer.serving.novelty has the methods.
@@ -99,6 +99,9 @@ def main(
     out: Path = typer.Option(..., "--out"),
     novelty: Path = typer.Option(..., "--novelty"),
     metrics: Path = typer.Option(..., "--metrics"),
+    timing: str = typer.Option(
+        "index", "--timing", help="metrics/timing/<name>.json: the stage's name (index_student)"
+    ),
 ) -> None:
     p = load_section(params, IndexParams)
     k, baseline_size = p.k, p.baseline_size
@@ -231,16 +234,18 @@ def main(
             model_sha256=model_sha,
             index_sha256=sha256_file(out),
         ).save(novelty)
-    timing = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
-    timing[f"ms_per_map_at_{WM811K_ALL}_maps"] = timing["ms_per_map"] * WM811K_ALL / len(index)
-    write_timing("index", timing)
+    timing_figures = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
+    timing_figures[f"ms_per_map_at_{WM811K_ALL}_maps"] = (
+        timing_figures["ms_per_map"] * WM811K_ALL / len(index)
+    )
+    write_timing(timing, timing_figures)
     print(
         f"index: {len(index)} maps x {index.features.shape[1]} features "
         f"({index.nbytes() / 2**20:.1f} MiB); novelty method {choice.method} (validation "
         f"leave-one-class-out AUROC {choice.proxy_auroc[choice.method]:.3f}), threshold "
         f"{choice.threshold:.4g}; retrieval mAP {retrieval['embedding']['macro']['map']:.3f} "
         f"vs pixels {retrieval[f'pixels_{baseline_size}px']['macro']['map']:.3f}; "
-        f"{timing['ms_per_map']:.2f} ms per query"
+        f"{timing_figures['ms_per_map']:.2f} ms per query"
     )
 
 

@@ -40,6 +40,7 @@ BAD_PARAMS = [
     ("split", "val", 1.5, "split.val: 1.5 is not below 1"),
     ("split", "test", -0.1, "split.test: -0.1 is below 0"),
     ("split", "val", 0.85, "split: split.val + split.test = 1.05 leaves no training maps"),
+    ("train", "ema_warmup", True, "train: train.ema_warmup needs train.ema_decay above 0"),
     ("ingest", "on_invalid", "skip", "ingest.on_invalid: 'skip' is not one of drop, fail"),
     ("infer", "batch_size", 0, "infer.batch_size: 0 is below 1"),
     ("gradcam", "layer", "fc", "gradcam.layer: 'fc' is not 'auto' or a ResNet stage"),

@@ -79,7 +79,7 @@ def test_a_donor_of_another_architecture_is_refused_not_half_copied(tmp_path, ar
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_init_and_its_sha256_go_together_in_params():
+def test_init_and_its_sha256_go_together_and_warmup_needs_an_average_in_params():
     base = {
         "loss": "bce", "focal_gamma": 0.0, "asl_gamma_neg": 2.0, "asl_clip": 0.05,
         "cbam": True, "cbam_reduction": 16, "stem": "compact", "epochs": 1, "lr": 0.001,
@@ -92,12 +92,14 @@ def test_init_and_its_sha256_go_together_in_params():
     sections = {"train": MixedTrainParams}
     validate_all({"train": base}, sections)
     validate_all({"train": base | {"init": "d.pt", "init_sha256": "ab" * 32}}, sections)
+    validate_all({"train": base | {"ema_decay": 0.999, "ema_warmup": True}}, sections)
     for bad, match in (
         ({"init": "d.pt"}, "go together"),
         ({"init_sha256": "ab" * 32}, "go together"),
         ({"init": "d.pt", "init_sha256": "xyz"}, "init_sha256"),
         ({"fraction": 0.0}, "fraction"),
         ({"fraction": 1.5}, "fraction"),
+        ({"ema_warmup": True}, "ema_warmup needs train.ema_decay above 0"),
     ):
         with pytest.raises(ParamError, match=match):
             validate_all({"train": base | bad}, sections)

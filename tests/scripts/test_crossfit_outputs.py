@@ -3,6 +3,7 @@ earlier run with other params left in the workspace, and names every stage it ha
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import pytest
@@ -89,3 +90,15 @@ def test_the_committed_pipeline_resolves_from_its_params():
     assert stages["evaluate_student"] == ["metrics/student/evaluate.json"]
     assert {"train_student", "oof", "train_member@0"} <= upstream["evaluate_student"]
     assert "train_student" not in upstream["evaluate"]
+
+
+def test_each_index_stage_writes_the_timing_file_named_after_it():
+    """Two index stages once wrote one metrics/timing/index.json: the student's overwrote the
+    ensemble's. The name crossfit_outputs looks for is the stage's."""
+    doc = yaml.safe_load((CROSSFIT / "dvc.yaml").read_text())
+    index_stages = {n: s for n, s in doc["stages"].items() if "stages/index.py" in s["cmd"]}
+    assert set(index_stages) == {"index", "index_student"}
+    for name, stage in index_stages.items():
+        argv = shlex.split(stage["cmd"])
+        timing = argv[argv.index("--timing") + 1] if "--timing" in argv else "index"
+        assert co.timing_file(name) == f"metrics/timing/{timing}.json"

@@ -20,6 +20,7 @@ from wafer.config.sections import (
     GradcamParams,
     InferParams,
     ShardParams,
+    ema_warmup_needs_decay,
     split_shares,
 )
 
@@ -54,17 +55,18 @@ class MixedSplitParams:
     test: float = param(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
 
-def donor_named(p: Mapping[str, Any]) -> str | None:
-    """Cross-check of the mixed train section: a donor is named by path and SHA-256 together."""
+def mixed_train_rules(p: Mapping[str, Any]) -> str | None:
+    """Cross-check of the mixed train section: a donor is named by path and SHA-256 together,
+    and the EMA warmup has an average to warm up (the single-label train section's rule)."""
     if bool(p["init"]) != bool(p["init_sha256"]):
         return "train.init and train.init_sha256 go together (both empty: from scratch)"
-    return None
+    return ema_warmup_needs_decay(p)
 
 
 @dataclass(frozen=True)
 class MixedTrainParams:
     SECTION: ClassVar[str] = "train"
-    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = donor_named
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = mixed_train_rules
     loss: str = param(choices=MULTILABEL_LOSSES)
     focal_gamma: float = param(lo=0.0)  # focal: both sides; asl: the positive side
     asl_gamma_neg: float = param(lo=0.0)  # asl: focusing on the negatives

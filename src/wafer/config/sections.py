@@ -62,6 +62,14 @@ def labeled_maps(p: Mapping[str, Any]) -> str | None:
     return None
 
 
+def ema_warmup_needs_decay(p: Mapping[str, Any]) -> str | None:
+    """Cross-check of a train section: the EMA warmup ramps the averaging's decay up to
+    ``ema_decay``; with the averaging off (0) it would change nothing, silently."""
+    if p["ema_warmup"] and not p["ema_decay"]:
+        return "train.ema_warmup needs train.ema_decay above 0 (0: no average to warm up)"
+    return None
+
+
 @dataclass(frozen=True)
 class SynthesizeParams:
     """Embedded default data: WM-811K-like maps in the LSWMD.pkl layout."""
@@ -106,6 +114,7 @@ class ShardParams:
 @dataclass(frozen=True)
 class TrainParams:
     SECTION: ClassVar[str] = "train"
+    CROSS_CHECK: ClassVar[Callable[[Mapping[str, Any]], str | None]] = ema_warmup_needs_decay
     loss: str = param(choices=("ce", "focal"))
     focal_gamma: float = param(lo=0.0)
     focal_alpha: list[float] = param(lengths=(0, N), item=Rule(float, lo=0.0))
