@@ -15,7 +15,7 @@ metrics:
   maps among the training maps, per class, for the features and for the raw-pixel baseline
   (fail dies block-max resized to `baseline_size` px);
 * the index's size, extrapolated to the full WM-811K (query time per map in
-  metrics/timing/index.json, or the --timing name's, machine-dependent).
+  metrics/timing/<--timing>.json, the stage's name, machine-dependent).
 
 MSP and energy use the evaluated logits (the infer stage's) at the served temperature, so the
 scores describe exactly what `wafer predict` serves. wafer.serving.novelty has the methods.
@@ -100,7 +100,7 @@ def main(
     novelty: Path = typer.Option(..., "--novelty"),
     metrics: Path = typer.Option(..., "--metrics"),
     timing: str = typer.Option(
-        "index", "--timing", help="metrics/timing/<name>.json: the stage's name (index_student)"
+        ..., "--timing", help="metrics/timing/<name>.json: the stage's name (index, index_student)"
     ),
 ) -> None:
     p = load_section(params, IndexParams)

@@ -95,10 +95,14 @@ def test_the_committed_pipeline_resolves_from_its_params():
 def test_each_index_stage_writes_the_timing_file_named_after_it():
     """Two index stages once wrote one metrics/timing/index.json: the student's overwrote the
     ensemble's. The name crossfit_outputs looks for is the stage's."""
-    doc = yaml.safe_load((CROSSFIT / "dvc.yaml").read_text())
-    index_stages = {n: s for n, s in doc["stages"].items() if "stages/index.py" in s["cmd"]}
-    assert set(index_stages) == {"index", "index_student"}
-    for name, stage in index_stages.items():
+    index_stages = {}
+    for dvcyaml in (ROOT / "dvc.yaml", CROSSFIT / "dvc.yaml"):
+        doc = yaml.safe_load(dvcyaml.read_text())
+        index_stages |= {
+            (dvcyaml, n): s for n, s in doc["stages"].items() if "stages/index.py" in s["cmd"]
+        }
+    assert {n for _, n in index_stages} == {"index", "index_student"}
+    assert len(index_stages) == 3  # the root's, the ensemble's, the student's
+    for (_, name), stage in index_stages.items():
         argv = shlex.split(stage["cmd"])
-        timing = argv[argv.index("--timing") + 1] if "--timing" in argv else "index"
-        assert co.timing_file(name) == f"metrics/timing/{timing}.json"
+        assert co.timing_file(name) == f"metrics/timing/{argv[argv.index('--timing') + 1]}.json"
