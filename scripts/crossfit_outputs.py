@@ -58,40 +58,33 @@ def select(
     return keep, not_run
 
 
-def pipeline_stages(pipeline: Path) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-    """Each stage of the pipeline (its own DVC repo) with its declared metrics, as dvc.yaml
-    resolves with the current params, and the stages upstream of each."""
-    from dvc.repo import Repo
-
-    def above(graph, stage) -> set[str]:  # an edge runs from a stage to one it depends on
-        seen, todo = set(), [stage]
-        while todo:
-            for up in graph.successors(todo.pop()):
-                if up.name not in seen:
-                    seen.add(up.name)
-                    todo.append(up)
-        return seen
+def pipeline_stages(repo, pipeline: Path) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """Each stage of the pipeline (its own DVC repo, open as ``repo``) with its declared metrics,
+    as dvc.yaml resolves with the current params, and the stages upstream of each (what
+    `dvc repro <stage>` would collect: DVC's own graph walk)."""
+    from dvc.repo.graph import get_subgraph_of_nodes
 
     dvcyaml = (pipeline / "dvc.yaml").resolve()
-    with Repo(str(pipeline)) as repo:
-        ours = [s for s in repo.index.stages if Path(s.path).resolve() == dvcyaml]
-        stages = {s.name: [str(o.def_path) for o in s.outs if o.metric] for s in ours}
-        upstream = {s.name: above(repo.index.graph, s) for s in ours}
+    ours = [s for s in repo.index.stages if Path(s.path).resolve() == dvcyaml]
+    graph = repo.index.graph
+    stages = {s.name: [str(o.def_path) for o in s.outs if o.metric] for s in ours}
+    above = {s.name: get_subgraph_of_nodes(graph, [s]) for s in ours}  # a stage and its upstream
+    upstream = {name: {u.name for u in g} - {name} for name, g in above.items()}
     return stages, upstream
 
 
-def changed_stages(pipeline: Path) -> set[str]:
+def changed_stages(repo) -> set[str]:
     """The stages `dvc status` lists (their own deps, outs or params changed)."""
-    from dvc.repo import Repo
-
-    with Repo(str(pipeline)) as repo:
-        return {k.split(":")[-1] for k in repo.status()}
+    return {k.split(":")[-1] for k in repo.status()}
 
 
 def main(pipeline: str, not_run_txt: str) -> None:
+    from dvc.repo import Repo
+
     root = Path(pipeline)
-    stages, upstream = pipeline_stages(root)
-    changed = changed_stages(root)
+    with Repo(str(root)) as repo:
+        stages, upstream = pipeline_stages(repo, root)
+        changed = changed_stages(repo)
     present = {p.relative_to(root).as_posix() for p in (root / "metrics").rglob("*") if p.is_file()}
     try:
         keep, not_run = select(stages, upstream, changed, present)

@@ -99,7 +99,7 @@ def main(
     out: Path = typer.Option(..., "--out"),
     novelty: Path = typer.Option(..., "--novelty"),
     metrics: Path = typer.Option(..., "--metrics"),
-    timing: str = typer.Option(
+    timing_name: str = typer.Option(
         ..., "--timing", help="metrics/timing/<name>.json: the stage's name (index, index_student)"
     ),
 ) -> None:
@@ -234,18 +234,16 @@ def main(
             model_sha256=model_sha,
             index_sha256=sha256_file(out),
         ).save(novelty)
-    timing_figures = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
-    timing_figures[f"ms_per_map_at_{WM811K_ALL}_maps"] = (
-        timing_figures["ms_per_map"] * WM811K_ALL / len(index)
-    )
-    write_timing(timing, timing_figures)
+    timing = time_queries(index, feats["test"][:2000], max(k, max(RETRIEVAL_KS)))
+    timing[f"ms_per_map_at_{WM811K_ALL}_maps"] = timing["ms_per_map"] * WM811K_ALL / len(index)
+    write_timing(timing_name, timing)
     print(
         f"index: {len(index)} maps x {index.features.shape[1]} features "
         f"({index.nbytes() / 2**20:.1f} MiB); novelty method {choice.method} (validation "
         f"leave-one-class-out AUROC {choice.proxy_auroc[choice.method]:.3f}), threshold "
         f"{choice.threshold:.4g}; retrieval mAP {retrieval['embedding']['macro']['map']:.3f} "
         f"vs pixels {retrieval[f'pixels_{baseline_size}px']['macro']['map']:.3f}; "
-        f"{timing_figures['ms_per_map']:.2f} ms per query"
+        f"{timing['ms_per_map']:.2f} ms per query"
     )
 
 

@@ -81,7 +81,10 @@ def test_an_up_to_date_stage_without_its_metrics_or_an_unknown_stage_is_an_error
 
 
 def test_the_committed_pipeline_resolves_from_its_params():
-    stages, upstream = co.pipeline_stages(CROSSFIT)
+    from dvc.repo import Repo
+
+    with Repo(str(CROSSFIT)) as repo:
+        stages, upstream = co.pipeline_stages(repo, CROSSFIT)
     folds = yaml.safe_load((CROSSFIT / "params.yaml").read_text())["crossfit"]["folds"]
     assert [s for s in stages if s.startswith("train_member@")] == [
         f"train_member@{k}" for k in folds
