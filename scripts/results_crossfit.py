@@ -158,7 +158,8 @@ def validation_choice(run: CrossfitRun) -> dict[str, object]:
         "best": max((m for m in val if m != "cleaned"), key=lambda m: val[m]),
     }
     if "cleaned" in val:
-        out["cleaning_adopted"] = val["cleaned"] > val["single"]
+        cmp = run.metrics.get("cleaned/compare")  # compare_cleaned's paired rule, when it ran
+        out["cleaning_adopted"] = bool(cmp["adopted"]) if cmp else val["cleaned"] > val["single"]
     return out
 
 
@@ -206,12 +207,27 @@ def _choices(run: CrossfitRun) -> list[str]:
         v = ch["val"]
         w = run.params["audit"]["weight"]
         how = "left out" if w == 0 else f"weighed {w:g}"
+        cmp = run.metrics.get("cleaned/compare")
+        if cmp:  # the paired rule of stage compare_cleaned
+            margin = (
+                f"paired bootstrap: one-sided {100 * cmp['confidence']:.0f} % lower bound "
+                f"{cmp['gain_lower_bound']:+.4f}, interval [{cmp['gain_ci']['low']:+.4f}, "
+                f"{cmp['gain_ci']['high']:+.4f}]"
+            )
+            rule = f"the rule, fixed before the run: {cmp['rule']}"
+        else:  # runs saved before compare_cleaned existed: their own rule, not re-judged
+            margin = "the cleaned model's validation interval " + _ci(
+                run.evaluate("cleaned"), "val", "macro_f1"
+            )
+            rule = (
+                "this run's rule, fixed before it: adopt it for any gain on validation; later "
+                "runs ask for a gain a paired bootstrap resolves (stage compare_cleaned)"
+            )
         lines.append(
             f"Cleaning (flagged training maps {how}): validation {v['cleaned']:.4f} against the "
-            f"single model's {v['single']:.4f} ({v['cleaned'] - v['single']:+.4f}; the cleaned "
-            f"model's validation interval {_ci(run.evaluate('cleaned'), 'val', 'macro_f1')}): "
-            + ("**adopted**" if ch["cleaning_adopted"] else "**not adopted**, it does not help")
-            + " (the rule, fixed before the runs: adopt it for any gain on validation)."
+            f"single model's {v['single']:.4f} ({v['cleaned'] - v['single']:+.4f}; {margin}): "
+            + ("**adopted**" if ch["cleaning_adopted"] else "**not adopted**")
+            + f" ({rule})."
         )
     for m, goal in TARGETS.items():
         e = run.evaluate(m)

@@ -123,7 +123,9 @@ def test_choices_follow_validation_not_test(tmp_path):
 
 
 def test_cleaning_adopted_only_when_validation_improves(tmp_path):
+    """A run saved before stage compare_cleaned existed keeps its own rule (any gain)."""
     d = _saved_run(tmp_path)
+    (d / "metrics" / "cleaned" / "compare.json").unlink(missing_ok=True)
     single = json.loads((d / "single" / "evaluate.json").read_text())
     s = single["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"]
     _set_val(d, "cleaned/evaluate.json", s - 0.01)
@@ -131,7 +133,35 @@ def test_cleaning_adopted_only_when_validation_improves(tmp_path):
     assert rc.validation_choice(run)["cleaning_adopted"] is False
     assert "**not adopted**" in "\n".join(rc.crossfit_section(tmp_path))
     _set_val(d, "cleaned/evaluate.json", s + 0.01)
-    assert "**adopted**" in "\n".join(rc.crossfit_section(tmp_path))
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "**adopted**" in text
+    assert "this run's rule, fixed before it: adopt it for any gain" in text
+
+
+def test_cleaning_follows_the_paired_rule_when_the_run_has_it(tmp_path):
+    """compare_cleaned decides: a higher validation figure whose gain the paired bootstrap does
+    not resolve is not adopted, and the page shows the bound that decided."""
+    d = _saved_run(tmp_path)
+    single = json.loads((d / "single" / "evaluate.json").read_text())
+    s = single["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"]
+    _set_val(d, "cleaned/evaluate.json", s + 0.001)
+    compare = {
+        "confidence": 0.95,
+        "gain": 0.001,
+        "gain_lower_bound": -0.004,
+        "gain_ci": {"low": -0.005, "high": 0.007},
+        "rule": "adopt if the one-sided 95% paired bootstrap lower bound of the gain is above 0",
+        "adopted": False,
+    }
+    (d / "metrics" / "cleaned" / "compare.json").write_text(json.dumps(compare))
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    assert rc.validation_choice(run)["cleaning_adopted"] is False
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "**not adopted**" in text
+    assert "one-sided 95 % lower bound -0.0040, interval [-0.0050, +0.0070]" in text
+    compare.update(gain_lower_bound=0.0005, adopted=True)
+    (d / "metrics" / "cleaned" / "compare.json").write_text(json.dumps(compare))
+    assert rc.validation_choice(rc.load_crossfit_runs(tmp_path)[0])["cleaning_adopted"] is True
 
 
 def test_averaging_choice_flags_a_served_average_validation_does_not_prefer(tmp_path):

@@ -81,6 +81,56 @@ def bootstrap_ci_prior(
     return float(lo), float(hi)
 
 
+# A candidate replaces its baseline (the cleaned-label model the single model, say) only for a
+# gain validation resolves: the paired bootstrap's one-sided lower bound at this confidence is
+# above zero. Fixed here, before the runs it decides, and no param: a rule to tune is no rule.
+ADOPT_CONFIDENCE = 0.95
+
+
+def paired_gain_prior(
+    fn,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_base: np.ndarray,
+    prior: dict[str, float],
+    n_boot: int,
+    seed: int,
+    confidence: float = ADOPT_CONFIDENCE,
+) -> dict[str, float]:
+    """The gain of predictions ``y_pred`` over ``y_base`` (the same maps) in the
+    prevalence-corrected ``fn(y, pred, weights)``, with a paired percentile bootstrap: each
+    resample draws the same maps for both, so what they share (the maps' difficulty) cancels,
+    and the weights are recomputed from the resample's class counts. Returns the gain on the
+    whole sample, the one-sided lower bound at ``confidence`` and the two-sided interval at the
+    same confidence (``low``, ``high``), and the share of resamples with a gain above zero."""
+    if len(y_pred) != len(y_true) or len(y_base) != len(y_true):
+        raise ValueError(
+            f"paired predictions need the same maps: {len(y_true)} labels, "
+            f"{len(y_pred)} and {len(y_base)} predictions"
+        )
+    if not 0.5 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    gains = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        yb = y_true[idx]
+        w = prevalence_weights(yb, prior)
+        gains[b] = fn(yb, y_pred[idx], w) - fn(yb, y_base[idx], w)
+    w = prevalence_weights(y_true, prior)
+    gain = fn(y_true, y_pred, w) - fn(y_true, y_base, w)
+    tail = 1.0 - confidence
+    lower, low, high = np.quantile(gains, [tail, tail / 2, 1 - tail / 2])
+    return {
+        "gain": float(gain),
+        "lower_bound": float(lower),
+        "low": float(low),
+        "high": float(high),
+        "share_above_zero": float(np.mean(gains > 0)),
+    }
+
+
 def compact(y, pred, cost_ratio: float, prior_weights: np.ndarray) -> dict:
     """The few figures that compare decision rules: macro-F1 (raw and prevalence-corrected),
     balanced accuracy, escapes / false alarms and cost (raw and prevalence-corrected)."""
