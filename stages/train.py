@@ -76,6 +76,23 @@ def _curve_rows(history: list[dict]) -> list[list]:
     ]
 
 
+def timing_name(
+    fold: int | None, seed_member: int | None, soft_targets: Path | None, label_issues: Path | None
+) -> str:
+    """metrics/timing/<name>.json: the DVC stage's name with @ as _ (the root's model ``train``,
+    ``train_member_<fold>``, ``train_seed_<seed>``, ``train_student``, ``train_cleaned``), which
+    scripts/crossfit_outputs.timing_file looks for; the modes are exclusive (main checks)."""
+    if fold is not None:
+        return f"train_member_{fold}"
+    if seed_member is not None:
+        return f"train_seed_{seed_member}"
+    if soft_targets is not None:
+        return "train_student"
+    if label_issues is not None:
+        return "train_cleaned"
+    return "train"
+
+
 @app.command()
 @one_line_errors
 def main(
@@ -131,7 +148,6 @@ def main(
     if seed_member is not None and crossfit_params is not None:
         raise UsageError("--seed-member trains the root's recipe: no --crossfit-params")
     member = student = cleaned = None
-    timing_name = "train"  # metrics/timing/<name>.json: the root's model, or which crossfit model
     if crossfit_params is not None:  # every model of the cross-fitting pipeline: its epoch budget
         p = replace(p, epochs=load_section(crossfit_params, CrossfitParams).epochs)
     if folds is not None or fold is not None:
@@ -139,7 +155,6 @@ def main(
             raise UsageError("--folds and --fold go together")
         p = replace(p, seed=p.seed + fold)  # a seed of its own (its maps differ too)
         member = {"fold": fold, "folds_sha256": sha256_file(folds)}
-        timing_name = f"train_member_{fold}"
     if seed_member is not None:
         if seed_member == p.seed or seed_member < 0:
             raise UsageError(
@@ -148,15 +163,12 @@ def main(
             )
         p = replace(p, seed=seed_member)
         member = {"seed": seed_member}
-        timing_name = f"train_seed_{seed_member}"
     if soft_targets is not None:
         sp = load_section(crossfit_params, StudentParams)
         student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
-        timing_name = "train_student"
     if label_issues is not None:
         ap = load_section(crossfit_params, AuditParams)
         cleaned = {"weight": ap.weight, "label_issues_sha256": sha256_file(label_issues)}
-        timing_name = "train_cleaned"
     if p.nproc > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: launch it
         cmd, env = torchrun_command(p.nproc, [str(Path(__file__)), *sys.argv[1:]])
         raise SystemExit(subprocess.run(cmd, env=env).returncode)
@@ -229,7 +241,7 @@ def main(
         },
     )
     write_timing(
-        timing_name,
+        timing_name(fold, seed_member, soft_targets, label_issues),
         {
             "train_seconds": result.train_seconds,
             "train_maps_per_s": result.train_maps_per_s,

@@ -109,3 +109,40 @@ def test_each_index_stage_writes_the_timing_file_named_after_it():
     for (_, name), stage in index_stages.items():
         argv = shlex.split(stage["cmd"])
         assert co.timing_file(name) == f"metrics/timing/{argv[argv.index('--timing') + 1]}.json"
+
+
+def test_each_train_stage_writes_the_timing_file_named_after_it(load_stage):
+    """stages/train.py names its timing file from its options; crossfit_outputs looks for the
+    stage's name. Every train stage of both pipelines, as DVC resolves them (matrix members
+    included), must agree, or a run's training time is silently left out of its save."""
+    from dvc.repo import Repo
+
+    train = load_stage("train")
+    resolved = {}
+    for pipeline in (ROOT, CROSSFIT):
+        with Repo(str(pipeline)) as repo:
+            stages, _ = co.pipeline_stages(repo, pipeline)
+            resolved |= {
+                s.name: s.cmd
+                for s in repo.index.stages
+                if s.name in stages and "stages/train.py" in s.cmd
+            }
+    assert {"train", "train_member@0", "train_student", "train_cleaned"} <= set(resolved)
+
+    def option(argv, name, cast=str):
+        return cast(argv[argv.index(name) + 1]) if name in argv else None
+
+    for name, cmd in resolved.items():
+        argv = shlex.split(cmd)
+        got = train.timing_name(
+            option(argv, "--fold", int),
+            option(argv, "--seed-member", int),
+            option(argv, "--soft-targets"),
+            option(argv, "--label-issues"),
+        )
+        assert co.timing_file(name) == f"metrics/timing/{got}.json", name
+    # the seed members (none in the committed default: ensemble.seeds is empty)
+    assert (
+        co.timing_file("train_seed@3")
+        == f"metrics/timing/{train.timing_name(None, 3, None, None)}.json"
+    )
