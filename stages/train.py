@@ -45,7 +45,7 @@ from wafer.config.sections import TrainParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json, write_timing
-from wafer.data.crossfit import FoldsFile, OofFile
+from wafer.data.crossfit import FoldsFile, OofFile, read_label_issues
 from wafer.data.files import Shard, load_shard
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_loss
@@ -61,7 +61,6 @@ from wafer.model.train import (
     time_limit_env,
     torchrun_command,
 )
-from wafer.report.audit import read_label_issues
 
 app = typer.Typer(add_completion=False)
 

@@ -18,7 +18,7 @@ from wafer.config.sections import GradcamParams, InferParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_json, write_text
-from wafer.data.crossfit import OofFile
+from wafer.data.crossfit import OofFile, write_label_issues
 from wafer.data.files import Ingested, load_shard
 from wafer.explain.audit_page import Suspect, build_page, neighbours_png
 from wafer.explain.cam import compute_cam, resolve_layer_name, target_layer, upsample_to_grid
@@ -27,7 +27,7 @@ from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs, resolve_device
 from wafer.model.members import member_file
 from wafer.model.net import one_hot
-from wafer.report.audit import METHOD, audit, write_label_issues
+from wafer.report.audit import METHOD, audit
 from wafer.serving.novelty import FeatureIndex
 
 app = typer.Typer(add_completion=False)

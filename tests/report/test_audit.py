@@ -9,7 +9,7 @@ import pytest
 
 from wafer.core.classes import CLASS_NAMES
 from wafer.explain.audit_page import Suspect, build_page, neighbours_png
-from wafer.report.audit import audit, softmax
+from wafer.report.audit import audit
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +59,6 @@ def test_clean_labels_flag_few_maps():
     assert len(audit(logits, truth).order) < 10
 
 
-def test_softmax_is_stable():
-    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
-    assert np.allclose(p, [[1, 0], [0.5, 0.5]])
-
-
 def test_the_review_page_shows_every_suspect_and_the_noise_table():
     png = neighbours_png([np.ones((5, 5), np.uint8)] * 2, ["Loc", "none"])
     s = Suspect(1, 12, "Loc", "Edge-Loc", "Loc", 0.01, 0.9, 2, png, png)
@@ -82,7 +77,7 @@ def test_the_review_page_shows_every_suspect_and_the_noise_table():
 
 def test_label_issues_round_trip_and_bad_files_are_named(tmp_path):
     from wafer.core.errors import WaferInputError
-    from wafer.report.audit import read_label_issues, write_label_issues
+    from wafer.data.crossfit import read_label_issues, write_label_issues
 
     path = tmp_path / "l.csv"
     write_label_issues(

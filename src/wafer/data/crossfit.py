@@ -22,7 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from wafer.core.io import load_npz, save_npz
+from wafer.core.classes import CLASS_NAMES
+from wafer.core.errors import WaferInputError
+from wafer.core.io import load_npz, save_npz, write_csv
+
+# the label-noise audit's list (reports/audit/label_issues.csv), most suspect first
+LABEL_ISSUES_COLUMNS = ("rank", "row", "given", "suggested", "quality", "p_suggested", "fold")
 
 
 def assign_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -112,3 +117,45 @@ class OofFile:
             int(z["views"]),
             tuple(str(s) for s in z["member_sha256"]),
         )
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """The audit's list (``label_issues.csv``, :data:`LABEL_ISSUES_COLUMNS`; written by
+    wafer.report.audit's stage, read by the cleaned-label model's training): the flagged maps'
+    ingested rows, most suspect first, with their given and suggested labels."""
+
+    rows: np.ndarray  # (M,) int64
+    given: tuple[str, ...]
+    suggested: tuple[str, ...]
+
+
+def write_label_issues(path, table: list[list]) -> None:
+    """Write the ranked list (rows of :data:`LABEL_ISSUES_COLUMNS` values), atomically."""
+    write_csv(path, LABEL_ISSUES_COLUMNS, table)
+
+
+def read_label_issues(path) -> LabelIssues:
+    """Read the ranked list; a file that is not one raises WaferInputError naming it."""
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != LABEL_ISSUES_COLUMNS:
+                raise WaferInputError(path, f"not a label-issues list (header {header})")
+            body = list(reader)
+    except OSError as exc:
+        raise WaferInputError(path, str(exc)) from None
+    rows, given, suggested = [], [], []
+    for i, r in enumerate(body, start=2):
+        try:
+            rows.append(int(r[1]))
+        except (IndexError, ValueError):
+            raise WaferInputError(path, f"line {i}: no integer row") from None
+        if r[2] not in CLASS_NAMES or r[3] not in CLASS_NAMES:
+            raise WaferInputError(path, f"line {i}: labels {r[2]!r}, {r[3]!r} are not classes")
+        given.append(r[2])
+        suggested.append(r[3])
+    return LabelIssues(np.array(rows, dtype=np.int64), tuple(given), tuple(suggested))

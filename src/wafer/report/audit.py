@@ -17,6 +17,9 @@ class's labels are.
 This is the model's opinion of the labels, not ground truth: a map flagged here is one a
 person should look at (the review page), and an estimated noise rate includes the model's own
 errors on hard classes.
+
+The list it writes is :class:`wafer.data.crossfit.LabelIssues` (the cleaned-label model reads it
+from there, without this module or cleanlab).
 """
 
 from __future__ import annotations
@@ -26,17 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from wafer.core.classes import CLASS_NAMES
-from wafer.core.errors import UsageError, WaferInputError
-from wafer.core.io import write_csv
+from wafer.core.errors import UsageError
+from wafer.serving.calibration import softmax
 
-COLUMNS = ("rank", "row", "given", "suggested", "quality", "p_suggested", "fold")
 METHOD = "confident learning (cleanlab find_label_issues, prune_by_noise_rate; self_confidence)"
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -95,44 +91,3 @@ def audit(logits: np.ndarray, labels: np.ndarray) -> Audit:
     others[np.arange(len(labels)), labels] = -1.0
     joint = estimate_joint(labels, probs)
     return Audit(np.asarray(order, dtype=np.int64), quality, others.argmax(1), joint, probs)
-
-
-@dataclass(frozen=True)
-class LabelIssues:
-    """The audit's list (``label_issues.csv``, :data:`COLUMNS`): the flagged maps' ingested
-    rows, most suspect first, with their given and suggested labels."""
-
-    rows: np.ndarray  # (M,) int64
-    given: tuple[str, ...]
-    suggested: tuple[str, ...]
-
-
-def write_label_issues(path, table: list[list]) -> None:
-    """Write the ranked list (rows of :data:`COLUMNS` values), atomically."""
-    write_csv(path, COLUMNS, table)
-
-
-def read_label_issues(path) -> LabelIssues:
-    """Read the ranked list; a file that is not one raises WaferInputError naming it."""
-    import csv
-
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or tuple(header) != COLUMNS:
-                raise WaferInputError(path, f"not a label-issues list (header {header})")
-            body = list(reader)
-    except OSError as exc:
-        raise WaferInputError(path, str(exc)) from None
-    rows, given, suggested = [], [], []
-    for i, r in enumerate(body, start=2):
-        try:
-            rows.append(int(r[1]))
-        except (IndexError, ValueError):
-            raise WaferInputError(path, f"line {i}: no integer row") from None
-        if r[2] not in CLASS_NAMES or r[3] not in CLASS_NAMES:
-            raise WaferInputError(path, f"line {i}: labels {r[2]!r}, {r[3]!r} are not classes")
-        given.append(r[2])
-        suggested.append(r[3])
-    return LabelIssues(np.array(rows, dtype=np.int64), tuple(given), tuple(suggested))
