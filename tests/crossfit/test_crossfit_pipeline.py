@@ -84,10 +84,12 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "tiny"], dst, env)
-    # the root's data and its model (a seed ensemble's first member), not its serving stages
-    _run([sys.executable, "-m", "dvc", "repro", "train"], dst, env)
+    # the root's data, its model (a seed ensemble's first member) and its served files
+    # (compare_cleaned's baseline), not its index, report or Grad-CAM
+    _run([sys.executable, "-m", "dvc", "repro", "thresholds"], dst, env)
     out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
     assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'compare_cleaned'" in out
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "results"], dst, env)
     return dst, env
@@ -270,6 +272,11 @@ def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
     proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not a label-issues list" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # compare_cleaned: the cleaned model against the root's single model, paired, on validation
+    c = json.loads((pipe / "metrics" / "cleaned" / "compare.json").read_text())
+    e = json.loads((pipe / "metrics" / "cleaned" / "evaluate.json").read_text())
+    assert c["candidate"] == pytest.approx(e["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"])
+    assert c["adopted"] == (c["gain_lower_bound"] > 0) and c["split"] == "val"
 
 
 def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_path):
