@@ -22,7 +22,7 @@ from wafer.core.errors import WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_json
 from wafer.data.files import Logits
 from wafer.report.evaluate import ADOPT_CONFIDENCE, paired_gain_prior, prior_from_list
-from wafer.report.metrics import macro_f1, prevalence_weights
+from wafer.report.metrics import macro_f1
 from wafer.serving.decision import ServingConfig
 from wafer.serving.files import Calibration
 
@@ -65,7 +65,6 @@ def main(
     if not np.array_equal(y, base.y[SPLIT]):
         raise WaferInputError(logits, f"its validation labels are not {baseline_logits}'s")
     gain = paired_gain_prior(macro_f1, y, pred, pred_base, prior, p.bootstrap, p.seed)
-    weights = prevalence_weights(y, prior)
     adopted = gain["lower_bound"] > 0.0
     write_json(
         metrics,
@@ -74,8 +73,8 @@ def main(
             "point": POINT,
             "metric": "prevalence-corrected macro-F1",
             "maps": int(len(y)),
-            "candidate": macro_f1(y, pred, weights),
-            "baseline": macro_f1(y, pred_base, weights),
+            "candidate": gain["candidate"],
+            "baseline": gain["baseline"],
             "gain": gain["gain"],
             "confidence": ADOPT_CONFIDENCE,
             "gain_lower_bound": gain["lower_bound"],  # one-sided, at `confidence`
@@ -89,7 +88,7 @@ def main(
     )
     print(
         f"compare: {SPLIT} {POINT} point, prevalence-corrected macro-F1 "
-        f"{macro_f1(y, pred, weights):.4f} against {macro_f1(y, pred_base, weights):.4f}: gain "
+        f"{gain['candidate']:.4f} against {gain['baseline']:.4f}: gain "
         f"{gain['gain']:+.4f}, one-sided {ADOPT_CONFIDENCE:.0%} lower bound "
         f"{gain['lower_bound']:+.4f}: {'adopted' if adopted else 'not adopted'}"
     )

@@ -32,7 +32,14 @@ def test_paired_gain_of_a_model_over_itself_is_exactly_zero():
     y, _ = _labels()
     pred = _noisy(y, 0.7, 1)
     g = paired_gain_prior(macro_f1, y, pred, pred, PRIOR, n_boot=50, seed=0)
-    assert g == {"gain": 0.0, "lower_bound": 0.0, "low": 0.0, "high": 0.0, "share_above_zero": 0}
+    assert g["candidate"] == g["baseline"] == macro_f1(y, pred, prevalence_weights(y, PRIOR))
+    assert {k: g[k] for k in ("gain", "lower_bound", "low", "high", "share_above_zero")} == {
+        "gain": 0.0,
+        "lower_bound": 0.0,
+        "low": 0.0,
+        "high": 0.0,
+        "share_above_zero": 0,
+    }
 
 
 def test_paired_gain_resolves_a_clear_gain_and_not_a_coin_flip():

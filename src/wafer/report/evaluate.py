@@ -58,6 +58,20 @@ def per_class(y, pred, weights=None) -> dict:
     }
 
 
+def _prior_resamples(stat, y_true: np.ndarray, prior: dict[str, float], n_boot: int, seed: int):
+    """``stat(idx, y, weights)`` over ``n_boot`` resamples of the rows (``idx``, ``y_true[idx]``),
+    the prevalence weights recomputed from each resample's own class counts (they depend on
+    them), not frozen at the full sample's."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        yb = y_true[idx]
+        stats[b] = stat(idx, yb, prevalence_weights(yb, prior))
+    return stats
+
+
 def bootstrap_ci_prior(
     fn,
     y_true: np.ndarray,
@@ -67,16 +81,9 @@ def bootstrap_ci_prior(
     seed: int,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the prevalence-corrected ``fn(y, pred, weights)``: the
-    weights are recomputed from each resample's own class counts (they depend on them), not
-    frozen at the full sample's."""
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        yb = y_true[idx]
-        stats[b] = fn(yb, y_pred[idx], prevalence_weights(yb, prior))
+    """Percentile bootstrap interval of the prevalence-corrected ``fn(y, pred, weights)``
+    (weights per resample: :func:`_prior_resamples`)."""
+    stats = _prior_resamples(lambda idx, yb, w: fn(yb, y_pred[idx], w), y_true, prior, n_boot, seed)
     lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
@@ -100,9 +107,10 @@ def paired_gain_prior(
     """The gain of predictions ``y_pred`` over ``y_base`` (the same maps) in the
     prevalence-corrected ``fn(y, pred, weights)``, with a paired percentile bootstrap: each
     resample draws the same maps for both, so what they share (the maps' difficulty) cancels,
-    and the weights are recomputed from the resample's class counts. Returns the gain on the
-    whole sample, the one-sided lower bound at ``confidence`` and the two-sided interval at the
-    same confidence (``low``, ``high``), and the share of resamples with a gain above zero."""
+    and the weights are recomputed from the resample's class counts. Returns both figures on
+    the whole sample (``candidate``, ``baseline``) and their difference (``gain``), the
+    one-sided lower bound of the gain at ``confidence`` and the two-sided interval at the same
+    confidence (``low``, ``high``), and the share of resamples with a gain above zero."""
     if len(y_pred) != len(y_true) or len(y_base) != len(y_true):
         raise ValueError(
             f"paired predictions need the same maps: {len(y_true)} labels, "
@@ -110,20 +118,21 @@ def paired_gain_prior(
         )
     if not 0.5 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    gains = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        yb = y_true[idx]
-        w = prevalence_weights(yb, prior)
-        gains[b] = fn(yb, y_pred[idx], w) - fn(yb, y_base[idx], w)
+    gains = _prior_resamples(
+        lambda idx, yb, w: fn(yb, y_pred[idx], w) - fn(yb, y_base[idx], w),
+        y_true,
+        prior,
+        n_boot,
+        seed,
+    )
     w = prevalence_weights(y_true, prior)
-    gain = fn(y_true, y_pred, w) - fn(y_true, y_base, w)
+    candidate, baseline = float(fn(y_true, y_pred, w)), float(fn(y_true, y_base, w))
     tail = 1.0 - confidence
     lower, low, high = np.quantile(gains, [tail, tail / 2, 1 - tail / 2])
     return {
-        "gain": float(gain),
+        "candidate": candidate,
+        "baseline": baseline,
+        "gain": candidate - baseline,
         "lower_bound": float(lower),
         "low": float(low),
         "high": float(high),
