@@ -203,6 +203,17 @@ def _choices(run: CrossfitRun) -> list[str]:
         + f". Of the models a fab would serve, validation prefers the **{ch['best']}** "
         f"({ch['val'][ch['best']]:.3f}).",
     ]
+    paired = [
+        f"the {m} {c['gain']:+.4f} (one-sided {100 * c['confidence']:.0f} % lower bound "
+        f"{c['gain_lower_bound']:+.4f}: " + ("resolved" if c["resolved"] else "not resolved") + ")"
+        for m, key in (("ensemble", "compare"), ("student", "student/compare"))
+        if (c := run.metrics.get(key))
+    ]
+    if paired:  # stages compare and compare_student, when the run had them
+        lines.append(
+            "Gain over the single model on validation (paired bootstrap on the same maps, at "
+            "the `macro_f1` point): " + "; ".join(paired) + "."
+        )
     if "cleaning_adopted" in ch:
         v = ch["val"]
         w = run.params["audit"]["weight"]

@@ -1,15 +1,19 @@
-"""Stage `compare_cleaned` of the cross-fitting pipeline: is the cleaned-label model better than
-the root's single model, by a margin validation resolves? The one choice the pipeline makes on
-its own, so the rule is applied here, fixed before any run it decides, and recorded in
-dvc.lock with its figures.
+"""Stages `compare`, `compare_student` and `compare_cleaned` of the cross-fitting pipeline: is
+a model (the ensemble, the student, the cleaned-label model) better than the root's single
+model, by a margin validation resolves? Both models' served validation predictions at the
+`macro_f1` point (their own temperature and thresholds, as `evaluate` scores them) on the same
+validation maps; the gain in prevalence-corrected macro-F1 with a paired bootstrap
+(wafer.report.evaluate.paired_gain_prior, `evaluate.bootstrap` resamples, `evaluate.seed`): the
+same resampled maps for both models. `resolved` says whether the one-sided lower bound at
+ADOPT_CONFIDENCE is above zero.
 
-Both models' served validation predictions at the `macro_f1` point (their own temperature and
-thresholds, as `evaluate` scores them) on the same validation maps; the gain in
-prevalence-corrected macro-F1 with a paired bootstrap (wafer.report.evaluate.paired_gain_prior,
-`evaluate.bootstrap` resamples, `evaluate.seed`). Adopted only if the one-sided lower bound at
-ADOPT_CONFIDENCE is above zero (`adopted` in the metrics file); docs/CROSSFIT.md. Each
-logits file must be the one its calibration was fit on (SHA-256), and both must hold the same
-validation maps in the same order."""
+For the ensemble and the student this is a figure for the results page: which model to serve is
+chosen there, on validation. With `--adopt` (compare_cleaned) it is the one choice the pipeline
+makes on its own, whether cleaning is adopted (`adopted`): the rule is applied here, fixed
+before any run it decides, and recorded in dvc.lock with its figures (docs/CROSSFIT.md).
+
+Each logits file must be the one its calibration was fit on (SHA-256), and both must hold the
+same validation maps in the same order."""
 
 from pathlib import Path
 
@@ -44,13 +48,16 @@ def served_val(logits: Path, calibration: Path, thresholds: Path) -> tuple[Logit
 @one_line_errors
 def main(
     params: Path = typer.Option(..., "--params", help="the root params.yaml (evaluate, prior)"),
-    logits: Path = typer.Option(..., "--logits", help="the candidate's (the cleaned model's)"),
+    logits: Path = typer.Option(..., "--logits", help="the candidate's"),
     calibration: Path = typer.Option(..., "--calibration"),
     thresholds: Path = typer.Option(..., "--thresholds"),
     baseline_logits: Path = typer.Option(..., "--baseline-logits", help="the single model's"),
     baseline_calibration: Path = typer.Option(..., "--baseline-calibration"),
     baseline_thresholds: Path = typer.Option(..., "--baseline-thresholds"),
     metrics: Path = typer.Option(..., "--metrics"),
+    adopt: bool = typer.Option(
+        False, "--adopt/--report", help="the gain decides adoption (compare_cleaned)"
+    ),
 ) -> None:
     raw = load_params(params)
     p = section_values(raw, EvaluateParams)
@@ -65,7 +72,12 @@ def main(
     if not np.array_equal(y, base.y[SPLIT]):
         raise WaferInputError(logits, f"its validation labels are not {baseline_logits}'s")
     gain = paired_gain_prior(macro_f1, y, pred, pred_base, prior, p.bootstrap, p.seed)
-    adopted = gain["lower_bound"] > 0.0
+    resolved = bool(gain["lower_bound"] > 0.0)
+    decision = {
+        "rule": f"adopt if the one-sided {ADOPT_CONFIDENCE:.0%} paired bootstrap lower bound "
+        "of the gain is above 0",
+        "adopted": resolved,
+    }
     write_json(
         metrics,
         {
@@ -81,16 +93,17 @@ def main(
             "gain_ci": {"low": gain["low"], "high": gain["high"]},  # two-sided, at `confidence`
             "share_of_resamples_above_zero": gain["share_above_zero"],
             "bootstrap": p.bootstrap,
-            "rule": f"adopt if the one-sided {ADOPT_CONFIDENCE:.0%} paired bootstrap lower bound "
-            "of the gain is above 0",
-            "adopted": bool(adopted),
+            "resolved": resolved,
+            **(decision if adopt else {}),
         },
     )
+    word = "adopted" if adopt else "resolved"
+    verdict = word if resolved else f"not {word}"
     print(
         f"compare: {SPLIT} {POINT} point, prevalence-corrected macro-F1 "
         f"{gain['candidate']:.4f} against {gain['baseline']:.4f}: gain "
         f"{gain['gain']:+.4f}, one-sided {ADOPT_CONFIDENCE:.0%} lower bound "
-        f"{gain['lower_bound']:+.4f}: {'adopted' if adopted else 'not adopted'}"
+        f"{gain['lower_bound']:+.4f}: {verdict}"
     )
 
 

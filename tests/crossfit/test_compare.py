@@ -121,8 +121,9 @@ def _served(d, load_stage, params, signal: float, seed: int, rows=None):
     return out
 
 
-def _compare(load_stage, params, cand, base, metrics):
+def _compare(load_stage, params, cand, base, metrics, adopt=True):
     argv = [
+        "--adopt" if adopt else "--report",
         *("--params", params, "--logits", cand["logits"], "--calibration", cand["cal"]),
         *("--thresholds", cand["thr"], "--baseline-logits", base["logits"]),
         *("--baseline-calibration", base["cal"], "--baseline-thresholds", base["thr"]),
@@ -158,6 +159,22 @@ def test_compare_adopts_a_clear_gain_only(tmp_path, load_stage, served):
     r = _compare(load_stage, params, m["twin"], m["weak"], tmp_path / "c.json")
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["adopted"] is False and c["gain_ci"]["low"] < 0 < c["gain_ci"]["high"]
+    assert [x["resolved"] for x in (a, b, c)] == [True, False, False]
+
+
+def test_compare_reports_a_gain_without_deciding_for_the_ensemble_and_student(
+    tmp_path, load_stage, served
+):
+    """compare and compare_student (--report) give the page a paired figure; only
+    compare_cleaned (--adopt) records a decision."""
+    params, m = served
+    r = _compare(load_stage, params, m["strong"], m["weak"], tmp_path / "r.json", adopt=False)
+    assert r.exit_code == 0 and "resolved" in r.output and "adopted" not in r.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    _compare(load_stage, params, m["strong"], m["weak"], tmp_path / "a.json")
+    dec = json.loads((tmp_path / "a.json").read_text())
+    assert "adopted" not in rep and "rule" not in rep and rep["resolved"] is True
+    assert {k: v for k, v in dec.items() if k not in ("adopted", "rule")} == rep
 
 
 def test_compare_refuses_files_that_do_not_belong_together(tmp_path, load_stage, served):

@@ -89,7 +89,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run([sys.executable, "-m", "dvc", "repro", "thresholds"], dst, env)
     out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
     assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate'" in out
-    assert "Running stage 'compare_cleaned'" in out
+    assert "Running stage 'compare_cleaned'" in out and "Running stage 'compare_student'" in out
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "results"], dst, env)
     return dst, env
@@ -99,8 +99,8 @@ def test_members_oof_and_ensemble_and_a_second_repro_is_a_no_op(repo):
     dst, env = repo
     pipe = dst / PIPE
     for f in (
-        "models/members/0.pt",
-        "models/members/1.pt",
+        "models/folds/0.pt",
+        "models/folds/1.pt",
         "models/ensemble.pt",
         "models/calibration.json",
         "models/thresholds.json",
@@ -133,11 +133,11 @@ def test_every_training_map_gets_one_out_of_fold_prediction_from_the_member_that
     assert np.array_equal(oof.fold, folds.fold) and oof.views == ROOT_TINY["infer"]["views"]
     assert np.isfinite(oof.logits).all() and not (oof.logits == 0).all(axis=1).any()
     for k in range(2):
-        member = Checkpoint.load(pipe / "models" / "members" / f"{k}.pt")
+        member = Checkpoint.load(pipe / "models" / "folds" / f"{k}.pt")
         assert member.extra["crossfit"]["fold"] == k
         assert member.extra["train"]["seed"] == k  # train.seed 0 + fold
         assert member.extra["train"]["epochs"] == 1
-        assert oof.member_sha256[k] == sha256_file(pipe / "models" / "members" / f"{k}.pt")
+        assert oof.member_sha256[k] == sha256_file(pipe / "models" / "folds" / f"{k}.pt")
         trained = json.loads((pipe / "metrics" / "members" / f"{k}.json").read_text())
         assert trained["epochs_run"] == 1
 
@@ -148,13 +148,26 @@ def test_the_ensemble_binds_its_members_and_the_served_files_bind_the_ensemble(r
     ens = Checkpoint.load(pipe / "models" / "ensemble.pt")
     assert ens.config.members == 2
     shas = [m["sha256"] for m in ens.extra["ensemble"]["members"]]
-    assert shas == [sha256_file(pipe / "models" / "members" / f"{k}.pt") for k in range(2)]
+    assert shas == [sha256_file(pipe / "models" / "folds" / f"{k}.pt") for k in range(2)]
     cal = json.loads((pipe / "models" / "calibration.json").read_text())
     assert cal["model_sha256"] == sha256_file(pipe / "models" / "ensemble.pt")
     m = json.loads((pipe / "metrics" / "ensemble.json").read_text())["val_macro_f1"]
     assert len(m["members"]) == 2 and {"average_logit", "average_prob"} <= set(m)
     ev = json.loads((pipe / "metrics" / "evaluate.json").read_text())
     assert {"val", "test"} <= set(ev)
+
+
+def test_the_ensemble_and_student_gains_over_the_single_model_are_paired_figures(repo):
+    """compare and compare_student: each served model against the root's single model on
+    validation at the macro_f1 point, the figures evaluate reports; no decision recorded."""
+    pipe = repo[0] / PIPE
+    cleaned = json.loads((pipe / "metrics" / "cleaned" / "compare.json").read_text())
+    for model in ("", "student/"):
+        c = json.loads((pipe / "metrics" / f"{model}compare.json").read_text())
+        e = json.loads((pipe / "metrics" / f"{model}evaluate.json").read_text())
+        got = e["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"]
+        assert c["candidate"] == pytest.approx(got) and c["baseline"] == cleaned["baseline"]
+        assert c["resolved"] == (c["gain_lower_bound"] > 0) and "adopted" not in c
 
 
 def test_wafer_predict_serves_the_ensemble(repo, tmp_path):
@@ -178,8 +191,8 @@ def test_a_member_of_other_folds_is_refused_in_one_line(repo, tmp_path):
     pipe = dst / PIPE
     members = tmp_path / "members"
     members.mkdir()
-    shutil.copy(pipe / "models" / "members" / "1.pt", members / "0.pt")
-    shutil.copy(pipe / "models" / "members" / "1.pt", members / "1.pt")
+    shutil.copy(pipe / "models" / "folds" / "1.pt", members / "0.pt")
+    shutil.copy(pipe / "models" / "folds" / "1.pt", members / "1.pt")
     cmd = [
         sys.executable,
         "../../stages/crossfit/oof.py",
@@ -289,6 +302,9 @@ def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_pa
     kept = params.read_text()
     _tiny(params, {"ensemble": {"members": "seeds", "seeds": [5]}})
     try:
+        # the seed ensemble and its served files do not wait for the fold members
+        dag = _run([sys.executable, "-m", "dvc", "dag", "evaluate"], pipe, env)
+        assert "train_seed@5" in dag and "train_member" not in dag and "oof" not in dag, dag
         out = _run([sys.executable, "-m", "dvc", "repro", "ensemble"], pipe, env)
         assert "Running stage 'train_seed@5'" in out and "Running stage 'train_member" not in out
         ens = Checkpoint.load(pipe / "models" / "ensemble.pt")

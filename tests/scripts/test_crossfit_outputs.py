@@ -146,3 +146,20 @@ def test_each_train_stage_writes_the_timing_file_named_after_it(load_stage):
         co.timing_file("train_seed@3")
         == f"metrics/timing/{train.timing_name(None, 3, None, None)}.json"
     )
+
+
+def test_the_ensemble_depends_on_the_member_set_it_serves_only():
+    """dvc.yaml names the ensemble's members folder models/<ensemble.members> (DVC cannot look a
+    path up by a param's value): for each value, that must be the folder its training stages
+    write, or a seed ensemble would wait for (or miss) the wrong members."""
+    from wafer.config.rules import ENSEMBLE_MEMBERS
+
+    doc = yaml.safe_load((CROSSFIT / "dvc.yaml").read_text())
+    paths = next(v["paths"] for v in doc["vars"] if isinstance(v, dict) and "paths" in v)
+    assert "models/${ensemble.members}" in doc["stages"]["ensemble"]["deps"]
+    written = {"folds": "members", "seeds": "seeds"}  # the paths key each set's stage writes
+    assert set(written) == set(ENSEMBLE_MEMBERS)
+    for value, key in written.items():
+        assert paths[key] == f"models/{value}", value
+    assert "${paths.members}/${item.fold}.pt" in doc["stages"]["train_member"]["cmd"]
+    assert "${paths.seeds}/${item.seed}.pt" in doc["stages"]["train_seed"]["cmd"]

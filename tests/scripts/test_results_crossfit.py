@@ -164,6 +164,26 @@ def test_cleaning_follows_the_paired_rule_when_the_run_has_it(tmp_path):
     assert rc.validation_choice(rc.load_crossfit_runs(tmp_path)[0])["cleaning_adopted"] is True
 
 
+def test_the_ensemble_and_student_gains_over_the_single_model_are_shown_when_saved(tmp_path):
+    """Stages compare and compare_student: the paired gain and its bound, on validation; runs
+    saved before those stages existed show no such line."""
+    d = _saved_run(tmp_path)
+    for rel, gain, bound, resolved in (
+        ("compare.json", 0.0123, 0.0041, True),
+        ("student/compare.json", 0.002, -0.003, False),
+    ):
+        c = {"confidence": 0.95, "gain": gain, "gain_lower_bound": bound, "resolved": resolved}
+        (d / "metrics" / rel).write_text(json.dumps(c))
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert (
+        "the ensemble +0.0123 (one-sided 95 % lower bound +0.0041: resolved); the student "
+        "+0.0020 (one-sided 95 % lower bound -0.0030: not resolved)."
+    ) in text
+    for rel in ("compare.json", "student/compare.json"):
+        (d / "metrics" / rel).unlink()
+    assert "Gain over the single model" not in "\n".join(rc.crossfit_section(tmp_path))
+
+
 def test_averaging_choice_flags_a_served_average_validation_does_not_prefer(tmp_path):
     d = _saved_run(tmp_path)
     ens = json.loads((d / "metrics" / "ensemble.json").read_text())
