@@ -56,7 +56,7 @@ def main(
     baseline_thresholds: Path = typer.Option(..., "--baseline-thresholds"),
     metrics: Path = typer.Option(..., "--metrics"),
     adopt: bool = typer.Option(
-        False, "--adopt/--report", help="the gain decides adoption (compare_cleaned)"
+        ..., "--adopt/--report", help="the gain decides adoption (compare_cleaned) or is reported"
     ),
 ) -> None:
     raw = load_params(params)
