@@ -67,6 +67,8 @@ declare -A runs=(
   # the same at 128 px (issue 25): the first member of a 128-px seed ensemble, whose size
   # validation chooses against the 96-px one (docs/CROSSFIT.md); about 1.8x the training time
   [cpu-headline-128-warmup-seed0]="$(recipe cpu-headline) -S shard.input_px=128 -S train.seed=0 -S train.ema_warmup=true"
+  # and at 160 px (docs/CROSSFIT.md, "Next on a CPU: 160 px"): about 1.6x the training of 128 px
+  [cpu-headline-160-warmup-seed0]="$(recipe cpu-headline) -S shard.input_px=160 -S train.seed=0 -S train.ema_warmup=true"
 )
 # the current generation: both candidate headline recipes at three training seeds each
 order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)
