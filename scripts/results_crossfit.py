@@ -158,7 +158,7 @@ def validation_choice(run: CrossfitRun) -> dict[str, object]:
         "best": max((m for m in val if m != "cleaned"), key=lambda m: val[m]),
     }
     if "cleaned" in val:
-        cmp = run.metrics.get("cleaned/compare")  # compare_cleaned's paired rule, when it ran
+        cmp = run.metrics.get("cleaned/compare")  # compare@cleaned's paired rule, when it ran
         out["cleaning_adopted"] = bool(cmp["adopted"]) if cmp else val["cleaned"] > val["single"]
     return out
 
@@ -209,7 +209,9 @@ def _choices(run: CrossfitRun) -> list[str]:
         for m, key in (("ensemble", "compare"), ("student", "student/compare"))
         if (c := run.metrics.get(key))
     ]
-    if paired:  # stages compare and compare_student, when the run had them
+    # stages compare@ensemble and compare@student (compare and compare_student in runs saved
+    # before 2026-12-05), when the run had them
+    if paired:
         lines.append(
             "Gain over the single model on validation (paired bootstrap on the same maps, at "
             "the `macro_f1` point): " + "; ".join(paired) + "."
@@ -219,7 +221,7 @@ def _choices(run: CrossfitRun) -> list[str]:
         w = run.params["audit"]["weight"]
         how = "left out" if w == 0 else f"weighed {w:g}"
         cmp = run.metrics.get("cleaned/compare")
-        if cmp:  # the paired rule of stage compare_cleaned
+        if cmp:  # the paired rule of stage compare@cleaned (compare_cleaned before 2026-12-05)
             margin = (
                 f"paired bootstrap: one-sided {100 * cmp['confidence']:.0f} % lower bound "
                 f"{cmp['gain_lower_bound']:+.4f}, interval [{cmp['gain_ci']['low']:+.4f}, "
@@ -232,7 +234,7 @@ def _choices(run: CrossfitRun) -> list[str]:
             )
             rule = (
                 "this run's rule, fixed before it: adopt it for any gain on validation; later "
-                "runs ask for a gain a paired bootstrap resolves (stage compare_cleaned)"
+                "runs ask for a gain a paired bootstrap resolves (stage compare@cleaned)"
             )
         lines.append(
             f"Cleaning (flagged training maps {how}): validation {v['cleaned']:.4f} against the "

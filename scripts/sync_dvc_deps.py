@@ -109,13 +109,18 @@ def closure(script: Path) -> set[Path]:
     return seen
 
 
+def _body(stage: dict) -> dict:
+    """A stage's definition: a foreach stage's is under ``do:`` (a matrix stage's is inline)."""
+    return stage.get("do", stage)
+
+
 def expected_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     """Stage name -> sorted src/wafer paths its script needs (as the pipeline's folder names
     them: relative to the repo root, or ``../../src/wafer/...``)."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     prefix, out = _prefix(dvc_yaml), {}
     for name, stage in stages.items():
-        script = re.search(r"python\s+(\S*stages/\S+\.py)", stage["cmd"])
+        script = re.search(r"python\s+(\S*stages/\S+\.py)", _body(stage)["cmd"])
         if script is None:
             raise SystemExit(f"{dvc_yaml}: stage {name}: no 'python stages/<x>.py' in its cmd")
         files = closure((_wdir(dvc_yaml) / script.group(1)).resolve())
@@ -127,7 +132,7 @@ def declared_deps(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     lib = _prefix(dvc_yaml) + "src/wafer/"
     return {
-        name: sorted(d for d in stage.get("deps", []) if str(d).startswith(lib))
+        name: sorted(d for d in _body(stage).get("deps", []) if str(d).startswith(lib))
         for name, stage in stages.items()
     }
 
@@ -179,20 +184,21 @@ def rewrite(dvc_yaml: Path = ROOT / "dvc.yaml") -> str:
             if re.match(r"^      - ", line):
                 continue
             in_params = False
-        if stage in want and re.match(r"^    deps:\s*$", line):
-            in_deps = True
+        deps = re.match(r"^(    |      )deps:\s*$", line)  # a stage's, or under its `do:`
+        if stage in want and deps:
+            in_deps, item = True, deps.group(1) + "  - "
             out.append(line)
             continue
-        if in_deps and not re.match(r"^      - ", line):
+        if in_deps and not line.startswith(item):
             in_deps = False
-        if in_deps and line.startswith(f"      - {lib}"):
+        if in_deps and line.startswith(f"{item}{lib}"):
             if not inserted:
-                out += [f"      - {p}" for p in want[stage]]
+                out += [f"{item}{p}" for p in want[stage]]
                 inserted = True
             continue
-        if in_deps and not inserted and line.startswith(f"      - {scripts}"):
+        if in_deps and not inserted and line.startswith(f"{item}{scripts}"):
             out.append(line)
-            out += [f"      - {p}" for p in want[stage]]
+            out += [f"{item}{p}" for p in want[stage]]
             inserted = True
             continue
         out.append(line)

@@ -85,11 +85,11 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "tiny"], dst, env)
     # the root's data, its model (a seed ensemble's first member) and its served files
-    # (compare_cleaned's baseline), not its index, report or Grad-CAM
+    # (compare@cleaned's baseline), not its index, report or Grad-CAM
     _run([sys.executable, "-m", "dvc", "repro", "thresholds"], dst, env)
     out = _run([sys.executable, "-m", "dvc", "repro"], dst / PIPE, env)
-    assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate'" in out
-    assert "Running stage 'compare_cleaned'" in out and "Running stage 'compare_student'" in out
+    assert "Running stage 'train_member@1'" in out and "Running stage 'evaluate@ensemble'" in out
+    assert "Running stage 'compare@cleaned'" in out and "Running stage 'compare@student'" in out
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "results"], dst, env)
     return dst, env
@@ -158,7 +158,7 @@ def test_the_ensemble_binds_its_members_and_the_served_files_bind_the_ensemble(r
 
 
 def test_the_ensemble_and_student_gains_over_the_single_model_are_paired_figures(repo):
-    """compare and compare_student: each served model against the root's single model on
+    """compare@ensemble and compare@student: each served model against the root's single model on
     validation at the macro_f1 point, the figures evaluate reports; no decision recorded."""
     pipe = repo[0] / PIPE
     cleaned = json.loads((pipe / "metrics" / "cleaned" / "compare.json").read_text())
@@ -285,7 +285,7 @@ def test_the_cleaned_model_trains_without_the_flagged_maps(repo, tmp_path):
     proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not a label-issues list" in proc.stderr
     assert "Traceback" not in proc.stderr
-    # compare_cleaned: the cleaned model against the root's single model, paired, on validation
+    # compare@cleaned: the cleaned model against the root's single model, paired, on validation
     c = json.loads((pipe / "metrics" / "cleaned" / "compare.json").read_text())
     e = json.loads((pipe / "metrics" / "cleaned" / "evaluate.json").read_text())
     assert c["candidate"] == pytest.approx(e["val"]["macro_f1"]["prevalence_corrected"]["macro_f1"])
@@ -303,7 +303,7 @@ def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_pa
     _tiny(params, {"ensemble": {"members": "seeds", "seeds": [5]}})
     try:
         # the seed ensemble and its served files do not wait for the fold members
-        dag = _run([sys.executable, "-m", "dvc", "dag", "evaluate"], pipe, env)
+        dag = _run([sys.executable, "-m", "dvc", "dag", "evaluate@ensemble"], pipe, env)
         assert "train_seed@5" in dag and "train_member" not in dag and "oof" not in dag, dag
         out = _run([sys.executable, "-m", "dvc", "repro", "ensemble"], pipe, env)
         assert "Running stage 'train_seed@5'" in out and "Running stage 'train_member" not in out

@@ -90,9 +90,9 @@ def test_the_committed_pipeline_resolves_from_its_params():
         f"train_member@{k}" for k in folds
     ]
     assert not [s for s in stages if s.startswith("train_seed@")]  # ensemble.seeds is empty
-    assert stages["evaluate_student"] == ["metrics/student/evaluate.json"]
-    assert {"train_student", "oof", "train_member@0"} <= upstream["evaluate_student"]
-    assert "train_student" not in upstream["evaluate"]
+    assert stages["evaluate@student"] == ["metrics/student/evaluate.json"]
+    assert {"train_student", "oof", "train_member@0"} <= upstream["evaluate@student"]
+    assert "train_student" not in upstream["evaluate@ensemble"]
 
 
 def test_each_index_stage_writes_the_timing_file_named_after_it():
@@ -101,9 +101,8 @@ def test_each_index_stage_writes_the_timing_file_named_after_it():
     index_stages = {}
     for dvcyaml in (ROOT / "dvc.yaml", CROSSFIT / "dvc.yaml"):
         doc = yaml.safe_load(dvcyaml.read_text())
-        index_stages |= {
-            (dvcyaml, n): s for n, s in doc["stages"].items() if "stages/index.py" in s["cmd"]
-        }
+        stages = doc["stages"].items()  # a foreach stage's command is under its `do:`
+        index_stages |= {(dvcyaml, n): s for n, s in stages if "index.py" in s.get("do", s)["cmd"]}
     assert {n for _, n in index_stages} == {"index", "index_student"}
     assert len(index_stages) == 3  # the root's, the ensemble's, the student's
     for (_, name), stage in index_stages.items():
