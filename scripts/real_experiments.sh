@@ -10,7 +10,8 @@
 #   scripts/real_experiments.sh cpu-headline res96-4ep  # just these
 #
 # Env: DATA (default ../shared/data/wm811k-subset/LSWMD-subset.pkl.xz, or your LSWMD.pkl),
-#      OUT (default results), EPOCHS (default 4: what this 2-core CPU affords per run).
+#      OUT (default results), EPOCHS (default 4: what this 2-core CPU affords per run),
+#      SERVED (set: also save the served model, calibration and thresholds in $OUT/<name>/served/).
 set -euo pipefail
 DATA=${DATA:-../shared/data/wm811k-subset/LSWMD-subset.pkl.xz}
 OUT=${OUT:-results}
@@ -88,6 +89,15 @@ save() {  # copy what the run wrote: metrics, params, command, figures (no real 
     echo "no stage ran in this experiment (all restored or up to date): no timings" > "$dst/timing/NONE.txt"
   fi
   cp plots/confusion.png plots/reliability.png plots/sweep.png plots/train_curves.csv "$dst/"
+  # SERVED=1: the served files too (model, calibration, thresholds: about 45 MB), so that a run
+  # that takes a place, or is a member a later session builds on, survives the machine; at the
+  # paths dvc.yaml names (wafer.config.pipeline), each bound to the model by SHA-256
+  if [ -n "${SERVED:-}" ]; then
+    mkdir -p "$dst/served"
+    local f served='from wafer.config.pipeline import pipeline_paths as p
+print(*(p()[k] for k in ("model", "calibration", "thresholds")))'
+    for f in $(python -c "$served"); do cp "$f" "$dst/served/"; done
+  fi
 }
 
 for name in "${order[@]}"; do
