@@ -95,6 +95,24 @@ def test_the_committed_pipeline_resolves_from_its_params():
     assert "train_student" not in upstream["evaluate@ensemble"]
 
 
+def test_each_serving_step_is_one_stage_over_the_served_models_writing_where_it_did():
+    """infer, calibrate, thresholds, evaluate and compare are each written once (a foreach over
+    the ensemble, the student and the cleaned-label model), and each model's metrics stay where
+    the saved runs and scripts/results_crossfit.py read them."""
+    from dvc.repo import Repo
+
+    doc = yaml.safe_load((CROSSFIT / "dvc.yaml").read_text())["stages"]
+    with Repo(str(CROSSFIT)) as repo:
+        stages, _ = co.pipeline_stages(repo, CROSSFIT)
+    folder = {"ensemble": "metrics/", "student": "metrics/student/", "cleaned": "metrics/cleaned/"}
+    for step in ("infer", "calibrate", "thresholds", "evaluate", "compare"):
+        assert set(doc[step]["foreach"]) == set(folder), step
+        assert not [n for n in doc if n.startswith(f"{step}_")], step  # no near-copies
+        for model, where in folder.items():
+            want = [] if step == "infer" else [f"{where}{step}.json"]
+            assert stages[f"{step}@{model}"] == want, (step, model)
+
+
 def test_each_index_stage_writes_the_timing_file_named_after_it():
     """Two index stages once wrote one metrics/timing/index.json: the student's overwrote the
     ensemble's. The name crossfit_outputs looks for is the stage's."""
