@@ -39,5 +39,6 @@ The module imports without gradio; :func:`build_app` imports it.
 
 The parts: :mod:`wafer.apps.demo.assets` (what is read once at start),
 :mod:`wafer.apps.demo.analysis` (one map's prediction, verdicts and texts, and the upload
-handler), :mod:`wafer.apps.demo.app` (the gradio page, the server and the command line).
+handler), :mod:`wafer.apps.demo.ui` (the page parts both demos share),
+:mod:`wafer.apps.demo.app` (the gradio page, the server and the command line).
 """

@@ -5,13 +5,11 @@ line (:func:`main`)."""
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
-
-import numpy as np
 
 from wafer.apps.demo.analysis import Analysis, analyse_in, handle_upload, header_markdown
 from wafer.apps.demo.assets import NEIGHBOURS, DemoAssets, load_assets
+from wafer.apps.demo.ui import import_gradio, input_column, map_thumbnail, style
 from wafer.apps.predicting import task_of
 from wafer.apps.process_modes import CAVEAT
 from wafer.core.errors import UsageError, one_line_errors
@@ -19,82 +17,16 @@ from wafer.data.maprules import MAX_SIDE
 from wafer.model.forward import check_device
 from wafer.serving.predictor import MAX_NEIGHBOURS
 
-GRADIO_MISSING = "the demo needs gradio: pip install -e '.[demo]' (or pip install 'gradio>=4.44')"
-MAP_RGB = np.array([[242, 242, 242], [166, 189, 219], [215, 48, 31]], dtype=np.uint8)
-CSS = (
-    "#prediction h3{margin-top:0} #warning p{color:#b45309;font-weight:600} "
-    "#novelty.novel{border:3px solid #b91c1c;background:#fef2f2;border-radius:8px;"
-    "padding:10px 14px} #novelty.novel h3{color:#b91c1c;margin:0 0 4px} "
-    "#novelty.novel p{color:#7f1d1d} #novelty.known p{color:#4b5563} "
-    "#neighbours .caption-label{white-space:normal;max-width:100%;opacity:.85}"
-)
 NEIGHBOUR_COLUMNS = 3
-
-
-def map_thumbnail(m: np.ndarray, size: int = 160):
-    """RGB PIL image of a die map (grey outside, blue pass, red fail), nearest-upscaled."""
-    from PIL import Image
-
-    h, w = m.shape
-    scale = max(1, size // max(h, w))
-    return Image.fromarray(MAP_RGB[m]).resize((w * scale, h * scale), Image.NEAREST)
-
-
-def _import_gradio():
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home
-    try:
-        import gradio as gr
-    except ImportError:
-        raise SystemExit(f"error: {GRADIO_MISSING}") from None
-    return gr
-
-
-def _style(gr) -> tuple[dict, dict]:
-    """(Blocks kwargs, launch kwargs) for theme and CSS: gradio >= 6 takes them in launch(),
-    older versions in Blocks(). System fonts: the page loads nothing from the internet."""
-    import inspect
-
-    theme = gr.themes.Default(
-        font=["ui-sans-serif", "system-ui", "sans-serif"],
-        font_mono=["ui-monospace", "monospace"],
-    )
-    style = {"theme": theme, "css": CSS}
-    if "theme" in inspect.signature(gr.Blocks.launch).parameters:
-        return {}, style
-    return style, {}
-
-
-def input_column(gr, examples: list[tuple[np.ndarray, str]], which: str, columns: int):
-    """The left column of both demos: the clickable test examples (map, caption) and the
-    upload box. Call inside the column's ``with`` block; returns (gallery, upload)."""
-    gallery = gr.Gallery(
-        value=[(map_thumbnail(m), caption) for m, caption in examples],
-        label=f"Test examples, {which}: click one",
-        columns=columns,
-        height=540,
-        allow_preview=False,
-        interactive=False,
-        format="png",
-        object_fit="contain",
-        elem_id="examples",
-    )
-    upload = gr.File(
-        label="…or upload a wafer map: PNG (8-bit grey: 0 outside, 128 pass, "
-        "255 fail; one pixel per die) or .npy",
-        file_types=[".png", ".npy"],
-        type="filepath",
-        elem_id="upload",
-    )
-    return gallery, upload
 
 
 def build_app(assets: DemoAssets):
     """The gradio Blocks app (gradio imported here)."""
-    gr = _import_gradio()
+    gr = import_gradio()
     from PIL import Image
 
     examples = assets.examples
-    blocks_kw, _ = _style(gr)
+    blocks_kw, _ = style(gr)
     show_neighbours = assets.predictor.novelty is not None and assets.neighbours > 0
 
     def outputs_of(a: Analysis):
@@ -170,8 +102,8 @@ def launch(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True, *
     """Start the server (bound to ``host``, 127.0.0.1 by default)."""
     import inspect
 
-    gr = _import_gradio()
-    _, launch_kw = _style(gr)
+    gr = import_gradio()
+    _, launch_kw = style(gr)
     if "max_file_size" in inspect.signature(app.launch).parameters:
         launch_kw["max_file_size"] = "20mb"  # die maps are kilobytes
     return app.launch(
@@ -207,7 +139,7 @@ def main(
     pipeline's own (dvc.yaml's paths, in the current directory or in --pipeline's folder:
     pipelines/mixed serves the mixed-type model); the index and novelty.json are used when the
     index exists (novelty flag and the --neighbours nearest training maps)."""
-    _import_gradio()  # fail fast, before loading anything
+    import_gradio()  # fail fast, before loading anything
     device = check_device(device)
     if max_side < 1:
         raise UsageError(f"--max-side {max_side}: must be at least 1")

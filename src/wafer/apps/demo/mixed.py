@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from wafer.apps.demo.analysis import Analysis, handle_upload
+from wafer.apps.demo.ui import import_gradio, input_column, style
 from wafer.apps.options import served_files
 from wafer.config.pipeline import pipeline_params
 from wafer.config.sections import GradcamParams
@@ -256,10 +257,8 @@ def build_mixed_app(assets: MixedDemoAssets):
     """The gradio page of the mixed demo (gradio imported here)."""
     from PIL import Image
 
-    from wafer.apps.demo.app import _import_gradio, _style, input_column
-
-    gr = _import_gradio()
-    blocks_kw, _ = _style(gr)
+    gr = import_gradio()
+    blocks_kw, _ = style(gr)
     examples = assets.examples
 
     def outputs_of(a: Analysis):
