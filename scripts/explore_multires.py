@@ -10,7 +10,8 @@ averages) the argmax macro-F1 on validation, raw and prevalence-corrected (param
 the ``val_*`` entries are touched, so no test figure can steer what is built next.
 
     python scripts/explore_multires.py --out results/multires-explore/val.json \\
-        160px=/work/r160/data/logits.npz 224px=results/gpu/seed-224/logits.npz
+        160px=results/cpu-headline-160-warmup-seed0/logits.npz \\
+        224px=results/gpu/seed-224/logits.npz
 
 The averages are not what a served multi-size ensemble would score: each member here sees the
 map resized from the raw map at its own size, and the figures are argmax, before temperature and
