@@ -81,3 +81,18 @@ def test_training_depends_on_no_serving_reading_or_novelty_code():
     train = [d for d in STAGES["train"]["deps"] if str(d).startswith("src/wafer/")]
     for part in ("serving/", "inputs/", "apps/", "explain/", "tools/", "data/ingest", "novelty"):
         assert not [d for d in train if part in d], (part, train)
+
+
+def test_a_foreach_stage_is_checked_and_rewritten_under_its_do(tmp_path, monkeypatch):
+    """The cross-fitting pipeline's serving steps are foreach stages, their deps under `do:`,
+    two columns deeper: a module missing there is reported, and the rewrite puts it back."""
+    crossfit = ROOT / "pipelines" / "crossfit"
+    text = (crossfit / "dvc.yaml").read_text()
+    line = "        - ../../src/wafer/serving/decision.py\n"  # a `do:` block's deps item
+    assert line in text
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(text.replace(line, "", 1))
+    monkeypatch.setattr(deps, "_wdir", lambda _: crossfit)  # read as that pipeline's file
+    problems = deps.differences(broken)
+    assert len(problems) == 1 and "serving/decision.py" in problems[0], problems
+    assert deps.rewrite(broken) == text
