@@ -1,14 +1,14 @@
-"""Stages `compare`, `compare_student` and `compare_cleaned` of the cross-fitting pipeline: is
-a model (the ensemble, the student, the cleaned-label model) better than the root's single
-model, by a margin validation resolves? Both models' served validation predictions at the
-`macro_f1` point (their own temperature and thresholds, as `evaluate` scores them) on the same
-validation maps; the gain in prevalence-corrected macro-F1 with a paired bootstrap
+"""Stage `compare` of the cross-fitting pipeline (`compare@ensemble`, `compare@student`,
+`compare@cleaned`): is a model (the ensemble, the student, the cleaned-label model) better
+than the root's single model, by a margin validation resolves? Both models' served validation
+predictions at the `macro_f1` point (their own temperature and thresholds, as `evaluate` scores
+them) on the same validation maps; the gain in prevalence-corrected macro-F1 with a paired bootstrap
 (wafer.report.evaluate.paired_gain_prior, `evaluate.bootstrap` resamples, `evaluate.seed`): the
 same resampled maps for both models. `resolved` says whether the one-sided lower bound at
 ADOPT_CONFIDENCE is above zero.
 
 For the ensemble and the student this is a figure for the results page: which model to serve is
-chosen there, on validation. With `--adopt` (compare_cleaned) it is the one choice the pipeline
+chosen there, on validation. With `--adopt` (compare@cleaned) it is the one choice the pipeline
 makes on its own, whether cleaning is adopted (`adopted`): the rule is applied here, fixed
 before any run it decides, and recorded in dvc.lock with its figures (docs/CROSSFIT.md).
 
@@ -56,7 +56,7 @@ def main(
     baseline_thresholds: Path = typer.Option(..., "--baseline-thresholds"),
     metrics: Path = typer.Option(..., "--metrics"),
     adopt: bool = typer.Option(
-        ..., "--adopt/--report", help="the gain decides adoption (compare_cleaned) or is reported"
+        ..., "--adopt/--report", help="the gain decides adoption (compare@cleaned) or is reported"
     ),
 ) -> None:
     raw = load_params(params)
