@@ -15,8 +15,11 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 import explore_multires as em  # noqa: E402 - a script, imported by path
 
+from wafer.config.params import load_section  # noqa: E402
+from wafer.config.sections import PriorParams  # noqa: E402
 from wafer.model.net import combine  # noqa: E402
-from wafer.report.metrics import macro_f1  # noqa: E402
+from wafer.report.evaluate import prior_from_list  # noqa: E402
+from wafer.report.metrics import macro_f1, prevalence_weights  # noqa: E402
 
 
 def _val_only(path, logits, y, rows):
@@ -60,8 +63,11 @@ def test_scores_each_model_and_both_averages_on_validation_only(two):
     for avg in ("logit", "prob"):
         want = macro_f1(y, combine(stacked, avg).numpy().argmax(1))
         assert got[f"average_{avg}"]["macro_f1"] == round(want, 6)
-    # the prevalence-corrected figure re-weights the maps, so it differs from the raw one
-    assert got["average_logit"]["macro_f1_prevalence_corrected"] != got["average_logit"]["macro_f1"]
+    # the prevalence-corrected figure weighs the maps to params.yaml's target prior
+    prior = prior_from_list(load_section(ROOT / "params.yaml", PriorParams).target_prior)
+    w = prevalence_weights(y, prior)
+    got_pc = got["models"]["small"]["macro_f1_prevalence_corrected"]
+    assert got_pc == round(macro_f1(y, a.argmax(1), w), 6) != got["models"]["small"]["macro_f1"]
 
 
 def test_refuses_files_of_other_validation_maps(two, capsys):
