@@ -27,9 +27,9 @@ import yaml
 
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.io import write_json
+from wafer.core.probs import softmax
 from wafer.data.files import Logits
 from wafer.data.ingest import ingest_file
-from wafer.serving.calibration import softmax
 from wafer.serving.files import Calibration
 from wafer.tools.machine import benchmark_header
 

@@ -48,13 +48,14 @@ from wafer.config.sections import InferParams, PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, one_line_errors
 from wafer.core.io import load_npz, save_npz, write_json
+from wafer.core.probs import softmax
 from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.runtime import calibration_maps, check_runtime, make_runtime
 from wafer.report.metrics import macro_f1, prevalence_weights
-from wafer.serving.calibration import fit_temperature, softmax
+from wafer.serving.calibration import fit_temperature
 from wafer.serving.decision import decide
 from wafer.serving.thresholds import fit_operating_point
 from wafer.tools.machine import benchmark_header

@@ -42,10 +42,10 @@ from wafer.config.pipeline import pipeline_paths
 from wafer.config.sections import PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.io import write_json
+from wafer.core.probs import softmax
 from wafer.data.files import Logits
 from wafer.report.evaluate import prior_from_list
 from wafer.report.metrics import prevalence_weights
-from wafer.serving.calibration import softmax
 from wafer.serving.files import Calibration
 from wafer.serving.thresholds import default_taus
 

@@ -14,9 +14,10 @@ from wafer.config.params import load_section
 from wafer.config.sections import CalibrateParams
 from wafer.core.errors import one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json
+from wafer.core.probs import softmax
 from wafer.data.files import Logits
 from wafer.report.plotting import reliability_png
-from wafer.serving.calibration import calibration_report, fit_temperature, reliability_bins, softmax
+from wafer.serving.calibration import calibration_report, fit_temperature, reliability_bins
 from wafer.serving.files import Calibration
 
 app = typer.Typer(add_completion=False)

@@ -30,12 +30,12 @@ from wafer.config.sections import PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.errors import UsageError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json
+from wafer.core.probs import softmax
 from wafer.data.files import Logits
 from wafer.report.evaluate import prior_from_list
 from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.report.plotting import screen_png, sets_png, sweep_png
 from wafer.serving import conformal
-from wafer.serving.calibration import softmax
 from wafer.serving.decision import decide
 from wafer.serving.files import Calibration, OperatingPoint, Thresholds
 from wafer.serving.screen import (

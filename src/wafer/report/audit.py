@@ -30,7 +30,7 @@ import numpy as np
 
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError
-from wafer.serving.calibration import softmax
+from wafer.core.probs import softmax
 
 METHOD = "confident learning (cleanlab find_label_issues, prune_by_noise_rate; self_confidence)"
 

@@ -1,8 +1,8 @@
 """Probability calibration: temperature scaling and calibration metrics.
 
 All functions take class probabilities ``probs`` of shape ``(N, C)`` (rows sum to 1) and integer
-labels ``labels`` of shape ``(N,)``, except :func:`softmax` and :func:`fit_temperature`, which
-take logits.
+labels ``labels`` of shape ``(N,)``, except :func:`fit_temperature`, which takes logits
+(probabilities from logits: :func:`wafer.core.probs.softmax`).
 
 Temperature scaling
     :func:`fit_temperature` fits one scalar ``T > 0`` that minimises the mean negative
@@ -43,14 +43,6 @@ import numpy as np
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 
 _EPS = 1e-12
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Numerically stable softmax of ``logits / temperature`` along the last axis, in float64."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:

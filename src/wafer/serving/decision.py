@@ -37,7 +37,7 @@ import numpy as np
 from wafer.core.classes import NONE_INDEX
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
-from wafer.serving.calibration import softmax
+from wafer.core.probs import softmax
 from wafer.serving.conformal import SetRule
 from wafer.serving.files import Calibration, OperatingPoint, Thresholds, check_binding
 

@@ -42,8 +42,8 @@ from wafer.config.rules import NOVELTY_METHODS, TTA_VIEWS
 from wafer.core.classes import CLASS_NAMES, NONE_INDEX
 from wafer.core.errors import WaferInputError
 from wafer.core.io import load_npz, save_npz, sha256_file
+from wafer.core.probs import softmax
 from wafer.serving.ann import GraphSearch, build_graph, check_search
-from wafer.serving.calibration import softmax
 from wafer.serving.files import Novelty
 
 METHODS = NOVELTY_METHODS
