@@ -19,9 +19,18 @@ one machine, so that every ratio compares like with like:
    once, a count's logits the mean of its first views, as predict_outputs averages them) and of
    each runtime at the served view count (or ``--views``) against eager fp32 on the same maps
    at that count and at 8 views, with the share of
-   maps whose label changed and the largest logit change.
+   maps whose label changed and the largest logit change. Each view count's labels are also
+   compared with one view's (training's own validation measure: fp32, the map as given) by a
+   paired bootstrap of the prevalence-corrected macro-F1, at the argmax and at the `macro_f1`
+   point (wafer.report.evaluate.paired_gain_prior: the same resampled maps for both), so that a
+   view count's gain or loss is read against what validation resolves.
 
     python benchmarks/serving.py --workdir /path/to/pipeline --out docs/benchmarks/serving.json
+
+``--quality-only`` measures 3 alone (no timing, no `wafer predict`), for the runtimes named by
+``--runtime`` (default: every one available): what a model at a new size or recipe gains or
+loses from its served runtime and views (12 min for a 160-px model, 28 for a 224-px one, on a
+2-core AMD EPYC with AVX-512: docs/benchmarks/serving_views_*px.json).
 
 Choices are made on validation only; nothing here reads the test split.
 """
@@ -44,16 +53,17 @@ import typer
 from wafer.config.params import load_params, section_values
 from wafer.config.pipeline import pipeline_paths
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
-from wafer.config.sections import InferParams, PriorParams, ThresholdsParams
+from wafer.config.sections import EvaluateParams, InferParams, PriorParams, ThresholdsParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, one_line_errors
-from wafer.core.io import load_npz, save_npz, write_json
+from wafer.core.io import load_npz, save_npz, sha256_file, write_json
 from wafer.core.probs import softmax
 from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.runtime import calibration_maps, check_runtime, make_runtime
+from wafer.report.evaluate import paired_gain_prior, prior_from_list
 from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.serving.calibration import fit_temperature
 from wafer.serving.decision import decide
@@ -99,21 +109,51 @@ def target_weights(y: np.ndarray, params: dict) -> np.ndarray:
 def corrected_macro_f1(
     logits: np.ndarray, y: np.ndarray, temperature: float, fit: dict, params: dict
 ) -> float:
-    """Prevalence-corrected macro-F1 of the labels the fit point gives these logits."""
+    """Prevalence-corrected macro-F1 of the labels a fit point (from validation) gives these
+    logits (benchmarks/serving_test.py: the test split's)."""
     pred = decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
     return macro_f1(y, pred, target_weights(y, params))
 
 
-def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
-    """Validation macro-F1: argmax of the logits, and prevalence-corrected at the `macro_f1`
-    point with temperature and thresholds fit on these same validation logits."""
+def point_labels(logits: np.ndarray, y: np.ndarray, params: dict) -> tuple[float, np.ndarray]:
+    """Temperature and the labels of the `macro_f1` point, both fit on these logits."""
     temperature, fit = fit_macro_f1_point(logits, y, params)
+    return temperature, decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
+
+
+def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
+    """Validation macro-F1: argmax of the logits (raw and prevalence-corrected), and
+    prevalence-corrected at the `macro_f1` point with temperature and thresholds fit on these
+    same validation logits."""
+    temperature, pred = point_labels(logits, y, params)
+    w = target_weights(y, params)
     return {
         "macro_f1_argmax": round(macro_f1(y, logits.argmax(1)), 5),
-        "macro_f1_pc_at_macro_f1_point": round(
-            corrected_macro_f1(logits, y, temperature, fit, params), 5
-        ),
+        "macro_f1_pc_argmax": round(macro_f1(y, logits.argmax(1), w), 5),
+        "macro_f1_pc_at_macro_f1_point": round(macro_f1(y, pred, w), 5),
         "temperature": round(temperature, 4),
+    }
+
+
+def paired_vs(
+    logits: np.ndarray, base: np.ndarray, y: np.ndarray, params: dict
+) -> dict[str, dict[str, float]]:
+    """The prevalence-corrected macro-F1 gain of ``logits`` over ``base`` (the same maps) at
+    the argmax and at the `macro_f1` point (each fit on its own logits), with the paired
+    bootstrap the `compare` stages use (`evaluate.bootstrap` resamples, `evaluate.seed`)."""
+    prior = prior_from_list(section_values(params, PriorParams).target_prior)
+    ev = section_values(params, EvaluateParams)
+    pairs = {
+        "argmax": (logits.argmax(1), base.argmax(1)),
+        "macro_f1_point": (point_labels(logits, y, params)[1], point_labels(base, y, params)[1]),
+    }
+    return {
+        what: {
+            k: round(float(v), 5)
+            for k, v in paired_gain_prior(macro_f1, y, a, b, prior, ev.bootstrap, ev.seed).items()
+            if k in ("gain", "low", "high", "share_above_zero")
+        }
+        for what, (a, b) in pairs.items()
     }
 
 
@@ -251,6 +291,12 @@ def main(
         help="only `wafer predict` against model only at the served runtime and views (the "
         "pipeline's own setting), without the runtime and view sweeps",
     ),
+    quality_only: bool = typer.Option(
+        False, help="only the quality on validation (3): no timing, no `wafer predict`"
+    ),
+    only: list[str] = typer.Option(
+        [], "--runtime", help="repeat: the runtimes to measure (default: every one available)"
+    ),
 ) -> None:
     paths = pipeline_paths(workdir)  # dvc.yaml's paths, in that pipeline
     params = load_params(workdir / "params.yaml")
@@ -261,6 +307,11 @@ def main(
     if compare_views not in (0, *TTA_VIEWS):
         raise UsageError(f"--views {compare_views}: one of {TTA_VIEWS} (0: the served count)")
     cmp_views = compare_views or served["views"]
+    if predict_only and quality_only:
+        raise UsageError("--predict-only and --quality-only: one or the other")
+    for name in only:
+        check_runtime(name, "cpu", "--runtime")
+    wanted = [r for r in RUNTIMES if not only or r in only or r == "eager"]  # eager: the reference
     result: dict = {
         **benchmark_header("benchmarks/serving.py"),
         "model": {
@@ -268,6 +319,7 @@ def main(
             "stem": ckpt.config.stem,
             "cbam": ckpt.config.cbam,
             "val_maps": len(y),
+            "sha256": sha256_file(paths["model"]),
         },
         "served": {"views": served["views"], "runtime": served["runtime"]},
     }
@@ -282,10 +334,10 @@ def main(
         print(f"wrote {out}")
         return
 
-    # 1. model-only throughput per runtime and view count
+    # 1. model-only throughput per runtime and view count (--quality-only: the runtimes only)
     speed: dict = {}
     runs = {}
-    for name in RUNTIMES:
+    for name in wanted:
         why = unavailable(name)
         if why:
             speed[name] = {"skipped": why}
@@ -294,14 +346,14 @@ def main(
         runs[name] = build_runtime(name, paths, params)
         predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
-        counts = TTA_VIEWS if name == "eager" else (1, 8)
+        counts = () if quality_only else TTA_VIEWS if name == "eager" else (1, 8)
         for views in counts:
             row[f"maps_per_s_{views}_views"] = round(
                 maps_per_s(runs[name], x[:speed_maps], views, batch), 1
             )
         speed[name] = row
         print(name, row, flush=True)
-    base = speed["eager"]["maps_per_s_1_views"]
+    base = speed["eager"].get("maps_per_s_1_views")
     for row in speed.values():
         if "maps_per_s_1_views" in row:
             row["ratio_vs_eager_1_view"] = round(row["maps_per_s_1_views"] / base, 3)
@@ -316,9 +368,11 @@ def main(
     frontier = {}
     for views in TTA_VIEWS:
         logits = np.mean(per_view[:views], axis=0)
-        frontier[views] = quality(logits, y, params) | {
-            "model_only_maps_per_s": speed["eager"][f"maps_per_s_{views}_views"]
-        }
+        frontier[views] = (
+            quality(logits, y, params)
+            | {"gain_vs_1_view": paired_vs(logits, per_view[0], y, params)}
+            | {"model_only_maps_per_s": speed["eager"].get(f"maps_per_s_{views}_views")}
+        )
         print(views, frontier[views], flush=True)
     result["views_on_validation"] = frontier
 
@@ -358,6 +412,10 @@ def main(
         quality_rt[name] = by_views[views] | {"by_views": by_views}
         print(name, by_views, flush=True)
     result["runtimes_on_validation"] = quality_rt
+    if quality_only:
+        write_json(out, result)
+        print(f"wrote {out}")
+        return
 
     # 2. `wafer predict` as a process against model-only at the served settings
     result["predict"] = measure_predict(workdir, paths, val, x, runs, served, predict_maps, batch)

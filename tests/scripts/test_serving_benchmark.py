@@ -1,0 +1,59 @@
+"""benchmarks/serving.py's quality figures: a view count or runtime against another on the same
+validation maps, at the argmax and at the `macro_f1` point, with a paired bootstrap."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from wafer.config.params import load_params
+from wafer.report.metrics import macro_f1
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("serving_bench", ROOT / "benchmarks" / "serving.py")
+sb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sb)
+
+
+@pytest.fixture
+def val():
+    rng = np.random.default_rng(3)
+    y = np.arange(300) % 9
+    good = rng.normal(0.0, 1.0, (300, 9))
+    good[np.arange(300), y] += 2.5  # mostly right
+    noisy = good + rng.normal(0.0, 2.0, good.shape)  # the same maps, worse logits
+    return y, good, noisy
+
+
+def test_quality_figures_match_a_direct_computation(val):
+    y, good, _ = val
+    params = load_params(ROOT / "params.yaml")
+    q = sb.quality(good, y, params)
+    w = sb.target_weights(y, params)
+    assert q["macro_f1_argmax"] == pytest.approx(macro_f1(y, good.argmax(1)), abs=1e-5)
+    assert q["macro_f1_pc_argmax"] == pytest.approx(macro_f1(y, good.argmax(1), w), abs=1e-5)
+    temperature, pred = sb.point_labels(good, y, params)
+    assert q["macro_f1_pc_at_macro_f1_point"] == pytest.approx(macro_f1(y, pred, w), abs=1e-5)
+    assert q["temperature"] == pytest.approx(temperature, abs=1e-4)
+
+
+def test_paired_gain_is_zero_against_itself_and_the_difference_otherwise(val):
+    y, good, noisy = val
+    params = load_params(ROOT / "params.yaml")
+    params["evaluate"]["bootstrap"] = 200  # the resamples' count is read from params
+    same = sb.paired_vs(good, good, y, params)
+    for what in ("argmax", "macro_f1_point"):
+        assert same[what] == {"gain": 0.0, "low": 0.0, "high": 0.0, "share_above_zero": 0.0}
+    worse = sb.paired_vs(noisy, good, y, params)
+    qg, qn = sb.quality(good, y, params), sb.quality(noisy, y, params)
+    for what, key in (
+        ("argmax", "macro_f1_pc_argmax"),
+        ("macro_f1_point", "macro_f1_pc_at_macro_f1_point"),
+    ):
+        g = worse[what]
+        assert g["gain"] == pytest.approx(qn[key] - qg[key], abs=2e-5)
+        assert g["low"] <= g["gain"] <= g["high"]
+    assert worse["argmax"]["high"] < 0  # noise this large is a resolved loss
