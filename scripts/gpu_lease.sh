@@ -7,6 +7,11 @@
 #   scripts/gpu_lease.sh --tiny     # the CPU rehearsal: synthetic maps, 32 px, same code paths
 #   python -m wafer.tools.returned <files_at>          # then, here: results/gpu/seed-224/
 #
+# SEED=1 (or 2, ...): a seed member of the 224-px seed ensemble instead (issue 25,
+# docs/CROSSFIT.md "Next on a GPU"): the same recipe, split and limits at train.seed=SEED,
+# results/gpu/seed-224-seedSEED/, and no first-steps probe (the first lease measured it):
+#   run(command="SEED=1 scripts/gpu_lease.sh", carry=["data/external"], timeout_s=600)
+#
 # Time (one 10-minute command; the machine's start is not in it): the whole run is bounded by
 # --time-limit 575 s, and --after-train keeps 160 s of it for what follows training (train's own
 # start-up and end, infer, calibrate, thresholds, evaluate: ~60 s on an H200 by the first
@@ -34,10 +39,18 @@ else
   limits=(--time-limit 575 --after-train 160 --train-time-limit 400)
   probe=()
 fi
+name=seed-224 member=()
+if [ -n "${SEED:-}" ]; then
+  [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || { echo "SEED=$SEED: a training seed other than 0" >&2; exit 2; }
+  name=seed-224-seed$SEED member=(-S "train.seed=$SEED" --name "$name")
+  [ "${1:-}" = "--tiny" ] && data[-1]=/tmp/gpu-lease-tiny/$name
+fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-scripts/gpu_run.sh seed-224 "${data[@]}" -S train.epochs=30 --skip gradcam --skip index \
-  "${limits[@]}" --return-file data/logits.npz 2>&1 | tee "$OUT/seed-224.log" | grep -v 'map/s\]'
-status=$?
+scripts/gpu_run.sh seed-224 "${data[@]}" -S train.epochs=30 "${member[@]}" --skip gradcam \
+  --skip index "${limits[@]}" --return-file data/logits.npz 2>&1 | tee "$OUT/$name.log" |
+  grep -v 'map/s\]'
+status=${PIPESTATUS[0]}
+[ -n "${SEED:-}" ] && exit "$status"  # a member: the probe was measured by the first lease
 for b in on off; do  # each in its own process: each pays its own start-up; within 590 s in all
   left=$((590 - SECONDS))
   [ "$left" -ge 10 ] || { echo "first_steps $b: skipped, ${left} s left"; continue; }
