@@ -2,7 +2,9 @@
 that every figure there is one a benchmark wrote: docs/benchmarks/serving.json
 (benchmarks/serving.py), docs/benchmarks/ann_index.json (benchmarks/ann_index.py) and
 docs/benchmarks/full_size.json (benchmarks/full_size.py) and
-docs/benchmarks/serving_default.json (benchmarks/serving.py --predict-only).
+docs/benchmarks/serving_default.json (benchmarks/serving.py --predict-only) and
+docs/benchmarks/serving_views_<N>px.json (benchmarks/serving.py --quality-only: TTA views and
+int8 on a model at another input size).
 
     python scripts/report_serving.py            # rewrite the tables
     python scripts/report_serving.py --check    # exit 1 when the doc is not what it would write
@@ -21,6 +23,7 @@ ANN = ROOT / "docs/benchmarks/ann_index.json"
 FULL = ROOT / "docs/benchmarks/full_size.json"
 TEST = ROOT / "docs/benchmarks/serving_test.json"
 DEFAULT = ROOT / "docs/benchmarks/serving_default.json"  # serving.py --predict-only
+VIEWS_BY_SIZE = "docs/benchmarks/serving_views_*px.json"  # serving.py --quality-only
 START, END = "<!-- tables:start (scripts/report_serving.py) -->", "<!-- tables:end -->"
 WM811K_ALL = 811_457
 
@@ -304,6 +307,58 @@ def full_size_tables(f: dict) -> list[str]:
     return out
 
 
+def views_by_size_tables(results: list[dict]) -> list[str]:
+    """TTA views and int8 on validation for models at other input sizes (--quality-only)."""
+    out = [
+        "",
+        "**TTA views and int8 by input size** (`benchmarks/serving.py --quality-only`; one "
+        "trained model per size; validation only: prevalence-corrected macro-F1 at the "
+        "`macro_f1` point, temperature and thresholds fit on validation, and at the argmax; "
+        "each view count's gain over one view, training's own measure, at the `macro_f1` point "
+        "by a paired bootstrap with its 95 % interval; int8 against eager fp32 at the same "
+        "count):",
+        "",
+    ]
+    rows = []
+    for r in sorted(results, key=lambda r: r["model"]["input_size"]):
+        m, served = r["model"], r["served"]
+        int8 = (r["runtimes_on_validation"].get("int8") or {}).get("by_views", {})
+        for v, q in r["views_on_validation"].items():
+            g = q["gain_vs_1_view"]["macro_f1_point"]
+            i = int8.get(v)
+            mark = " (served)" if int(v) == served["views"] else ""
+            rows.append(
+                [
+                    m["input_size"],
+                    f"`{m['sha256'][:12]}`, served {served['runtime']} at {served['views']} views",
+                    f"{v}{mark}",
+                    f"{q['macro_f1_pc_at_macro_f1_point']:.4f}",
+                    f"{q['macro_f1_pc_argmax']:.4f}",
+                    f"{g['gain']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]",
+                    f"{i['macro_f1_pc_at_macro_f1_point']:.4f}" if i else "not measured",
+                    f"{i['delta_macro_f1_pc_vs_eager']:+.4f}" if i else "",
+                ]
+            )
+    out += table(
+        [
+            "px",
+            "model",
+            "views",
+            "eager val macro-F1 (pc)",
+            "argmax (pc)",
+            "gain vs 1 view [95 %]",
+            "int8 val macro-F1 (pc)",
+            "int8 Δ vs eager",
+        ],
+        rows,
+    )
+    out += [""] + [
+        f"- {r['model']['input_size']} px ({r['model']['val_maps']:,} validation maps): {ran_on(r)}"
+        for r in sorted(results, key=lambda r: r["model"]["input_size"])
+    ]
+    return out
+
+
 def render() -> str:
     lines = serving_tables(json.loads(SERVING.read_text()))
     if DEFAULT.is_file():
@@ -314,6 +369,9 @@ def render() -> str:
             f"{d['cpu_capability']}, {d['threads']} threads; command: `{d['command']}`): "
             "`wafer predict` against model only",
         )
+    sizes = [json.loads(f.read_text()) for f in sorted(ROOT.glob(VIEWS_BY_SIZE))]
+    if sizes:
+        lines += views_by_size_tables(sizes)
     if TEST.is_file():
         lines += test_tables(json.loads(TEST.read_text()))
     else:
