@@ -106,26 +106,30 @@ def target_weights(y: np.ndarray, params: dict) -> np.ndarray:
     return prevalence_weights(y, dict(zip(CLASS_NAMES, prior, strict=True)))
 
 
+def labels_at(logits: np.ndarray, temperature: float, fit: dict) -> np.ndarray:
+    """The labels a fit `macro_f1` point (temperature and thresholds) gives these logits."""
+    return decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
+
+
 def corrected_macro_f1(
     logits: np.ndarray, y: np.ndarray, temperature: float, fit: dict, params: dict
 ) -> float:
     """Prevalence-corrected macro-F1 of the labels a fit point (from validation) gives these
     logits (benchmarks/serving_test.py: the test split's)."""
-    pred = decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
-    return macro_f1(y, pred, target_weights(y, params))
+    return macro_f1(y, labels_at(logits, temperature, fit), target_weights(y, params))
 
 
 def point_labels(logits: np.ndarray, y: np.ndarray, params: dict) -> tuple[float, np.ndarray]:
     """Temperature and the labels of the `macro_f1` point, both fit on these logits."""
     temperature, fit = fit_macro_f1_point(logits, y, params)
-    return temperature, decide(softmax(logits, temperature), fit["class_thresholds"], fit["tau"])
+    return temperature, labels_at(logits, temperature, fit)
 
 
-def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
+def quality(logits: np.ndarray, y: np.ndarray, params: dict, point: tuple | None = None) -> dict:
     """Validation macro-F1: argmax of the logits (raw and prevalence-corrected), and
     prevalence-corrected at the `macro_f1` point with temperature and thresholds fit on these
-    same validation logits."""
-    temperature, pred = point_labels(logits, y, params)
+    same validation logits (``point``: that fit's :func:`point_labels`, when already made)."""
+    temperature, pred = point or point_labels(logits, y, params)
     w = target_weights(y, params)
     return {
         "macro_f1_argmax": round(macro_f1(y, logits.argmax(1)), 5),
@@ -136,24 +140,23 @@ def quality(logits: np.ndarray, y: np.ndarray, params: dict) -> dict:
 
 
 def paired_vs(
-    logits: np.ndarray, base: np.ndarray, y: np.ndarray, params: dict
+    labels: dict[str, np.ndarray], base: dict[str, np.ndarray], y: np.ndarray, params: dict
 ) -> dict[str, dict[str, float]]:
-    """The prevalence-corrected macro-F1 gain of ``logits`` over ``base`` (the same maps) at
-    the argmax and at the `macro_f1` point (each fit on its own logits), with the paired
-    bootstrap the `compare` stages use (`evaluate.bootstrap` resamples, `evaluate.seed`)."""
+    """The prevalence-corrected macro-F1 gain of ``labels`` over ``base`` (the same maps; each
+    ``{"argmax": ..., "macro_f1_point": ...}``, the point fit on its own logits), with the
+    paired bootstrap the `compare` stages use (`evaluate.bootstrap` resamples,
+    `evaluate.seed`)."""
     prior = prior_from_list(section_values(params, PriorParams).target_prior)
     ev = section_values(params, EvaluateParams)
-    pairs = {
-        "argmax": (logits.argmax(1), base.argmax(1)),
-        "macro_f1_point": (point_labels(logits, y, params)[1], point_labels(base, y, params)[1]),
-    }
     return {
         what: {
             k: round(float(v), 5)
-            for k, v in paired_gain_prior(macro_f1, y, a, b, prior, ev.bootstrap, ev.seed).items()
+            for k, v in paired_gain_prior(
+                macro_f1, y, labels[what], base[what], prior, ev.bootstrap, ev.seed
+            ).items()
             if k in ("gain", "low", "high", "share_above_zero")
         }
-        for what, (a, b) in pairs.items()
+        for what in ("argmax", "macro_f1_point")
     }
 
 
@@ -365,12 +368,15 @@ def main(
         xv = dihedral(torch.from_numpy(x), k).contiguous().numpy()
         per_view.append(predict_outputs(runs["eager"], xv, batch).logits)
         print(f"view {k} done", flush=True)
-    frontier = {}
+    frontier, one_view = {}, None
     for views in TTA_VIEWS:
         logits = np.mean(per_view[:views], axis=0)
+        point = point_labels(logits, y, params)  # one fit per count, for both figures
+        labels = {"argmax": logits.argmax(1), "macro_f1_point": point[1]}
+        one_view = one_view or labels  # TTA_VIEWS starts at 1: the baseline of every count
         frontier[views] = (
-            quality(logits, y, params)
-            | {"gain_vs_1_view": paired_vs(logits, per_view[0], y, params)}
+            quality(logits, y, params, point)
+            | {"gain_vs_1_view": paired_vs(labels, one_view, y, params)}
             | {"model_only_maps_per_s": speed["eager"].get(f"maps_per_s_{views}_views")}
         )
         print(views, frontier[views], flush=True)

@@ -30,20 +30,19 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-lease-out}
 mkdir -p "$OUT"
 export OUT
+name=seed-224 member=()
+if [ -n "${SEED:-}" ]; then
+  [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || { echo "SEED=$SEED: a training seed other than 0" >&2; exit 2; }
+  name=seed-224-seed$SEED member=(-S "train.seed=$SEED" --name "$name")
+fi
 if [ "${1:-}" = "--tiny" ]; then
-  data=(--synthetic -S synthesize.n_maps=600 -S shard.input_px=32 --out /tmp/gpu-lease-tiny/seed-224)
+  data=(--synthetic -S synthesize.n_maps=600 -S shard.input_px=32 --out "/tmp/gpu-lease-tiny/$name")
   limits=(--time-limit 240 --after-train 60 --train-time-limit 60)
   probe=(--size 32 --steps 3)
 else
   data=()
   limits=(--time-limit 575 --after-train 160 --train-time-limit 400)
   probe=()
-fi
-name=seed-224 member=()
-if [ -n "${SEED:-}" ]; then
-  [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || { echo "SEED=$SEED: a training seed other than 0" >&2; exit 2; }
-  name=seed-224-seed$SEED member=(-S "train.seed=$SEED" --name "$name")
-  [ "${1:-}" = "--tiny" ] && data[-1]=/tmp/gpu-lease-tiny/$name
 fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 scripts/gpu_run.sh seed-224 "${data[@]}" -S train.epochs=30 "${member[@]}" --skip gradcam \

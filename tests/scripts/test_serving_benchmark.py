@@ -38,16 +38,21 @@ def test_quality_figures_match_a_direct_computation(val):
     temperature, pred = sb.point_labels(good, y, params)
     assert q["macro_f1_pc_at_macro_f1_point"] == pytest.approx(macro_f1(y, pred, w), abs=1e-5)
     assert q["temperature"] == pytest.approx(temperature, abs=1e-4)
+    assert sb.quality(good, y, params, (temperature, pred)) == q  # a fit already made: reused
 
 
 def test_paired_gain_is_zero_against_itself_and_the_difference_otherwise(val):
     y, good, noisy = val
     params = load_params(ROOT / "params.yaml")
     params["evaluate"]["bootstrap"] = 200  # the resamples' count is read from params
-    same = sb.paired_vs(good, good, y, params)
+
+    def labels(logits):
+        return {"argmax": logits.argmax(1), "macro_f1_point": sb.point_labels(logits, y, params)[1]}
+
+    same = sb.paired_vs(labels(good), labels(good), y, params)
     for what in ("argmax", "macro_f1_point"):
         assert same[what] == {"gain": 0.0, "low": 0.0, "high": 0.0, "share_above_zero": 0.0}
-    worse = sb.paired_vs(noisy, good, y, params)
+    worse = sb.paired_vs(labels(noisy), labels(good), y, params)
     qg, qn = sb.quality(good, y, params), sb.quality(noisy, y, params)
     for what, key in (
         ("argmax", "macro_f1_pc_argmax"),
