@@ -21,9 +21,13 @@ the cross-fitting pipeline, each for ``crossfit.epochs`` epochs (the rest is the
 - ``--label-issues``: the cleaned-label model, without the maps the label-noise audit flagged
   (``audit.weight: 0``), or with their loss weighed by ``audit.weight``.
 
-With ``--seed-member S`` (and no ``--crossfit-params``) it trains a member of the cross-fitting
-pipeline's seed ensemble (``ensemble.members: seeds``): the root's recipe exactly, on every
-training map, with ``train.seed = S``.
+With ``--seed-member S`` (with ``--crossfit-params`` for its ``ensemble`` section and
+``--root-model``) it trains a member of the cross-fitting pipeline's seed ensemble
+(``ensemble.members: seeds``) on every training map with ``train.seed = S``: with
+``ensemble.start: scratch`` the root's recipe exactly; with ``start: root`` it starts from the
+root's model (same architecture and input size, checked) and trains ``ensemble.finetune_epochs``
+epochs at ``ensemble.finetune_lr`` (a warm restart; the rest is the recipe), and its checkpoint
+records the root model's SHA-256.
 
 With ``WAFER_RESUME_DIR`` set, a killed run resumes after its last finished epoch, to the same
 result (:mod:`wafer.model.resume`, docs/TRAINING.md).
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 import typer
 
-from wafer.config.crossfit import AuditParams, CrossfitParams, StudentParams
+from wafer.config.crossfit import AuditParams, CrossfitParams, EnsembleParams, StudentParams
 from wafer.config.params import config_from, load_section
 from wafer.config.sections import TrainParams
 from wafer.core.classes import CLASS_NAMES
@@ -92,6 +96,17 @@ def timing_name(
     return "train"
 
 
+def root_start(root_model: Path, cfg: ModelConfig) -> Checkpoint:
+    """The root's model as a seed member's first weights: its architecture must be the one the
+    recipe builds (``cfg``), or its weights would not be this recipe's."""
+    start = Checkpoint.load(root_model)
+    if start.config != cfg:
+        theirs, ours = asdict(start.config), asdict(cfg)
+        diff = ", ".join(sorted(k for k in ours if ours[k] != theirs.get(k)))
+        raise WaferInputError(root_model, f"is another architecture than train's ({diff} differ)")
+    return start
+
+
 @app.command()
 @one_line_errors
 def main(
@@ -126,11 +141,17 @@ def main(
         help="seed ensemble (pipelines/crossfit, ensemble.members: seeds): the root's model "
         "trained again on every training map with this train.seed",
     ),
+    root_model: Path | None = typer.Option(
+        None,
+        "--root-model",
+        help="with --seed-member: the root's model, a member's first weights with "
+        "ensemble.start: root",
+    ),
     crossfit_params: Path | None = typer.Option(
         None,
         "--crossfit-params",
-        help="pipelines/crossfit's params.yaml (crossfit.epochs, student, audit), with one of "
-        "--folds/--fold, --soft-targets, --label-issues",
+        help="pipelines/crossfit's params.yaml (crossfit.epochs, ensemble, student, audit), "
+        "with one of --folds/--fold, --soft-targets, --label-issues, --seed-member",
     ),
 ) -> None:
     p = load_section(params, TrainParams)
@@ -138,16 +159,18 @@ def main(
         folds is not None or fold is not None,
         soft_targets is not None,
         label_issues is not None,
+        seed_member is not None,
     )
     if sum(modes) > 1 or any(modes) != (crossfit_params is not None):
         raise UsageError(
             "--crossfit-params goes with exactly one of --folds/--fold, --soft-targets, "
-            "--label-issues"
+            "--label-issues, --seed-member"
         )
-    if seed_member is not None and crossfit_params is not None:
-        raise UsageError("--seed-member trains the root's recipe: no --crossfit-params")
-    member = student = cleaned = None
-    if crossfit_params is not None:  # every model of the cross-fitting pipeline: its epoch budget
+    if (root_model is not None) != (seed_member is not None):
+        raise UsageError("--root-model and --seed-member go together")
+    member = student = cleaned = start = None
+    if crossfit_params is not None and seed_member is None:
+        # every cross-fitted model: the pipeline's epoch budget (a seed member: the root's own)
         p = replace(p, epochs=load_section(crossfit_params, CrossfitParams).epochs)
     if folds is not None or fold is not None:
         if folds is None or fold is None:
@@ -160,8 +183,13 @@ def main(
                 f"--seed-member {seed_member}: not the root's train.seed ({p.seed}), whose model "
                 "is the seed ensemble's first member already, and not negative"
             )
-        p = replace(p, seed=seed_member)
         member = {"seed": seed_member}
+        ep = load_section(crossfit_params, EnsembleParams)
+        if ep.start == "root":  # a warm restart from the root's model
+            start = root_start(root_model, config_from(ModelConfig, p))
+            p = replace(p, epochs=ep.finetune_epochs, lr=ep.finetune_lr)
+            member |= {"start": "root", "root_sha256": sha256_file(root_model)}
+        p = replace(p, seed=seed_member)
     if soft_targets is not None:
         sp = load_section(crossfit_params, StudentParams)
         student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
@@ -194,6 +222,12 @@ def main(
     cfg = config_from(ModelConfig, p)
     seed_everything(p.seed)  # train.seed drives the initial weights too
     model = build_model(cfg)
+    if start is not None:
+        if start.input_size != train.size:
+            raise WaferInputError(
+                root_model, f"was trained on {start.input_size}-px maps, the shards are {train.size}"
+            )
+        model.load_state_dict(start.state_dict)
     tcfg = config_from(TrainConfig, p, progress=progress)
     criterion, loss_weights = make_loss(p.loss, train.y, p.focal_gamma, p.focal_alpha or None)
     history: list[dict] = []

@@ -58,8 +58,17 @@ def main(
         chosen = load_members(members, folds, FoldsFile.load(folds).k)
         source = {"members_from": "folds", "folds_sha256": sha256_file(folds)}
     else:
-        chosen = load_seed_members(root_model, seeds, p.seeds)
-        source = {"members_from": "seeds", "seeds": [root_ckpt_seed(chosen), *p.seeds]}
+        chosen = load_seed_members(root_model, seeds, p)
+        source = {
+            "members_from": "seeds",
+            "seeds": [root_ckpt_seed(chosen), *p.seeds],
+            "start": p.start,
+            **(
+                {"finetune_epochs": p.finetune_epochs, "finetune_lr": p.finetune_lr}
+                if p.start == "root"
+                else {}
+            ),
+        }
     paths, ckpts = zip(*chosen, strict=True)
     k = len(ckpts)
     extra = {
@@ -117,6 +126,7 @@ def main(
         {
             "members": k,
             "members_from": p.members,
+            **({"start": p.start} if p.members == "seeds" else {}),
             "average": p.average,
             "views": infer.views,
             "val_macro_f1": scores,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from wafer.core.classes import CLASS_NAMES
@@ -320,7 +321,28 @@ def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_pa
         assert seed5["crossfit"] == {"seed": 5} and seed5["train"] == root | {"seed": 5}
         m = json.loads((pipe / "metrics" / "ensemble.json").read_text())
         assert m["members_from"] == "seeds" and len(m["val_macro_f1"]["members"]) == 2
+        assert m["start"] == "scratch"
+        # ensemble.start: root: the member starts from the root's model (a warm restart) for
+        # finetune_epochs at finetune_lr, and names that model's SHA-256
+        _tiny(params, {"ensemble": {"start": "root", "finetune_epochs": 1, "finetune_lr": 1e-9}})
+        out = _run([sys.executable, "-m", "dvc", "repro", "ensemble"], pipe, env)
+        assert "Running stage 'train_seed@5'" in out
+        tuned = Checkpoint.load(pipe / "models" / "seeds" / "5.pt")
+        assert tuned.extra["crossfit"] == {
+            "seed": 5,
+            "start": "root",
+            "root_sha256": sha256_file(dst / "models/model.pt"),
+        }
+        assert tuned.extra["train"] == root | {"seed": 5, "epochs": 1, "lr": 1e-9}
+        # at a vanishing rate its weights are still the root's (batch-norm statistics move)
+        root_w = Checkpoint.load(dst / "models" / "model.pt").state_dict
+        for name, w in tuned.state_dict.items():
+            if "running_" not in name and "num_batches" not in name:
+                assert torch.allclose(w, root_w[name], atol=1e-6), name
+        e = Checkpoint.load(pipe / "models" / "ensemble.pt").extra["ensemble"]
+        assert (e["start"], e["finetune_epochs"], e["finetune_lr"]) == ("root", 1, 1e-9)
         for bad, why in (
+            ({"members": "seeds", "seeds": [5], "start": "warm"}, "ensemble.start"),
             ({"members": "seeds", "seeds": []}, "needs at least one seed"),
             ({"members": "folds", "seeds": [3, 3]}, "names a value twice"),
             ({"members": "seeds", "seeds": [root["seed"]]}, "not the root's train.seed"),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from wafer.config.rules import AVERAGES, ENSEMBLE_MEMBERS, Rule, distinct, param
+from wafer.config.rules import AVERAGES, ENSEMBLE_MEMBERS, MEMBER_STARTS, Rule, distinct, param
 from wafer.config.sections import SEED
 
 
@@ -54,6 +54,12 @@ class EnsembleParams:
     # each trained like it on every training map (DVC matrix train_seed@seed)
     members: str = param(choices=ENSEMBLE_MEMBERS)
     seeds: list[int] = param(lengths=tuple(range(21)), item=Rule(int, lo=0), check=distinct)
+    # a seed member's first weights: scratch (the root's recipe from random weights) | root (the
+    # root's model, then finetune_epochs epochs at finetune_lr: a warm restart, far cheaper and
+    # less diverse); the two below are read with root only
+    start: str = param(choices=MEMBER_STARTS)
+    finetune_epochs: int = param(lo=1)
+    finetune_lr: float = param(lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)

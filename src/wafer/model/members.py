@@ -4,12 +4,14 @@
   k must have been trained as member k of this folds file (its checkpoint records its fold and
   the folds file's SHA-256);
 - the seed members (``train_seed@s``, ``<seeds>/<s>.pt``): the root's model first, then each
-  seed's, which must have been trained as the seed member ``s`` of the root's recipe."""
+  seed's, which must have been trained as the seed member ``s`` of the root's recipe (or, with
+  ``ensemble.start: root``, started from this root model)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from wafer.config.crossfit import EnsembleParams
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
 from wafer.model.checkpoint import Checkpoint
@@ -36,26 +38,38 @@ def load_members(members: Path, folds: Path, k: int) -> list[tuple[Path, Checkpo
 
 
 def load_seed_members(
-    root_model: Path, seeds_dir: Path, seeds: list[int]
+    root_model: Path, seeds_dir: Path, ensemble: EnsembleParams
 ) -> list[tuple[Path, Checkpoint]]:
-    """The root's model and the seed members' files and checkpoints (on the CPU), in that order;
-    a file trained otherwise, or at another recipe than the root's model, raises
-    WaferInputError naming it."""
-
-    def recipe(ckpt: Checkpoint) -> dict:  # its train options but the seed
-        return {k: v for k, v in (ckpt.extra.get("train") or {}).items() if k != "seed"}
-
+    """The root's model and the seed members' files and checkpoints (on the CPU), in that order.
+    A member must have been trained as the seed member ``s`` of ``ensemble.seeds``: with
+    ``ensemble.start: scratch`` at the root model's recipe (its train options but the seed);
+    with ``start: root`` started from this very root model (its SHA-256) for
+    ``ensemble.finetune_epochs`` at ``ensemble.finetune_lr``. Otherwise WaferInputError names
+    it."""
     root = Checkpoint.load(root_model)
+    root_sha = sha256_file(root_model)
     out = [(Path(root_model), root)]
-    ours = recipe(root)
-    for seed in seeds:
+    for seed in ensemble.seeds:
         path = member_file(seeds_dir, seed)
         ckpt = Checkpoint.load(path)
-        if ckpt.extra.get("crossfit") != {"seed": seed}:
-            raise WaferInputError(path, f"was not trained as the seed member {seed}")
-        theirs = recipe(ckpt)
-        if theirs != ours:
-            diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        made = ckpt.extra.get("crossfit")
+        trained = ckpt.extra.get("train") or {}
+        if ensemble.start == "scratch":
+            want = {"seed": seed}
+            expect = {**(root.extra.get("train") or {}), "seed": seed}
+        else:
+            want = {"seed": seed, "start": "root", "root_sha256": root_sha}
+            expect = {
+                **trained,
+                "seed": seed,
+                "epochs": ensemble.finetune_epochs,
+                "lr": ensemble.finetune_lr,
+            }
+        if made != want:
+            how = "" if ensemble.start == "scratch" else f" started from {root_model}"
+            raise WaferInputError(path, f"was not trained as the seed member {seed}{how}")
+        if trained != expect:
+            diff = sorted(k for k in set(expect) | set(trained) if expect.get(k) != trained.get(k))
             raise WaferInputError(
                 path, f"trained at another recipe than {root_model} ({', '.join(diff)} differ)"
             )
