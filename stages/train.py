@@ -225,7 +225,7 @@ def main(
     if start is not None:
         if start.input_size != train.size:
             raise WaferInputError(
-                root_model, f"was trained on {start.input_size}-px maps, the shards are {train.size}"
+                root_model, f"trained on {start.input_size}-px maps, the shards are {train.size}-px"
             )
         model.load_state_dict(start.state_dict)
     tcfg = config_from(TrainConfig, p, progress=progress)

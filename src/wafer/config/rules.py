@@ -40,7 +40,7 @@ INDEX_SEARCHES = ("exact", "hnsw")  # index.search (wafer.serving.ann)
 TTA_VIEWS = (1, 2, 4, 8)  # infer.views: dihedral views averaged (wafer.model.augment.TTA_ORDER)
 AVERAGES = ("logit", "prob")  # ensemble.average: members' logits or probabilities (wafer.model.net)
 ENSEMBLE_MEMBERS = ("folds", "seeds")  # ensemble.members (stages/crossfit/ensemble.py)
-MEMBER_STARTS = ("scratch", "root")  # ensemble.start: a seed member's first weights (stages/train.py)
+MEMBER_STARTS = ("scratch", "root")  # ensemble.start: a seed member's first weights (train.py)
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
