@@ -82,3 +82,12 @@ def test_the_ensemble_params_refuse_a_bad_start_or_fine_tune():
     ):
         with pytest.raises(ParamError, match=why):
             check_section("ensemble", good | bad, {"ensemble": EnsembleParams})
+
+
+def test_a_root_model_of_another_architecture_is_no_start(load_stage, root):
+    """`ensemble.start: root` loads the root's weights into the recipe's network: a root model
+    of another architecture (a stale model after the recipe changed) is refused in one line."""
+    train = load_stage("train")
+    assert train.root_start(root, CFG).config == CFG
+    with pytest.raises(WaferInputError, match=r"model\.pt.*another architecture.*\(cbam differ\)"):
+        train.root_start(root, replace(CFG, cbam=True))

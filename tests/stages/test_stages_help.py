@@ -10,10 +10,19 @@ STAGES = sorted(p.stem for p in (ROOT / "stages").glob("*.py"))
 CROSSFIT = sorted(f"crossfit/{p.stem}" for p in (ROOT / "stages" / "crossfit").glob("*.py"))
 # options that may be left out: the progress switch, and train's modes of pipelines/crossfit (its
 # params file, with a member's folds file and fold, the student's soft targets or the
-# cleaned-label model's list of flagged maps; a seed member's seed, a matrix value as a fold is)
+# cleaned-label model's list of flagged maps; a seed member's seed, a matrix value as a fold is,
+# and the root's model it may start from)
 OPTIONAL = {"progress"}
 MEMBER_OPTIONS = {
-    "train": {"crossfit_params", "folds", "fold", "seed_member", "soft_targets", "label_issues"}
+    "train": {
+        "crossfit_params",
+        "folds",
+        "fold",
+        "seed_member",
+        "root_model",
+        "soft_targets",
+        "label_issues",
+    }
 }
 
 
