@@ -22,12 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from serving import (  # benchmarks/serving.py: the same runtimes and the same fit
-    build_runtime,
-    corrected_macro_f1,
-    fit_macro_f1_point,
-    unavailable,
-)
+from serving import build_runtime, unavailable  # benchmarks/serving.py: the same runtimes
 
 from wafer.config.params import load_params
 from wafer.config.pipeline import pipeline_paths
@@ -38,6 +33,7 @@ from wafer.data.files import load_shard
 from wafer.model.checkpoint import load_model
 from wafer.model.forward import predict_outputs
 from wafer.model.runtime import make_runtime
+from wafer.serving.refit import corrected_macro_f1, fit_macro_f1_point  # the same fit
 from wafer.tools.machine import benchmark_header
 
 app = typer.Typer(add_completion=False)
