@@ -41,8 +41,7 @@ from wafer.config.rules import AVERAGES
 from wafer.config.sections import InferParams, PriorParams
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file, write_json
-from wafer.data.files import load_shard
-from wafer.model.augment import TTA_ORDER, dihedral
+from wafer.data.files import Shard, load_shard
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import predict_outputs
 from wafer.model.net import combine
@@ -68,24 +67,15 @@ def val_arrays(path: Path) -> dict:
         }
 
 
-def model_val_arrays(path: Path, shards: Path, infer: InferParams) -> dict:
-    """A model file's validation logits, as `infer` computes them in eager fp32 (the mean of
-    the logits of the first ``infer.views`` dihedral views), on the shards' validation maps."""
-    val = load_shard(shards, "val", mmap=False)
+def model_val_arrays(path: Path, val: Shard, shards: Path, infer: InferParams) -> dict:
+    """A model file's validation logits on the shards' validation maps ``val``, as `infer`
+    computes them in eager fp32 (predict_outputs: the mean over ``infer.views`` views)."""
     ckpt = Checkpoint.load(path)
     if val.size != ckpt.input_size:
         raise WaferInputError(path, f"takes {ckpt.input_size}-px maps, not {shards}' {val.size}")
-    net = ckpt.build("cpu")
-    x = torch.from_numpy(val.x)
-    logits = np.mean(
-        [
-            predict_outputs(net, dihedral(x, v).numpy(), infer.batch_size, "cpu").logits
-            for v in TTA_ORDER[: infer.views]
-        ],
-        axis=0,
-    )
+    out = predict_outputs(ckpt.build("cpu"), val.x, infer.batch_size, "cpu", views=infer.views)
     return {
-        "logits": logits.astype(np.float32),
+        "logits": out.logits,
         "y": np.asarray(val.y),
         "rows": np.asarray(val.rows),
         "views": infer.views,
@@ -118,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     if any(p.endswith(".pt") for _, _, p in named) and a.shards is None:
         ap.error("a model file (.pt) needs --shards")
     infer = load_section(a.params, InferParams)
+    val = load_shard(a.shards, "val") if a.shards is not None else None  # read once
     try:
         runs = {
             n: (
                 Path(p),
-                model_val_arrays(Path(p), a.shards, infer)
+                model_val_arrays(Path(p), val, a.shards, infer)
                 if p.endswith(".pt")
                 else val_arrays(Path(p)),
             )

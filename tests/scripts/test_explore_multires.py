@@ -20,7 +20,6 @@ from wafer.config.params import load_params, load_section  # noqa: E402
 from wafer.config.sections import InferParams, PriorParams  # noqa: E402
 from wafer.core.io import sha256_file  # noqa: E402
 from wafer.data.files import Shard  # noqa: E402
-from wafer.model.augment import TTA_ORDER, dihedral  # noqa: E402
 from wafer.model.checkpoint import Checkpoint  # noqa: E402
 from wafer.model.forward import predict_outputs  # noqa: E402
 from wafer.model.net import ModelConfig, build_model, combine  # noqa: E402
@@ -131,12 +130,10 @@ def test_model_files_are_scored_on_the_validation_maps_of_the_shards(tmp_path):
     model = tmp_path / "m.pt"
     torch.manual_seed(0)
     Checkpoint.of(build_model(cfg), cfg, 16, {}).save(model)
-    views = load_section(ROOT / "params.yaml", InferParams).views
+    infer = load_section(ROOT / "params.yaml", InferParams)
+    views = infer.views
     net = Checkpoint.load(model).build("cpu")
-    x = torch.from_numpy(val.x)
-    want = np.mean(
-        [predict_outputs(net, dihedral(x, v).numpy(), 64).logits for v in TTA_ORDER[:views]], 0
-    )
+    want = predict_outputs(net, val.x, infer.batch_size, views=views).logits  # as `infer` does
     logits = _val_only(tmp_path / "m.npz", want, val.y, val.rows)
     out = tmp_path / "v.json"
     args = ["--shards", str(tmp_path / "shards"), "--out", str(out)]
