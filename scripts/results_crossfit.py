@@ -58,9 +58,24 @@ class CrossfitRun:
 
     def summed(self, prefix: str) -> float:
         """The training seconds of every timing file whose name starts with ``prefix``."""
-        return sum(
-            float(v["train_seconds"]) for k, v in self.metrics.items() if k.startswith(prefix)
-        )
+        return sum(self.summed_by_device(prefix).values())
+
+    def summed_by_device(self, prefix: str) -> dict[str, float]:
+        """The training seconds of every timing file whose name starts with ``prefix``, per
+        device (a timing file's ``device``; ``cpu`` when it names none, as runs saved before
+        it was written)."""
+        out: dict[str, float] = {}
+        for k, v in self.metrics.items():
+            if k.startswith(prefix):
+                dev = v.get("device", "cpu")
+                out[dev] = out.get(dev, 0.0) + float(v["train_seconds"])
+        return out
+
+    @property
+    def start(self) -> str:
+        """A seed member's first weights (``ensemble.start``): scratch (the recipe) or root
+        (fine-tuned from the single model); scratch for runs saved before it existed."""
+        return self.metrics["ensemble"].get("start", "scratch")
 
     @property
     def views(self) -> int:
@@ -68,14 +83,29 @@ class CrossfitRun:
 
     def train_seconds(self, model: str) -> float:
         """The model's own training time (the members' sum for the ensemble: the root's model
-        and the seed members' for a seed ensemble)."""
+        and the seed members' for a seed ensemble), every device together."""
+        return sum(self.train_time(model).values())
+
+    def train_time(self, model: str) -> dict[str, float]:
+        """:meth:`train_seconds` per device: a seed ensemble whose root model was trained on a
+        GPU and its members on a CPU costs seconds of each, which do not add up to one
+        figure ({"cpu": nan} when the timing was not saved)."""
         if model == "single":
-            return float(self.single_train.get("train_seconds", math.nan))
+            if "train_seconds" not in self.single_train:
+                return {"cpu": math.nan}
+            dev = self.single_train.get("device", "cpu")
+            return {dev: float(self.single_train["train_seconds"])}
         if model == "ensemble":
-            if self.seed_members:
-                return self.summed("timing/train_seed_") + self.train_seconds("single")
-            return self.summed("timing/train_member_")
-        return float(self.metrics.get(f"timing/train_{model}", {}).get("train_seconds", math.nan))
+            if not self.seed_members:
+                return self.summed_by_device("timing/train_member_")
+            out = self.summed_by_device("timing/train_seed_")
+            for dev, s in self.train_time("single").items():
+                out[dev] = out.get(dev, 0.0) + s
+            return out
+        t = self.metrics.get(f"timing/train_{model}")
+        if t is None:
+            return {"cpu": math.nan}
+        return {t.get("device", "cpu"): float(t["train_seconds"])}
 
 
 def _read_tree(folder: Path) -> dict[str, dict]:
@@ -140,6 +170,18 @@ def _minutes(seconds: float) -> str:
     return "not saved" if math.isnan(seconds) else f"{seconds / 60:.1f} min"
 
 
+def _device_minutes(time: dict[str, float]) -> str:
+    """Training time per device: a CPU's minutes alone as before; a GPU's named, and never
+    added to a CPU's (their minutes are not the same cost)."""
+    if set(time) <= {"cpu"}:
+        return _minutes(sum(time.values()))
+    names = {"cuda": "GPU", "mps": "GPU (mps)", "cpu": "CPU"}
+    return " + ".join(
+        f"{_minutes(s)} ({names.get(dev, dev)})"
+        for dev, s in sorted(time.items(), key=lambda kv: kv[0] == "cpu")
+    )
+
+
 def models(run: CrossfitRun) -> list[str]:
     """The models this run evaluated, in the page's order."""
     return [m for m in ("single", "ensemble", "student", "cleaned") if run.evaluate(m)]
@@ -174,8 +216,7 @@ def _side_by_side(run: CrossfitRun) -> list[str]:
     for m in models(run):
         e = run.evaluate(m)
         k = run.members if m == "ensemble" else 1
-        own = run.train_seconds(m)
-        train = _minutes(own)
+        train = _device_minutes(run.train_time(m))
         if m in ("student", "cleaned"):  # needs the members' out-of-fold logits first
             train += f" (+ cross-fitted members {_minutes(members_s)})"
         c = e["test"]["cost"]
@@ -341,6 +382,18 @@ def _agreement(runs: list[CrossfitRun]) -> list[str]:
     return lines
 
 
+def _seed_start(run: CrossfitRun) -> str:
+    """How the seed members began: the recipe from scratch, or the single model fine-tuned."""
+    if run.start != "root":
+        return "each the recipe on every training map"
+    e = run.params["ensemble"]
+    return (
+        f"each **fine-tuned from the single model** (`ensemble.start: root`) for "
+        f"{e['finetune_epochs']} epoch(s) from lr {e['finetune_lr']:g} at its own seed, on every "
+        "training map (a warm restart: cheaper than the recipe, and its members differ less)"
+    )
+
+
 def crossfit_section(root: Path) -> list[str]:
     runs = load_crossfit_runs(root)
     if not runs:
@@ -364,8 +417,9 @@ def crossfit_section(root: Path) -> list[str]:
             "",
             (
                 f"Ensemble of {run.members} members: the single model and one per seed of "
-                f"`ensemble.seeds` {run.params['ensemble']['seeds']}, each the recipe on every "
-                f"training map; the {len(run.params['crossfit']['folds'])} cross-fitted "
+                f"`ensemble.seeds` {run.params['ensemble']['seeds']}, "
+                + _seed_start(run)
+                + f"; the {len(run.params['crossfit']['folds'])} cross-fitted "
                 "members give the out-of-fold probabilities"
                 if run.seed_members
                 else f"{run.members} cross-fitted members"

@@ -96,6 +96,37 @@ def test_a_seed_ensemble_costs_the_single_model_and_its_seed_members(tmp_path):
     assert "the single model and one per seed of `ensemble.seeds` [5, 6]" in text
 
 
+def test_a_gpu_root_with_cpu_fine_tuned_members_names_each_device(tmp_path):
+    """ensemble.start: root: the single model came from a GPU and its seed members were
+    fine-tuned from it on a CPU; a GPU minute and a CPU minute are not one cost, so the page
+    names each device instead of adding them, and says how the members began."""
+    d = _saved_run(tmp_path)
+    ens = json.loads((d / "metrics" / "ensemble.json").read_text())
+    ens.update(members=3, members_from="seeds", start="root")
+    (d / "metrics" / "ensemble.json").write_text(json.dumps(ens))
+    for seed in (1, 2):
+        (d / "metrics" / "timing" / f"train_seed_{seed}.json").write_text(
+            json.dumps({"train_seconds": 2700.0, "device": "cpu"})
+        )
+    (d / "single" / "timing" / "train.json").write_text(
+        json.dumps({"train_seconds": 330.0, "device": "cuda"})
+    )
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    params["ensemble"].update(
+        members="seeds", seeds=[1, 2], start="root", finetune_epochs=1, finetune_lr=0.0001
+    )
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    run = rc.load_crossfit_runs(tmp_path)[0]
+    assert run.start == "root"
+    assert run.train_time("ensemble") == {"cpu": 5400.0, "cuda": 330.0}
+    assert run.train_time("single") == {"cuda": 330.0}
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "| single | 1 | 8 | 5.5 min (GPU) |" in text
+    assert "| ensemble | 3 | 24 | 5.5 min (GPU) + 90.0 min (CPU) |" in text
+    assert "fine-tuned from the single model** (`ensemble.start: root`) for 1 epoch(s)" in text
+    assert "from lr 0.0001" in text and "each the recipe on every training map" not in text
+
+
 def test_a_run_saved_before_its_end_says_which_stages_had_not_run(tmp_path):
     d = _saved_run(tmp_path)
     shutil.rmtree(d / "metrics" / "cleaned")  # as --save-only leaves it
