@@ -21,7 +21,8 @@ real=(-S "ingest.input=$DATA" -S ingest.trust_pickle=true)  # the subset: a trus
 budget=(-S "train.epochs=$EPOCHS" -S "train.patience=$EPOCHS")  # the 4-epoch studies
 ce=(-S train.loss=ce -S train.cbam=false)
 focal=(-S train.loss=focal -S train.focal_gamma=2 -S train.cbam=true -S train.cbam_reduction=16)
-recipe() { python -m wafer.tools.recipes "$1"; }  # a named recipe (recipes/<name>.yaml) as -S args
+recipe() { python -m wafer.tools.recipes "$@"; }  # a named recipe (recipes/<name>.yaml) as -S
+# args; key=value after its name replaces the recipe's value, so each key is named once
 
 # name -> overrides. Input size and stem: 32 px with the compact stem is the CPU default; the
 # resolution study keeps the seed's standard ResNet-18 stem and changes only shard.input_px. It ran
@@ -67,9 +68,9 @@ declare -A runs=(
   [cpu-headline-warmup-seed0]="$(recipe cpu-headline) -S train.seed=0 -S train.ema_warmup=true"
   # the same at 128 px (issue 25): the first member of a 128-px seed ensemble, whose size
   # validation chooses against the 96-px one (docs/CROSSFIT.md); about 1.8x the training time
-  [cpu-headline-128-warmup-seed0]="$(recipe cpu-headline) -S shard.input_px=128 -S train.seed=0 -S train.ema_warmup=true"
+  [cpu-headline-128-warmup-seed0]="$(recipe cpu-headline shard.input_px=128) -S train.seed=0 -S train.ema_warmup=true"
   # and at 160 px (docs/CROSSFIT.md, "Next on a CPU: 160 px"): about 1.6x the training of 128 px
-  [cpu-headline-160-warmup-seed0]="$(recipe cpu-headline) -S shard.input_px=160 -S train.seed=0 -S train.ema_warmup=true"
+  [cpu-headline-160-warmup-seed0]="$(recipe cpu-headline shard.input_px=160) -S train.seed=0 -S train.ema_warmup=true"
 )
 # the current generation: both candidate headline recipes at three training seeds each
 order=(res96-4ep res96-4ep-seed0 res96-4ep-seed1 cpu-headline cpu-headline-seed1 cpu-headline-seed2)

@@ -6,6 +6,11 @@ file, and never the data path (``ingest.input`` stays a separate override). A re
 
     dvc exp run -n seed-224 $(python -m wafer.tools.recipes seed-224)
     python -m wafer.tools.recipes --list          # the recipes and what each one sets
+    python -m wafer.tools.recipes cpu-headline shard.input_px=128   # a variant: each key once
+
+Overrides after the name replace the recipe's value of the same key (or add a key), so the
+printed arguments name every key once: ``dvc exp run`` lets the last ``-S`` of a key win, and a
+command that names a key twice says two values where one ran.
 
 Every key must already exist in params.yaml and keep its type (an int may stand for a float),
 so a mistyped key or value stops with a one-line :class:`RecipeError` before anything runs. A
@@ -147,6 +152,21 @@ def load_recipe(
     return overrides
 
 
+def with_overrides(
+    recipe: Mapping[str, Any], texts: list[str], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``recipe`` with each ``key=value`` of ``texts`` (checked against ``params``) replacing
+    the recipe's value in place, or appended: every key once, the override's value."""
+    out = dict(recipe)
+    for text in texts:
+        key, value = parse_override(text)
+        if key in FORBIDDEN:
+            raise RecipeError(f"override {text!r}: pass {key} to dvc exp run apart")
+        check_override(key, value, params, f"override {text!r}")
+        out[key] = value
+    return out
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"train.lr=1e-3"`` -> ``("train.lr", 0.001)``: the value is read as YAML, as DVC's
     ``-S`` reads it."""
@@ -202,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "dvc exp run -n NAME $(python -m wafer.tools.recipes NAME)",
     )
     parser.add_argument("name", nargs="?", help="recipe name (recipes/<name>.yaml)")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value: replaces the recipe's value (each key once)"
+    )
     parser.add_argument("--list", action="store_true", help="list the recipes and their values")
     parser.add_argument("--params", type=Path, default=PARAMS, help="params.yaml to check against")
     parser.add_argument("--recipes-dir", type=Path, default=RECIPES_DIR)
@@ -215,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.name:
             raise RecipeError("give a recipe name, or --list")
-        print(" ".join(set_args(load_recipe(args.name, params, args.recipes_dir))))
+        recipe = load_recipe(args.name, params, args.recipes_dir)
+        print(" ".join(set_args(with_overrides(recipe, args.overrides, params))))
     except (RecipeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(POISON)  # stops an enclosing `dvc exp run ... $(...)` (module docstring)
