@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from wafer.model.net import combine
 from wafer.report.evaluate import prior_from_list
 from wafer.report.metrics import macro_f1, prevalence_weights
 from wafer.serving.refit import paired_vs, point_labels, quality
+from wafer.tools.machine import benchmark_header
 
 NOISE_SD = 0.3  # the control's Gaussian noise on the first model's logits (seed 0)
 
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         return {"argmax": logits[name].argmax(1), "macro_f1_point": points[name][1]}
 
     noisy = ref["logits"] + np.random.default_rng(0).normal(0.0, NOISE_SD, ref["logits"].shape)
+    header = benchmark_header("scripts/explore_multires.py")  # processor, torch: as benchmarks
+    args = sys.argv[1:] if argv is None else argv
+    header["command"] = shlex.join(["python", "scripts/explore_multires.py", *args])
     out = {
+        **header,
         "split": "val",
         "maps": len(y),
         "models": {

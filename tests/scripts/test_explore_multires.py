@@ -62,6 +62,9 @@ def test_scores_each_model_and_both_averages_on_validation_only(two):
     assert em.main([f"small={pa}", f"large={pb}", "--out", str(out)]) == 0
     got = json.loads(out.read_text())
     assert got["split"] == "val" and got["maps"] == len(y)
+    # a benchmark's header: the command as given, the processor and torch beside every figure
+    assert got["command"] == f"python scripts/explore_multires.py small={pa} large={pb} --out {out}"
+    assert got["processor"] and got["cpu_capability"] and got["threads"] >= 1 and got["torch"]
     assert got["models"]["small"]["macro_f1"] == round(macro_f1(y, a.argmax(1)), 6)
     stacked = torch.stack(
         [torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32))]
