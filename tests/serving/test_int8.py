@@ -5,6 +5,8 @@ logits as `infer` wrote, bit for bit) and refuses a record that does not give it
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -54,6 +56,32 @@ def test_the_evaluated_int8_graph_is_the_served_one(int8_run):
     val = load_shard(w / "data/shards", "val")
     got = predict_outputs(p.runtime, np.asarray(val.x), 512, views=cal["views"]).logits
     np.testing.assert_array_equal(got, lg.logits["val"])  # what infer wrote, bit for bit
+
+
+def test_the_int8_graph_does_not_depend_on_where_the_package_lives(int8_run, tmp_path):
+    """The exporter writes each node's stack trace (absolute source path and line) into the
+    graph; kept, a served int8 record would rebuild only from the checkout that ran `infer`
+    (found serving a 224-px ensemble evaluated in another clone). The same package copied
+    elsewhere, with its lines moved, must rebuild the evaluated graph."""
+    w = int8_run
+    q = json.loads((w / "models/calibration.json").read_text())["quantization"]
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "src" / "wafer", moved / "wafer", ignore=shutil.ignore_patterns("*.pyc"))
+    runtime = moved / "wafer" / "model" / "runtime.py"
+    runtime.write_text("# a line moved\n\n" + runtime.read_text())  # every line number shifts
+    code = (
+        "import wafer, sys; from wafer.serving.predictor import Predictor; "
+        "assert wafer.__file__.startswith(sys.argv[5]), wafer.__file__; "
+        "p = Predictor.load(*sys.argv[1:4], 'cpu'); print(p.runtime.quantization['graph_sha256'])"
+    )
+    files = [str(w / f"models/{f}") for f in ("model.pt", "calibration.json", "thresholds.json")]
+    env = {**os.environ, "PYTHONPATH": str(moved)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *files, "-", str(moved)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == q["graph_sha256"]
 
 
 def test_a_record_that_does_not_rebuild_the_graph_is_refused(int8_run, tmp_path):

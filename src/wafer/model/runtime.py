@@ -191,7 +191,13 @@ class Onnx(Runtime):
 
 def export_onnx(module: nn.Module) -> bytes:
     """``module`` (one-hot maps -> logits, features) as an ONNX graph, fp32; the batch and the
-    side are dynamic axes."""
+    side are dynamic axes. The graph is the computation only: the exporter's node metadata
+    (each node's Python stack trace, with the absolute path and line of the source that made
+    it) is dropped, so the same model gives the same bytes wherever the package is installed
+    and whatever lines move in its source; int8's served record is checked by those bytes'
+    hash (:class:`Int8`)."""
+    import onnx
+
     example = torch.zeros(2, 3, 32, 32)  # any side: both axes are dynamic
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -206,7 +212,30 @@ def export_onnx(module: nn.Module) -> bytes:
             external_data=False,
             verbose=False,
         )
-        return path.read_bytes()
+        graph = onnx.load_model_from_string(path.read_bytes())
+    return _computation_only(graph).SerializeToString()
+
+
+def _computation_only(model):
+    """``model`` (an onnx ModelProto) without what describes where it came from rather than
+    what it computes: every node's ``metadata_props`` (stack trace, class hierarchy, FX node,
+    name scopes) and ``doc_string``, in the graph, its subgraphs and its functions."""
+
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    yield from graphs(attr.g)
+                for sub in attr.graphs:
+                    yield from graphs(sub)
+
+    nodes = [n for g in graphs(model.graph) for n in g.node]
+    nodes += [n for f in model.functions for n in f.node]
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return model
 
 
 class QuantizationError(ValueError):
