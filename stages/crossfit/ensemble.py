@@ -20,23 +20,16 @@ from wafer.config.crossfit import EnsembleParams
 from wafer.config.params import load_section
 from wafer.config.rules import AVERAGES
 from wafer.config.sections import InferParams
-from wafer.core.errors import WaferInputError, one_line_errors
-from wafer.core.io import sha256_file, write_json
-from wafer.data.crossfit import FoldsFile
+from wafer.core.errors import one_line_errors
+from wafer.core.io import write_json
 from wafer.data.files import load_shard
 from wafer.model.augment import TTA_ORDER, dihedral
-from wafer.model.checkpoint import Checkpoint
 from wafer.model.forward import predict_outputs, resolve_device
-from wafer.model.members import load_members, load_seed_members
+from wafer.model.members import served_ensemble
 from wafer.model.net import combine
 from wafer.report.metrics import macro_f1
 
 app = typer.Typer(add_completion=False)
-
-
-def root_ckpt_seed(chosen: list) -> int | None:
-    """The train.seed the root's model (the first seed member) was trained with."""
-    return (chosen[0][1].extra.get("train") or {}).get("seed")
 
 
 @app.command()
@@ -54,37 +47,11 @@ def main(
 ) -> None:
     p = load_section(params, EnsembleParams)
     infer = load_section(root_params, InferParams)
-    if p.members == "folds":
-        chosen = load_members(members, folds, FoldsFile.load(folds).k)
-        source = {"members_from": "folds", "folds_sha256": sha256_file(folds)}
-    else:
-        chosen = load_seed_members(root_model, seeds, p)
-        source = {
-            "members_from": "seeds",
-            "seeds": [root_ckpt_seed(chosen), *p.seeds],
-            "start": p.start,
-            **(
-                {"finetune_epochs": p.finetune_epochs, "finetune_lr": p.finetune_lr}
-                if p.start == "root"
-                else {}
-            ),
-        }
-    paths, ckpts = zip(*chosen, strict=True)
+    ens, chosen = served_ensemble(
+        p, root_model=root_model, seeds=seeds, members=members, folds=folds
+    )
+    ckpts = [c for _, c in chosen]
     k = len(ckpts)
-    extra = {
-        "ensemble": {
-            "average": p.average,
-            **source,
-            "members": [
-                {"file": path.name, "sha256": sha256_file(path), "train": c.extra.get("train")}
-                for path, c in zip(paths, ckpts, strict=True)
-            ],
-        }
-    }
-    try:
-        ens = Checkpoint.ensemble(ckpts, p.average, extra)
-    except ValueError as exc:
-        raise WaferInputError(members, str(exc)) from None
     val = load_shard(shards, "val", mmap=False)
     dev = resolve_device(infer.device)
     # (K, V, N, C): each member's logits on each TTA view, so that each average is measured as

@@ -14,7 +14,7 @@ from wafer.config.crossfit import EnsembleParams
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
 from wafer.model.checkpoint import Checkpoint
-from wafer.model.members import load_seed_members, member_file
+from wafer.model.members import load_seed_members, member_file, served_ensemble
 from wafer.model.net import ModelConfig, build_model
 
 CFG = ModelConfig(stem="compact", cbam=False, cbam_reduction=16)
@@ -91,3 +91,29 @@ def test_a_root_model_of_another_architecture_is_no_start(load_stage, root):
     assert train.root_start(root, CFG).config == CFG
     with pytest.raises(WaferInputError, match=r"model\.pt.*another architecture.*\(cbam differ\)"):
         train.root_start(root, replace(CFG, cbam=True))
+
+
+def test_the_served_ensemble_is_the_same_bytes_from_the_same_member_files(tmp_path, root):
+    """served_ensemble records each member's file name and SHA-256 and how it was made, so the
+    `ensemble` stage's checkpoint can be rebuilt from a saved run's member files byte for byte
+    (scripts/build_ensemble.py), and another member file gives another checkpoint."""
+    seeds = tmp_path / "seeds"
+    made = {"seed": 4, "start": "root", "root_sha256": sha256_file(root)}
+    tuned = RECIPE | {"seed": 4, "epochs": 2, "lr": 0.0002}
+    _save(member_file(seeds, 4), {"train": tuned, "crossfit": made})
+    a, chosen = served_ensemble(ROOT, root_model=root, seeds=seeds)
+    b, _ = served_ensemble(ROOT, root_model=root, seeds=seeds)
+    assert a.to_bytes() == b.to_bytes()
+    rec = a.extra["ensemble"]
+    assert rec["members_from"] == "seeds" and rec["seeds"] == [0, 4] and rec["start"] == "root"
+    assert (rec["finetune_epochs"], rec["finetune_lr"]) == (2, 0.0002)
+    assert [m["file"] for m in rec["members"]] == ["model.pt", "4.pt"]
+    assert rec["members"][1]["sha256"] == sha256_file(member_file(seeds, 4))
+    a.save(tmp_path / "ensemble.pt")
+    assert (tmp_path / "ensemble.pt").read_bytes() == a.to_bytes()
+    torch.manual_seed(99)  # the same recipe, other weights: another served model
+    Checkpoint.of(build_model(CFG), CFG, 16, {"train": tuned, "crossfit": made}).save(
+        member_file(seeds, 4)
+    )
+    c, _ = served_ensemble(ROOT, root_model=root, seeds=seeds)
+    assert c.to_bytes() != a.to_bytes()

@@ -63,10 +63,15 @@ class Checkpoint:
         """Write atomically. Through a buffer: torch.save names the zip's root folder after the
         file, and the temp file's random name would make every checkpoint's bytes (and DVC
         hash) different."""
+        data = self.to_bytes()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes, as :meth:`save` writes them (the same checkpoint, the same bytes)."""
         buf = io.BytesIO()
         torch.save(self.payload(), buf)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buf.getvalue())
+        return buf.getvalue()
 
     @classmethod
     def load(

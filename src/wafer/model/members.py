@@ -5,7 +5,10 @@
   the folds file's SHA-256);
 - the seed members (``train_seed@s``, ``<seeds>/<s>.pt``): the root's model first, then each
   seed's, which must have been trained as the seed member ``s`` of the root's recipe (or, with
-  ``ensemble.start: root``, started from this root model)."""
+  ``ensemble.start: root``, started from this root model).
+
+:func:`served_ensemble` builds the served checkpoint from them: the `ensemble` stage writes it,
+and scripts/build_ensemble.py rebuilds a saved run's byte for byte from its member files."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from wafer.config.crossfit import EnsembleParams
 from wafer.core.errors import WaferInputError
 from wafer.core.io import sha256_file
+from wafer.data.crossfit import FoldsFile
 from wafer.model.checkpoint import Checkpoint
 
 
@@ -75,3 +79,56 @@ def load_seed_members(
             )
         out.append((path, ckpt))
     return out
+
+
+def root_ckpt_seed(chosen: list[tuple[Path, Checkpoint]]) -> int | None:
+    """The train.seed the root's model (the first seed member) was trained with."""
+    return (chosen[0][1].extra.get("train") or {}).get("seed")
+
+
+def served_ensemble(
+    ensemble: EnsembleParams,
+    *,
+    root_model: Path,
+    seeds: Path,
+    members: Path | None = None,
+    folds: Path | None = None,
+) -> tuple[Checkpoint, list[tuple[Path, Checkpoint]]]:
+    """The served ensemble checkpoint of ``ensemble.members`` (the K cross-fitted members of
+    ``folds`` in ``members``, or the root's model and the seed members in ``seeds``), each member
+    checked as above, and the members it holds. Its extra records how the members were made and
+    each member file's name, SHA-256 and train options, so the same files give the same bytes
+    (the calibration fit on its logits names its SHA-256). A member set that cannot be averaged
+    (another architecture or input size) raises WaferInputError."""
+    if ensemble.members == "folds":
+        if members is None or folds is None:
+            raise ValueError("ensemble.members: folds needs the members folder and folds file")
+        chosen = load_members(members, folds, FoldsFile.load(folds).k)
+        source: dict = {"members_from": "folds", "folds_sha256": sha256_file(folds)}
+    else:
+        chosen = load_seed_members(root_model, seeds, ensemble)
+        source = {
+            "members_from": "seeds",
+            "seeds": [root_ckpt_seed(chosen), *ensemble.seeds],
+            "start": ensemble.start,
+            **(
+                {"finetune_epochs": ensemble.finetune_epochs, "finetune_lr": ensemble.finetune_lr}
+                if ensemble.start == "root"
+                else {}
+            ),
+        }
+    extra = {
+        "ensemble": {
+            "average": ensemble.average,
+            **source,
+            "members": [
+                {"file": path.name, "sha256": sha256_file(path), "train": c.extra.get("train")}
+                for path, c in chosen
+            ],
+        }
+    }
+    try:
+        ckpt = Checkpoint.ensemble([c for _, c in chosen], ensemble.average, extra)
+    except ValueError as exc:
+        raise WaferInputError(members if ensemble.members == "folds" else seeds, str(exc)) from None
+    return ckpt, chosen
