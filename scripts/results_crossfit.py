@@ -411,6 +411,8 @@ def crossfit_section(root: Path) -> list[str]:
     ]
     for run in runs:
         tr = run.root_params["train"]
+        # a seed ensemble served on its own (its fold members never trained: not_run.txt)
+        folds_trained = not any(n.startswith("train_member@") for n in run.not_run)
         lines += [
             "",
             f"### {run.name}",
@@ -419,16 +421,25 @@ def crossfit_section(root: Path) -> list[str]:
                 f"Ensemble of {run.members} members: the single model and one per seed of "
                 f"`ensemble.seeds` {run.params['ensemble']['seeds']}, "
                 + _seed_start(run)
-                + f"; the {len(run.params['crossfit']['folds'])} cross-fitted "
-                "members give the out-of-fold probabilities"
+                + (
+                    f"; the {len(run.params['crossfit']['folds'])} cross-fitted "
+                    "members give the out-of-fold probabilities"
+                    if folds_trained
+                    else "; no cross-fitted member was trained (so no out-of-fold "
+                    "probabilities, student, audit or cleaned model)"
+                )
                 if run.seed_members
                 else f"{run.members} cross-fitted members"
             )
-            + f", `crossfit.epochs` {run.params['crossfit']['epochs']} "
-            f"(the single model: `train.epochs` {tr['epochs']}), "
-            f"{run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']} (a "
-            f"cross-fitted member's: + its fold), commit {run.commit[:7]}. "
-            f"Command: `{run.command}`",
+            + (
+                f", `crossfit.epochs` {run.params['crossfit']['epochs']} "
+                f"(the single model: `train.epochs` {tr['epochs']})"
+                if folds_trained
+                else f", the single model `train.epochs` {tr['epochs']}"
+            )
+            + f", {run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']}"
+            + (" (a cross-fitted member's: + its fold)" if folds_trained else "")
+            + f", commit {run.commit[:7]}. Command: `{run.command}`",
             "",
         ]
         if run.provenance:

@@ -125,6 +125,12 @@ def test_a_gpu_root_with_cpu_fine_tuned_members_names_each_device(tmp_path):
     assert "| ensemble | 3 | 24 | 5.5 min (GPU) + 90.0 min (CPU) |" in text
     assert "fine-tuned from the single model** (`ensemble.start: root`) for 1 epoch(s)" in text
     assert "from lr 0.0001" in text and "each the recipe on every training map" not in text
+    assert "cross-fitted members give the out-of-fold probabilities" in text
+    # served on its own: no fold member trained, so no crossfit.epochs or fold seed is claimed
+    (d / "not_run.txt").write_text("train_member@0 metrics/members/0.json\noof metrics/oof.json\n")
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "no cross-fitted member was trained" in text and "`crossfit.epochs`" not in text
+    assert "out-of-fold probabilities, student, audit or cleaned model" in text
 
 
 def test_a_run_saved_before_its_end_says_which_stages_had_not_run(tmp_path):
