@@ -12,9 +12,13 @@ it writes is the model the saved figures describe, or nothing::
         --seeds results/crossfit/<name>/served/seeds \
         --calibration results/crossfit/<name>/served/calibration.json \
         --out /tmp/ensemble/model.pt
-    wafer predict maps.npz -o preds.csv --model /tmp/ensemble/model.pt \
+    wafer predict maps.npz -o preds.csv --pipeline results/crossfit/<name>/served \
+        --model /tmp/ensemble/model.pt \
         --calibration results/crossfit/<name>/served/calibration.json \
         --thresholds results/crossfit/<name>/served/thresholds.json
+
+(``--pipeline`` the served folder: the root pipeline's novelty index, another model's, is then
+not taken as a default.)
 
 The member files' names matter (the checkpoint records them): the root model is ``model.pt``
 and a seed member ``<seed>.pt``, as in the pipeline.

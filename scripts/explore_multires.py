@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -142,11 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return {"argmax": logits[name].argmax(1), "macro_f1_point": points[name][1]}
 
     noisy = ref["logits"] + np.random.default_rng(0).normal(0.0, NOISE_SD, ref["logits"].shape)
-    header = benchmark_header("scripts/explore_multires.py")  # processor, torch: as benchmarks
-    args = sys.argv[1:] if argv is None else argv
-    header["command"] = shlex.join(["python", "scripts/explore_multires.py", *args])
     out = {
-        **header,
+        **benchmark_header("scripts/explore_multires.py", argv),  # as every benchmark's JSON
         "split": "val",
         "maps": len(y),
         "models": {

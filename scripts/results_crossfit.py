@@ -67,8 +67,8 @@ class CrossfitRun:
         out: dict[str, float] = {}
         for k, v in self.metrics.items():
             if k.startswith(prefix):
-                dev = v.get("device", "cpu")
-                out[dev] = out.get(dev, 0.0) + float(v["train_seconds"])
+                for dev, s in _timed(v).items():
+                    out[dev] = out.get(dev, 0.0) + s
         return out
 
     @property
@@ -91,10 +91,7 @@ class CrossfitRun:
         GPU and its members on a CPU costs seconds of each, which do not add up to one
         figure ({"cpu": nan} when the timing was not saved)."""
         if model == "single":
-            if "train_seconds" not in self.single_train:
-                return {"cpu": math.nan}
-            dev = self.single_train.get("device", "cpu")
-            return {dev: float(self.single_train["train_seconds"])}
+            return _timed(self.single_train)
         if model == "ensemble":
             if not self.seed_members:
                 return self.summed_by_device("timing/train_member_")
@@ -102,10 +99,15 @@ class CrossfitRun:
             for dev, s in self.train_time("single").items():
                 out[dev] = out.get(dev, 0.0) + s
             return out
-        t = self.metrics.get(f"timing/train_{model}")
-        if t is None:
-            return {"cpu": math.nan}
-        return {t.get("device", "cpu"): float(t["train_seconds"])}
+        return _timed(self.metrics.get(f"timing/train_{model}"))
+
+
+def _timed(timing: dict | None) -> dict[str, float]:
+    """A timing file's training seconds under its device (``cpu`` when it names none, as
+    files written before it was recorded); ``{"cpu": nan}`` when there is no such file."""
+    if not timing or "train_seconds" not in timing:
+        return {"cpu": math.nan}
+    return {timing.get("device", "cpu"): float(timing["train_seconds"])}
 
 
 def _read_tree(folder: Path) -> dict[str, dict]:

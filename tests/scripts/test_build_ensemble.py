@@ -11,6 +11,7 @@ import sys
 import torch
 import yaml
 
+from wafer.config.crossfit import EnsembleParams
 from wafer.core.io import sha256_file
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.members import member_file, served_ensemble
@@ -43,8 +44,6 @@ def _run(tmp_path):
     )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"ensemble": ENSEMBLE}))
-    from wafer.config.crossfit import EnsembleParams
-
     ckpt, _ = served_ensemble(EnsembleParams(**ENSEMBLE), root_model=root, seeds=seeds)
     sha = hashlib.sha256(ckpt.to_bytes()).hexdigest()
     cal = tmp_path / "served" / "calibration.json"

@@ -44,14 +44,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def benchmark_header(script: str) -> dict[str, Any]:
-    """What every benchmark's JSON starts with: its command (``python <script>`` and this
-    process's arguments), the processor (model name and torch's CPU capability), the thread
-    count and the torch version, so that no timing is read without its machine."""
+def benchmark_header(script: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """What every benchmark's JSON starts with: its command (``python <script>`` and its
+    arguments: ``argv`` when a ``main(argv)`` was called with them, else this process's), the
+    processor (model name and torch's CPU capability), the thread count and the torch version,
+    so that no timing is read without its machine."""
     import torch
 
+    args = sys.argv[1:] if argv is None else argv
     return {
-        "command": shlex.join(["python", script, *sys.argv[1:]]),
+        "command": shlex.join(["python", script, *args]),
         "processor": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
