@@ -15,9 +15,12 @@ the cross-fitting pipeline, each for ``crossfit.epochs`` epochs (the rest is the
 
 - ``--folds``/``--fold``: a member of the cross-fitted ensemble, on every training map but those
   of its fold, seeded ``train.seed + fold``;
-- ``--soft-targets``: the distilled student, on targets that mix the out-of-fold probabilities
-  (at ``student.temperature``) with the labels (``student.alpha`` of the former;
-  wafer.model.losses.soft_targets);
+- ``--soft-targets``: the distilled student, on targets that mix its teacher's probabilities
+  (``student.teacher``: the out-of-fold logits, or the served ensemble's in-sample ones; at
+  ``student.temperature``) with the labels (``student.alpha`` of the former;
+  wafer.model.losses.soft_targets); with ``student.start: root`` (and ``--root-model``) it
+  starts from the root's model and trains ``ensemble.finetune_epochs`` epochs at
+  ``ensemble.finetune_lr``, as a warm-started seed member does;
 - ``--label-issues``: the cleaned-label model, without the maps the label-noise audit flagged
   (``audit.weight: 0``), or with their loss weighed by ``audit.weight``.
 
@@ -49,7 +52,7 @@ from wafer.config.sections import TrainParams
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.errors import UsageError, WaferInputError, one_line_errors
 from wafer.core.io import sha256_file, write_csv, write_json, write_timing
-from wafer.data.crossfit import FoldsFile, OofFile, read_label_issues
+from wafer.data.crossfit import FoldsFile, read_label_issues, teacher_logits
 from wafer.data.files import Shard, load_shard
 from wafer.model.checkpoint import Checkpoint
 from wafer.model.losses import make_loss
@@ -126,8 +129,8 @@ def main(
     soft_targets: Path | None = typer.Option(
         None,
         "--soft-targets",
-        help="distilled student (pipelines/crossfit): the out-of-fold logits file; learn from "
-        "them as well as from the labels",
+        help="distilled student (pipelines/crossfit): its teacher's logits file (student.teacher: "
+        "oof or insample); learn from them as well as from the labels",
     ),
     label_issues: Path | None = typer.Option(
         None,
@@ -144,8 +147,8 @@ def main(
     root_model: Path | None = typer.Option(
         None,
         "--root-model",
-        help="with --seed-member: the root's model, a member's first weights with "
-        "ensemble.start: root",
+        help="with --seed-member or --soft-targets: the root's model, the first weights with "
+        "ensemble.start: root (a seed member) or student.start: root (the student)",
     ),
     crossfit_params: Path | None = typer.Option(
         None,
@@ -166,8 +169,10 @@ def main(
             "--crossfit-params goes with exactly one of --folds/--fold, --soft-targets, "
             "--label-issues, --seed-member"
         )
-    if (root_model is not None) != (seed_member is not None):
-        raise UsageError("--root-model and --seed-member go together")
+    if root_model is not None and seed_member is None and soft_targets is None:
+        raise UsageError("--root-model goes with --seed-member or --soft-targets")
+    if seed_member is not None and root_model is None:
+        raise UsageError("--seed-member needs --root-model")
     member = student = cleaned = start = None
     if crossfit_params is not None and seed_member is None:
         # every cross-fitted model: the pipeline's epoch budget (a seed member: the root's own)
@@ -192,7 +197,14 @@ def main(
         p = replace(p, seed=seed_member)
     if soft_targets is not None:
         sp = load_section(crossfit_params, StudentParams)
-        student = {**asdict(sp), "oof_sha256": sha256_file(soft_targets)}
+        student = {**asdict(sp), f"{sp.teacher}_sha256": sha256_file(soft_targets)}
+        if sp.start == "root":  # a warm restart from the root's model, as a seed member's
+            if root_model is None:
+                raise UsageError("student.start: root needs --root-model")
+            ep = load_section(crossfit_params, EnsembleParams)
+            start = root_start(root_model, config_from(ModelConfig, p))
+            p = replace(p, epochs=ep.finetune_epochs, lr=ep.finetune_lr)
+            student |= {"root_sha256": sha256_file(root_model)}
     if label_issues is not None:
         ap = load_section(crossfit_params, AuditParams)
         cleaned = {"weight": ap.weight, "label_issues_sha256": sha256_file(label_issues)}
@@ -206,10 +218,10 @@ def main(
         train = Shard(train.x[~held], train.y[~held], train.rows[~held])
     y_train = train.y
     if student is not None:
-        oof = OofFile.load(soft_targets)
-        if not np.array_equal(oof.rows, train.rows) or not np.array_equal(oof.y, train.y):
+        t_logits, t_y, t_rows = teacher_logits(soft_targets, sp.teacher)
+        if not np.array_equal(t_rows, train.rows) or not np.array_equal(t_y, train.y):
             raise WaferInputError(soft_targets, "does not hold the training shard's maps")
-        y_train = soft_targets_of(train.y, oof.logits, sp.alpha, sp.temperature)
+        y_train = soft_targets_of(train.y, t_logits, sp.alpha, sp.temperature)
     if cleaned is not None:
         flagged = np.isin(train.rows, read_label_issues(label_issues).rows)
         cleaned["flagged_training_maps"] = int(flagged.sum())

@@ -21,7 +21,7 @@ import yaml
 
 from wafer.core.classes import CLASS_NAMES
 from wafer.core.io import sha256_file
-from wafer.data.crossfit import FoldsFile, OofFile
+from wafer.data.crossfit import FoldsFile, InsampleFile, OofFile
 from wafer.data.files import load_shard
 from wafer.model.checkpoint import Checkpoint
 
@@ -109,6 +109,8 @@ def test_members_oof_and_ensemble_and_a_second_repro_is_a_no_op(repo):
         "data/predictions.csv",
         "metrics/evaluate.json",
         "metrics/members/1.json",
+        "data/insample.npz",
+        "metrics/insample.json",
         "models/student.pt",
         "models/student/thresholds.json",
         "metrics/student/evaluate.json",
@@ -365,3 +367,63 @@ def test_a_seed_ensemble_serves_the_root_model_and_its_seed_members(repo, tmp_pa
     assert Checkpoint.load(pipe / "models" / "ensemble.pt").extra["ensemble"]["members_from"] == (
         "folds"
     )
+
+
+def test_a_seed_ensembles_student_learns_from_its_in_sample_logits_warm_started(repo):
+    """`student.teacher: insample`: the served ensemble's own logits on the training maps (the
+    only teacher of a seed ensemble, whose members held no map out); `student.start: root`: the
+    student starts from the root's model for ensemble.finetune_epochs at finetune_lr. Neither
+    waits for the fold members. Restores the folds' student afterwards."""
+    dst, env = repo
+    pipe = dst / PIPE
+    params = pipe / "params.yaml"
+    kept = params.read_text()
+    ens = {"members": "seeds", "seeds": [5], "start": "root", "finetune_epochs": 1}
+    _tiny(params, {"ensemble": ens | {"finetune_lr": 1e-9}})
+    _tiny(params, {"student": {"teacher": "insample", "start": "root", "insample_views": 2}})
+    try:
+        dag = _run([sys.executable, "-m", "dvc", "dag", "train_student"], pipe, env)
+        assert "insample" in dag and "train_seed@5" in dag, dag
+        assert "train_member" not in dag and "oof" not in dag, dag
+        out = _run([sys.executable, "-m", "dvc", "repro", "train_student"], pipe, env)
+        assert "Running stage 'insample'" in out and "Running stage 'train_member" not in out
+        ins = InsampleFile.load(pipe / "data" / "insample.npz")
+        train = load_shard(dst / "data" / "shards", "train")
+        assert np.array_equal(ins.rows, train.rows) and np.array_equal(ins.y, train.y)
+        assert ins.views == 2 and ins.runtime == "eager"
+        assert ins.model_sha256 == sha256_file(pipe / "models" / "ensemble.pt")
+        m = json.loads((pipe / "metrics" / "insample.json").read_text())
+        assert m["maps"] == len(train.rows) and 0 <= m["macro_f1"] <= 1
+        student = Checkpoint.load(pipe / "models" / "student.pt")
+        made = student.extra["student"]
+        assert made["teacher"] == "insample" and made["start"] == "root"
+        assert made["insample_sha256"] == sha256_file(pipe / "data" / "insample.npz")
+        assert made["root_sha256"] == sha256_file(dst / "models" / "model.pt")
+        root = Checkpoint.load(dst / "models" / "model.pt")
+        assert student.extra["train"] == root.extra["train"] | {"epochs": 1, "lr": 1e-9}
+        for name, w in student.state_dict.items():  # a vanishing rate keeps the root's weights
+            if "running_" not in name and "num_batches" not in name:
+                assert torch.allclose(w, root.state_dict[name], atol=1e-6), name
+        # an out-of-fold file is not an in-sample one: refused in one line, naming it
+        _tiny(params, {"student": {"teacher": "oof"}})
+        cmd = [sys.executable, "../../stages/train.py", "--params", "../../params.yaml"]
+        cmd += ["--shards", "../../data/shards", "--model-out", "x.pt", "--curves", "c.csv"]
+        cmd += ["--metrics", "t.json", "--soft-targets", "data/insample.npz", "--no-progress"]
+        cmd += ["--root-model", "../../models/model.pt", "--crossfit-params", "params.yaml"]
+        proc = subprocess.run(cmd, cwd=pipe, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "data/insample.npz" in proc.stderr
+        assert "missing array(s) fold" in proc.stderr and "Traceback" not in proc.stderr
+        _tiny(params, {"student": {"teacher": "teachers"}})
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", "validate_params"],
+            cwd=pipe,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode != 0 and "student.teacher" in proc.stdout + proc.stderr
+    finally:
+        params.write_text(kept)
+        _run([sys.executable, "-m", "dvc", "repro"], pipe, env)
+    assert "oof_sha256" in Checkpoint.load(pipe / "models" / "student.pt").extra["student"]

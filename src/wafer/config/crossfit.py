@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from wafer.config.rules import AVERAGES, ENSEMBLE_MEMBERS, MEMBER_STARTS, Rule, distinct, param
+from wafer.config.rules import (
+    AVERAGES,
+    ENSEMBLE_MEMBERS,
+    MEMBER_STARTS,
+    STUDENT_TEACHERS,
+    TTA_VIEWS,
+    Rule,
+    distinct,
+    param,
+)
 from wafer.config.sections import SEED
 
 
@@ -67,8 +76,15 @@ class StudentParams:
     """The distilled student: one network of the root recipe trained on soft targets."""
 
     SECTION: ClassVar[str] = "student"
-    alpha: float = param(lo=0.0, hi=1.0)  # weight of the out-of-fold probabilities (0: labels)
+    alpha: float = param(lo=0.0, hi=1.0)  # weight of the teacher's probabilities (0: labels)
     temperature: float = param(lo=0.0, lo_open=True)  # softens the teacher's probabilities
+    # oof: the cross-fitted members' out-of-fold logits (stage oof) | insample: the served
+    # ensemble's own logits on the training maps (stage insample; its members trained on them)
+    teacher: str = param(choices=STUDENT_TEACHERS)
+    insample_views: int = param(choices=TTA_VIEWS)  # the insample stage's TTA views
+    # scratch: the root's recipe from random weights (crossfit.epochs) | root: the root's model,
+    # then ensemble.finetune_epochs at ensemble.finetune_lr (a warm restart, as a seed member's)
+    start: str = param(choices=MEMBER_STARTS)
 
 
 @dataclass(frozen=True)

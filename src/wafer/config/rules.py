@@ -40,7 +40,9 @@ INDEX_SEARCHES = ("exact", "hnsw")  # index.search (wafer.serving.ann)
 TTA_VIEWS = (1, 2, 4, 8)  # infer.views: dihedral views averaged (wafer.model.augment.TTA_ORDER)
 AVERAGES = ("logit", "prob")  # ensemble.average: members' logits or probabilities (wafer.model.net)
 ENSEMBLE_MEMBERS = ("folds", "seeds")  # ensemble.members (stages/crossfit/ensemble.py)
-MEMBER_STARTS = ("scratch", "root")  # ensemble.start: a seed member's first weights (train.py)
+MEMBER_STARTS = ("scratch", "root")  # ensemble.start, student.start: first weights (train.py)
+# student.teacher: whose logits on the training maps the student learns from (stages/train.py)
+STUDENT_TEACHERS = ("oof", "insample")
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 

@@ -120,6 +120,53 @@ class OofFile:
 
 
 @dataclass(frozen=True)
+class InsampleFile:
+    """The `insample` stage's file: the served ensemble's own logits on every training map
+    (``views`` TTA views, the served ``runtime``), with its label and ingested row, and the
+    ensemble file's SHA-256. In-sample: its members trained on these maps, so the logits are more
+    confident than held-out ones (a distillation teacher, not an audit's evidence)."""
+
+    logits: np.ndarray  # (N, C) float32, in the training shard's order
+    y: np.ndarray  # (N,) int64 given label
+    rows: np.ndarray  # (N,) int64
+    views: int
+    runtime: str
+    model_sha256: str
+
+    def save(self, path: str | os.PathLike) -> None:
+        save_npz(
+            path,
+            logits=self.logits,
+            y=self.y,
+            rows=self.rows,
+            views=np.array(self.views),
+            runtime=np.array(self.runtime),
+            model_sha256=np.array(self.model_sha256),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> InsampleFile:
+        z = load_npz(path, ("logits", "y", "rows", "views", "runtime", "model_sha256"))
+        return cls(
+            z["logits"],
+            z["y"],
+            z["rows"],
+            int(z["views"]),
+            str(z["runtime"]),
+            str(z["model_sha256"]),
+        )
+
+
+def teacher_logits(
+    path: str | os.PathLike, teacher: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(logits, y, rows)`` of a student's teacher file: ``teacher`` is ``student.teacher``
+    (``oof``: an :class:`OofFile`, ``insample``: an :class:`InsampleFile`)."""
+    f = OofFile.load(path) if teacher == "oof" else InsampleFile.load(path)
+    return f.logits, f.y, f.rows
+
+
+@dataclass(frozen=True)
 class LabelIssues:
     """The audit's list (``label_issues.csv``, :data:`LABEL_ISSUES_COLUMNS`; written by
     wafer.report.audit's stage, read by the cleaned-label model's training): the flagged maps'
