@@ -78,6 +78,12 @@ class CrossfitRun:
         return self.metrics["ensemble"].get("start", "scratch")
 
     @property
+    def student_teacher(self) -> str:
+        """``student.teacher``: oof (the cross-fitted members' out-of-fold logits) or insample
+        (the served ensemble's own on the training maps); oof for runs saved before it existed."""
+        return self.params.get("student", {}).get("teacher", "oof")
+
+    @property
     def views(self) -> int:
         return int(self.metrics["ensemble"]["views"])
 
@@ -219,7 +225,9 @@ def _side_by_side(run: CrossfitRun) -> list[str]:
         e = run.evaluate(m)
         k = run.members if m == "ensemble" else 1
         train = _device_minutes(run.train_time(m))
-        if m in ("student", "cleaned"):  # needs the members' out-of-fold logits first
+        if m == "student" and run.student_teacher == "insample":  # the ensemble teaches it
+            train += " (+ the ensemble's, whose in-sample logits it learns from)"
+        elif m in ("student", "cleaned"):  # needs the members' out-of-fold logits first
             train += f" (+ cross-fitted members {_minutes(members_s)})"
         c = e["test"]["cost"]
         lines.append(
@@ -384,6 +392,22 @@ def _agreement(runs: list[CrossfitRun]) -> list[str]:
     return lines
 
 
+def _insample_student(run: CrossfitRun) -> str:
+    """How a student without out-of-fold targets was made (``student.teacher: insample``)."""
+    sp, e = run.params["student"], run.params["ensemble"]
+    start = (
+        f"starting from the single model (`student.start: root`) for {e['finetune_epochs']} "
+        f"epoch(s) from lr {e['finetune_lr']:g}"
+        if sp.get("start") == "root"
+        else "from random weights"
+    )
+    return (
+        "The student learnt from the served ensemble's **in-sample** logits on the training "
+        "maps (`student.teacher: insample`: its members trained on those maps, so these are "
+        f"not out-of-fold), alpha {sp['alpha']:g} at temperature {sp['temperature']:g}, {start}."
+    )
+
+
 def _seed_start(run: CrossfitRun) -> str:
     """How the seed members began: the recipe from scratch, or the single model fine-tuned."""
     if run.start != "root":
@@ -428,7 +452,11 @@ def crossfit_section(root: Path) -> list[str]:
                     "members give the out-of-fold probabilities"
                     if folds_trained
                     else "; no cross-fitted member was trained (so no out-of-fold "
-                    "probabilities, student, audit or cleaned model)"
+                    + (
+                        "probabilities, audit or cleaned model)"
+                        if run.evaluate("student")
+                        else "probabilities, student, audit or cleaned model)"
+                    )
                 )
                 if run.seed_members
                 else f"{run.members} cross-fitted members"
@@ -444,6 +472,8 @@ def crossfit_section(root: Path) -> list[str]:
             + f", commit {run.commit[:7]}. Command: `{run.command}`",
             "",
         ]
+        if run.evaluate("student") and run.student_teacher == "insample":
+            lines += [_insample_student(run), ""]
         if run.provenance:
             lines += [f"How it ran: {run.provenance}", ""]
         if run.not_run:

@@ -128,9 +128,23 @@ def test_a_gpu_root_with_cpu_fine_tuned_members_names_each_device(tmp_path):
     assert "cross-fitted members give the out-of-fold probabilities" in text
     # served on its own: no fold member trained, so no crossfit.epochs or fold seed is claimed
     (d / "not_run.txt").write_text("train_member@0 metrics/members/0.json\noof metrics/oof.json\n")
+    shutil.rmtree(d / "metrics" / "student")  # nothing taught it
     text = "\n".join(rc.crossfit_section(tmp_path))
     assert "no cross-fitted member was trained" in text and "`crossfit.epochs`" not in text
     assert "out-of-fold probabilities, student, audit or cleaned model" in text
+    # a student taught by the seed ensemble's in-sample logits, warm-started from the single
+    # model: said so, and its training is not charged to cross-fitted members it never had
+    shutil.copytree(CROSSFIT / "metrics" / "student", d / "metrics" / "student")
+    params["student"].update(teacher="insample", start="root")
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    (d / "metrics" / "timing" / "train_student.json").write_text(
+        json.dumps({"train_seconds": 2820.0, "device": "cpu"})
+    )
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "out-of-fold probabilities, audit or cleaned model)" in text
+    assert "learnt from the served ensemble's **in-sample** logits" in text
+    assert "starting from the single model (`student.start: root`) for 1 epoch(s)" in text
+    assert "| student | 1 | 8 | 47.0 min (+ the ensemble's, whose in-sample logits it" in text
 
 
 def test_a_run_saved_before_its_end_says_which_stages_had_not_run(tmp_path):
