@@ -50,8 +50,8 @@ import numpy as np
 import torch
 import typer
 
-from wafer.config.params import load_params, section_values
-from wafer.config.pipeline import pipeline_paths
+from wafer.config.params import section_values
+from wafer.config.pipeline import pipeline_paths, recipe_params
 from wafer.config.rules import RUNTIMES, TTA_VIEWS
 from wafer.config.sections import InferParams
 from wafer.core.errors import UsageError, one_line_errors
@@ -76,12 +76,12 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def build_runtime(name: str, paths: dict, params: dict):
+def build_runtime(name: str, paths: dict, infer: InferParams):
     """Runtime ``name`` over the pipeline's model, built as the `infer` stage builds it (int8:
     its activation ranges calibrated on the training maps infer.int8_calibration_maps picks)."""
     maps = None
     if name == "int8":
-        n = section_values(params, InferParams).int8_calibration_maps
+        n = infer.int8_calibration_maps
         maps = calibration_maps(load_shard(paths["shards"], "train").x, n)
     return make_runtime(load_model(paths["model"], "cpu")[0], "cpu", name, maps=maps)
 
@@ -218,11 +218,14 @@ def main(
     ),
 ) -> None:
     paths = pipeline_paths(workdir)  # dvc.yaml's paths, in that pipeline
-    params = load_params(workdir / "params.yaml")
     net, ckpt = load_model(paths["model"], "cpu")
     val = load_shard(paths["shards"], "val")
     x, y = np.asarray(val.x), np.asarray(val.y)
-    served = load_params(workdir / "params.yaml")["infer"]
+    # the served setting: the pipeline's infer section, or the params file its dvc.yaml reads
+    # the recipe from (pipelines/crossfit reads the root's)
+    params = recipe_params(workdir)
+    infer = section_values(params, InferParams)
+    served = {"views": infer.views, "runtime": infer.runtime}
     if compare_views not in (0, *TTA_VIEWS):
         raise UsageError(f"--views {compare_views}: one of {TTA_VIEWS} (0: the served count)")
     cmp_views = compare_views or served["views"]
@@ -244,7 +247,7 @@ def main(
     }
 
     if predict_only:  # the served runtime alone, built as predict builds it
-        runs = {served["runtime"]: build_runtime(served["runtime"], paths, params)}
+        runs = {served["runtime"]: build_runtime(served["runtime"], paths, infer)}
         predict_outputs(runs[served["runtime"]], x[:2], 2)  # export/quantisation here
         result["predict"] = measure_predict(
             workdir, paths, val, x, runs, served, predict_maps, batch
@@ -262,7 +265,7 @@ def main(
             speed[name] = {"skipped": why}
             continue
         t0 = time.perf_counter()
-        runs[name] = build_runtime(name, paths, params)
+        runs[name] = build_runtime(name, paths, infer)
         predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
         counts = () if quality_only else TTA_VIEWS if name == "eager" else (1, 8)

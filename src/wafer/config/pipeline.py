@@ -45,14 +45,26 @@ def pipeline_params(section: type[S], repo: str | os.PathLike = ".") -> S:
     reads part of its recipe from another params file (``pipelines/crossfit`` reads the root's)
     names that file in dvc.yaml's ``vars``; a section its own params.yaml lacks is taken from
     the first of those that has it."""
+    values = recipe_params(repo)
+    if section.SECTION in values:
+        return section_values(values, section)
+    return load_section(Path(repo) / "params.yaml", section)  # the one-line error naming it
+
+
+def recipe_params(repo: str | os.PathLike = ".") -> dict:
+    """Every section a pipeline's stages read, as one dict: each from the checkout's
+    params.yaml, or else from the first params file its dvc.yaml's ``vars`` names (the recipe
+    ``pipelines/crossfit`` reads from the root's). Unchecked: take sections with
+    :func:`pipeline_params` or ``section_values``."""
     path = Path(repo) / "params.yaml"
     if not path.is_file():
         raise UsageError(f"no {path}: run from the pipeline's checkout or give the option")
+    merged: dict = {}
     for other in [path, *_vars_files(repo)]:
         values = load_params(other)
-        if isinstance(values, dict) and section.SECTION in values:
-            return section_values(values, section)
-    return load_section(path, section)  # the one-line error naming the missing section
+        if isinstance(values, dict):
+            merged |= {k: v for k, v in values.items() if k not in merged}
+    return merged
 
 
 def _vars_files(repo: str | os.PathLike) -> list[Path]:
