@@ -18,9 +18,10 @@ def served_files(
     """The files to serve: each of ``given`` (model, calibration, thresholds, index, novelty,
     and any other name of dvc.yaml's ``paths``), else the pipeline's own (dvc.yaml's ``paths``
     in ``repo``). The index and novelty.json are optional: when neither is given and the
-    pipeline's index does not exist, both are None and the note says why (serve without
+    pipeline's index does not exist, or ``model`` is given and is not the pipeline's (whose
+    index is bound to its own model), both are None and the note says why (serve without
     novelty; :meth:`wafer.serving.predictor.Predictor.load` refuses given files that are
-    missing)."""
+    missing or bound to another model)."""
     files = {k: None if v is None else Path(v) for k, v in given.items()}
     if all(v is not None for v in files.values()):
         return files, ""
@@ -41,6 +42,16 @@ def served_files(
             files[k] = default(k)
     if "index" in files and files["index"] is None and files["novelty"] is None:
         index = pipeline.get("index")
+        own = pipeline.get("model")
+        if given.get("model") is not None and index is not None and not _same(files["model"], own):
+            # the pipeline's index is bound to the pipeline's model: serving it beside another
+            # model is refused by Predictor.load, so that model is served without novelty
+            why = (
+                f"--model {files['model']} is not the pipeline's model ({own}), to which its "
+                f"index {index} belongs: no novelty score and no similar historical maps (give "
+                "--index and --novelty built for this model)"
+            )
+            return files, why
         if index is None or not index.exists():
             where = f"no {index}" if index is not None else f"no index ({no_pipeline})"
             why = f"{where} (index stage): no novelty score and no similar historical maps"
@@ -49,6 +60,14 @@ def served_files(
         if k in files and files[k] is None:
             files[k] = default(k)
     return files, ""
+
+
+def _same(a: Path | None, b: Path | None) -> bool:
+    """Whether two paths name one existing file."""
+    try:
+        return a is not None and b is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def cam_settings(
