@@ -469,7 +469,9 @@ def crossfit_section(root: Path) -> list[str]:
             )
             + f", {run.root_params['shard']['input_px']} px, `train.seed` {tr['seed']}"
             + (" (a cross-fitted member's: + its fold)" if folds_trained else "")
-            + f", commit {run.commit[:7]}. Command: `{run.command}`",
+            + f", commit {run.commit[:7]}. Command: "
+            # a run continued later has one line per command, in the order they ran
+            + ", then ".join(f"`{c}`" for c in run.command.splitlines()),
             "",
         ]
         if run.evaluate("student") and run.student_teacher == "insample":

@@ -143,6 +143,9 @@ def test_a_gpu_root_with_cpu_fine_tuned_members_names_each_device(tmp_path):
     text = "\n".join(rc.crossfit_section(tmp_path))
     assert "out-of-fold probabilities, audit or cleaned model)" in text
     assert "learnt from the served ensemble's **in-sample** logits" in text
+    (d / "command.txt").write_text("dvc repro evaluate@ensemble\ndvc repro evaluate@student\n")
+    text = "\n".join(rc.crossfit_section(tmp_path))
+    assert "Command: `dvc repro evaluate@ensemble`, then `dvc repro evaluate@student`" in text
     assert "starting from the single model (`student.start: root`) for 1 epoch(s)" in text
     assert "| student | 1 | 8 | 47.0 min (+ the ensemble's, whose in-sample logits it" in text
 
