@@ -1,11 +1,16 @@
 """wafer.apps.options.served_files: given files first, else the pipeline's own; the pipeline's
-index (bound to the pipeline's model) is not defaulted beside another model."""
+index is not defaulted beside a model it was not built for (its novelty.json names the model's
+SHA-256)."""
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import yaml
 
 from wafer.apps.options import served_files
+from wafer.core.io import sha256_file
 
 NAMES = ("model", "calibration", "thresholds", "index", "novelty")
 
@@ -16,17 +21,18 @@ def _pipeline(tmp_path):
     (tmp_path / "models").mkdir()
     for k in NAMES:
         (tmp_path / "models" / f"{k}.bin").write_text(k)
+    bound = {"model_sha256": sha256_file(tmp_path / "models" / "model.bin")}
+    (tmp_path / "models" / "novelty.bin").write_text(json.dumps(bound))
     return tmp_path
 
 
-def test_the_pipelines_own_files_with_its_index(tmp_path):
+def test_the_pipelines_own_model_gets_its_index_wherever_it_lies(tmp_path):
     repo = _pipeline(tmp_path)
     files, why = served_files(dict.fromkeys(NAMES), repo)
     assert why == "" and files["index"] == repo / "models" / "index.bin"
-    # the pipeline's model named explicitly (another spelling of the same file) keeps its index
-    files, why = served_files(
-        {**dict.fromkeys(NAMES), "model": repo / "models/../models/model.bin"}, repo
-    )
+    copy = tmp_path / "copy.pt"  # the same model elsewhere: the index is bound to its content
+    shutil.copy(repo / "models" / "model.bin", copy)
+    files, why = served_files({**dict.fromkeys(NAMES), "model": copy}, repo)
     assert why == "" and files["index"] == repo / "models" / "index.bin"
 
 
@@ -36,10 +42,9 @@ def test_another_model_is_served_without_the_pipelines_index(tmp_path):
     other.write_text("another model")
     files, why = served_files({**dict.fromkeys(NAMES), "model": other}, repo)
     assert files["model"] == other and files["index"] is None and files["novelty"] is None
-    assert "is not the pipeline's model" in why and "--index and --novelty" in why
+    assert "built for another model" in why and "--index and --novelty" in why
     # its own index, given, is served
     idx, nov = tmp_path / "i.npz", tmp_path / "n.json"
-    files, why = served_files(
-        {**dict.fromkeys(NAMES), "model": other, "index": idx, "novelty": nov}, repo
-    )
+    given = {**dict.fromkeys(NAMES), "model": other, "index": idx, "novelty": nov}
+    files, why = served_files(given, repo)
     assert why == "" and (files["index"], files["novelty"]) == (idx, nov)

@@ -4,12 +4,14 @@ checked before any work."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from wafer.config.pipeline import pipeline_params, pipeline_paths
 from wafer.config.sections import GradcamParams
 from wafer.core.errors import UsageError
+from wafer.core.io import sha256_file
 
 
 def served_files(
@@ -18,10 +20,10 @@ def served_files(
     """The files to serve: each of ``given`` (model, calibration, thresholds, index, novelty,
     and any other name of dvc.yaml's ``paths``), else the pipeline's own (dvc.yaml's ``paths``
     in ``repo``). The index and novelty.json are optional: when neither is given and the
-    pipeline's index does not exist, or ``model`` is given and is not the pipeline's (whose
-    index is bound to its own model), both are None and the note says why (serve without
-    novelty; :meth:`wafer.serving.predictor.Predictor.load` refuses given files that are
-    missing or bound to another model)."""
+    pipeline's index does not exist, or ``model`` is given and the pipeline's index was built
+    for another model (its novelty.json names another SHA-256), both are None and the note says
+    why (serve without novelty; :meth:`wafer.serving.predictor.Predictor.load` refuses given
+    files that are missing or bound to another model)."""
     files = {k: None if v is None else Path(v) for k, v in given.items()}
     if all(v is not None for v in files.values()):
         return files, ""
@@ -42,32 +44,35 @@ def served_files(
             files[k] = default(k)
     if "index" in files and files["index"] is None and files["novelty"] is None:
         index = pipeline.get("index")
-        own = pipeline.get("model")
-        if given.get("model") is not None and index is not None and not _same(files["model"], own):
-            # the pipeline's index is bound to the pipeline's model: serving it beside another
-            # model is refused by Predictor.load, so that model is served without novelty
-            why = (
-                f"--model {files['model']} is not the pipeline's model ({own}), to which its "
-                f"index {index} belongs: no novelty score and no similar historical maps (give "
-                "--index and --novelty built for this model)"
-            )
-            return files, why
         if index is None or not index.exists():
             where = f"no {index}" if index is not None else f"no index ({no_pipeline})"
             why = f"{where} (index stage): no novelty score and no similar historical maps"
             return files, why + ("; `dvc repro` builds it" if index is not None else "")
+        novelty = pipeline.get("novelty")
+        if given.get("model") is not None and not _bound_to(novelty, files["model"]):
+            # the pipeline's index is bound to another model (Predictor.load would refuse it
+            # beside this one): this model is served without novelty
+            why = (
+                f"the pipeline's index {index} was built for another model than the one given "
+                f"({files['model']}; {novelty}: model_sha256 differs): no novelty score and no "
+                "similar historical maps (give --index and --novelty built for this model)"
+            )
+            return files, why
     for k in optional:
         if k in files and files[k] is None:
             files[k] = default(k)
     return files, ""
 
 
-def _same(a: Path | None, b: Path | None) -> bool:
-    """Whether two paths name one existing file."""
+def _bound_to(novelty: Path | None, model: Path) -> bool:
+    """Whether the novelty settings ``novelty`` (the index's, :class:`wafer.serving.novelty`)
+    name ``model``'s SHA-256. True when either file cannot be read: then the loader's one-line
+    error, naming the file, is the answer."""
     try:
-        return a is not None and b is not None and os.path.samefile(a, b)
-    except OSError:
-        return False
+        bound = json.loads(Path(novelty).read_text()).get("model_sha256")  # type: ignore[arg-type]
+        return bound is None or bound == sha256_file(model)
+    except (OSError, TypeError, ValueError, AttributeError):
+        return True
 
 
 def cam_settings(
