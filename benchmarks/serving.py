@@ -140,7 +140,14 @@ def predict_cmd(workdir: Path, npz: Path, out: Path, batch: int) -> list[str]:
 
 
 def measure_predict(
-    workdir: Path, paths: dict, val, x: np.ndarray, runs: dict, served: dict, n: int, batch: int
+    workdir: Path,
+    paths: dict,
+    val,
+    x: np.ndarray,
+    runs: dict,
+    served: InferParams,
+    n: int,
+    batch: int,
 ) -> dict:
     """`wafer predict` as a process on ``n`` validation maps in their original sizes, against
     the served runtime's model-only maps/s at the served views, and a profile of the same run."""
@@ -158,8 +165,8 @@ def measure_predict(
                 capture_output=True,
             )
             walls[name] = time.perf_counter() - t0
-        run = runs[served["runtime"]]
-        model_only = maps_per_s(run, x[: len(rows)], served["views"], batch)
+        run = runs[served.runtime]
+        model_only = maps_per_s(run, x[: len(rows)], served.views, batch)
         # a profile of the same work in this process (cProfile slows Python, not torch's C)
         from wafer.apps.predicting import predictor_9class  # noqa: F401 - import cost apart
 
@@ -178,8 +185,8 @@ def measure_predict(
     marginal = (len(rows) - 8) / max(walls["maps"] - walls["tiny"], 1e-9)
     return {
         "maps": len(rows),
-        "views": served["views"],
-        "runtime": served["runtime"],
+        "views": served.views,
+        "runtime": served.runtime,
         "wall_s": round(walls["maps"], 1),
         "startup_s (8 maps)": round(walls["tiny"], 1),
         "maps_per_s": round(pipeline, 1),
@@ -224,11 +231,10 @@ def main(
     # the served setting: the pipeline's infer section, or the params file its dvc.yaml reads
     # the recipe from (pipelines/crossfit reads the root's)
     params = recipe_params(workdir)
-    infer = section_values(params, InferParams)
-    served = {"views": infer.views, "runtime": infer.runtime}
+    served = section_values(params, InferParams)
     if compare_views not in (0, *TTA_VIEWS):
         raise UsageError(f"--views {compare_views}: one of {TTA_VIEWS} (0: the served count)")
-    cmp_views = compare_views or served["views"]
+    cmp_views = compare_views or served.views
     if predict_only and quality_only:
         raise UsageError("--predict-only and --quality-only: one or the other")
     for name in only:
@@ -243,12 +249,12 @@ def main(
             "val_maps": len(y),
             "sha256": sha256_file(paths["model"]),
         },
-        "served": {"views": served["views"], "runtime": served["runtime"]},
+        "served": {"views": served.views, "runtime": served.runtime},
     }
 
     if predict_only:  # the served runtime alone, built as predict builds it
-        runs = {served["runtime"]: build_runtime(served["runtime"], paths, infer)}
-        predict_outputs(runs[served["runtime"]], x[:2], 2)  # export/quantisation here
+        runs = {served.runtime: build_runtime(served.runtime, paths, served)}
+        predict_outputs(runs[served.runtime], x[:2], 2)  # export/quantisation here
         result["predict"] = measure_predict(
             workdir, paths, val, x, runs, served, predict_maps, batch
         )
@@ -265,7 +271,7 @@ def main(
             speed[name] = {"skipped": why}
             continue
         t0 = time.perf_counter()
-        runs[name] = build_runtime(name, paths, infer)
+        runs[name] = build_runtime(name, paths, served)
         predict_outputs(runs[name], x[:2], 2)  # export/compile happen here
         row = {"startup_s": round(time.perf_counter() - t0, 1)}
         counts = () if quality_only else TTA_VIEWS if name == "eager" else (1, 8)

@@ -12,13 +12,12 @@ it writes is the model the saved figures describe, or nothing::
         --seeds results/crossfit/<name>/served/seeds \
         --calibration results/crossfit/<name>/served/calibration.json \
         --out /tmp/ensemble/model.pt
-    wafer predict maps.npz -o preds.csv --pipeline results/crossfit/<name>/served \
-        --model /tmp/ensemble/model.pt \
+    wafer predict maps.npz -o preds.csv --model /tmp/ensemble/model.pt \
         --calibration results/crossfit/<name>/served/calibration.json \
         --thresholds results/crossfit/<name>/served/thresholds.json
 
-(``--pipeline`` the served folder: the root pipeline's novelty index, another model's, is then
-not taken as a default.)
+(served without the root pipeline's novelty index, which was built for another model:
+``wafer predict`` says so in one warning line.)
 
 The member files' names matter (the checkpoint records them): the root model is ``model.pt``
 and a seed member ``<seed>.pt``, as in the pipeline.
@@ -51,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         ensemble = load_section(a.params, EnsembleParams)
-        if ensemble.members == "folds" and (a.members is None or a.folds is None):
-            ap.error("ensemble.members: folds needs --members and --folds")
         want = Calibration.load(a.calibration).model_sha256
         ckpt, _ = served_ensemble(
             ensemble, root_model=a.root_model, seeds=a.seeds, members=a.members, folds=a.folds

@@ -99,15 +99,21 @@ def timing_name(
     return "train"
 
 
-def root_start(root_model: Path, cfg: ModelConfig) -> Checkpoint:
-    """The root's model as a seed member's first weights: its architecture must be the one the
-    recipe builds (``cfg``), or its weights would not be this recipe's."""
-    start = Checkpoint.load(root_model)
+def warm_restart(
+    root_model: Path | None, p: TrainParams, ep: EnsembleParams, who: str
+) -> tuple[Checkpoint, TrainParams]:
+    """A warm restart from the root's model (``who``'s ``start: root``: a seed member's or the
+    student's): its weights first, then ``ensemble.finetune_epochs`` epochs at
+    ``ensemble.finetune_lr``. Its architecture must be the one the recipe builds, or its weights
+    would not be this recipe's."""
+    if root_model is None:
+        raise UsageError(f"{who}.start: root needs --root-model")
+    start, cfg = Checkpoint.load(root_model), config_from(ModelConfig, p)
     if start.config != cfg:
         theirs, ours = asdict(start.config), asdict(cfg)
         diff = ", ".join(sorted(k for k in ours if ours[k] != theirs.get(k)))
         raise WaferInputError(root_model, f"is another architecture than train's ({diff} differ)")
-    return start
+    return start, replace(p, epochs=ep.finetune_epochs, lr=ep.finetune_lr)
 
 
 @app.command()
@@ -190,20 +196,16 @@ def main(
             )
         member = {"seed": seed_member}
         ep = load_section(crossfit_params, EnsembleParams)
-        if ep.start == "root":  # a warm restart from the root's model
-            start = root_start(root_model, config_from(ModelConfig, p))
-            p = replace(p, epochs=ep.finetune_epochs, lr=ep.finetune_lr)
+        if ep.start == "root":
+            start, p = warm_restart(root_model, p, ep, "ensemble")
             member |= {"start": "root", "root_sha256": sha256_file(root_model)}
         p = replace(p, seed=seed_member)
     if soft_targets is not None:
         sp = load_section(crossfit_params, StudentParams)
         student = {**asdict(sp), f"{sp.teacher}_sha256": sha256_file(soft_targets)}
-        if sp.start == "root":  # a warm restart from the root's model, as a seed member's
-            if root_model is None:
-                raise UsageError("student.start: root needs --root-model")
+        if sp.start == "root":
             ep = load_section(crossfit_params, EnsembleParams)
-            start = root_start(root_model, config_from(ModelConfig, p))
-            p = replace(p, epochs=ep.finetune_epochs, lr=ep.finetune_lr)
+            start, p = warm_restart(root_model, p, ep, "student")
             student |= {"root_sha256": sha256_file(root_model)}
     if label_issues is not None:
         ap = load_section(crossfit_params, AuditParams)

@@ -87,10 +87,20 @@ def test_the_ensemble_params_refuse_a_bad_start_or_fine_tune():
 def test_a_root_model_of_another_architecture_is_no_start(load_stage, root):
     """`ensemble.start: root` loads the root's weights into the recipe's network: a root model
     of another architecture (a stale model after the recipe changed) is refused in one line."""
+    from wafer.config.params import load_section
+    from wafer.config.sections import TrainParams
+
+    from conftest import ROOT as REPO
+
     train = load_stage("train")
-    assert train.root_start(root, CFG).config == CFG
+    recipe = load_section(REPO / "params.yaml", TrainParams)
+    p = replace(recipe, stem=CFG.stem, cbam=CFG.cbam, cbam_reduction=CFG.cbam_reduction)
+    start, tuned = train.warm_restart(root, p, ROOT, "ensemble")
+    assert start.config == CFG
+    # then ensemble.finetune_epochs at ensemble.finetune_lr, the rest of the recipe as it is
+    assert tuned == replace(p, epochs=ROOT.finetune_epochs, lr=ROOT.finetune_lr)
     with pytest.raises(WaferInputError, match=r"model\.pt.*another architecture.*\(cbam differ\)"):
-        train.root_start(root, replace(CFG, cbam=True))
+        train.warm_restart(root, replace(p, cbam=True), ROOT, "ensemble")
 
 
 def test_the_served_ensemble_is_the_same_bytes_from_the_same_member_files(tmp_path, root):

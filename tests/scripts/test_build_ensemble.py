@@ -81,3 +81,12 @@ def test_a_missing_member_is_one_line(tmp_path, capsys):
     assert be.main([*args, "--out", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "3.pt" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_fold_members_without_their_folder_and_folds_file_is_one_line(tmp_path, capsys):
+    args, _, _ = _run(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"ensemble": ENSEMBLE | {"members": "folds"}}))
+    assert be.main([*args, "--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--members, --folds" in err

@@ -4,14 +4,13 @@ checked before any work."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from wafer.config.pipeline import pipeline_params, pipeline_paths
 from wafer.config.sections import GradcamParams
-from wafer.core.errors import UsageError
-from wafer.core.io import sha256_file
+from wafer.core.errors import UsageError, WaferInputError
+from wafer.serving.files import Calibration, Novelty
 
 
 def served_files(
@@ -21,9 +20,10 @@ def served_files(
     and any other name of dvc.yaml's ``paths``), else the pipeline's own (dvc.yaml's ``paths``
     in ``repo``). The index and novelty.json are optional: when neither is given and the
     pipeline's index does not exist, or ``model`` is given and the pipeline's index was built
-    for another model (its novelty.json names another SHA-256), both are None and the note says
-    why (serve without novelty; :meth:`wafer.serving.predictor.Predictor.load` refuses given
-    files that are missing or bound to another model)."""
+    for another model (its novelty.json names another model than the calibration does), both
+    are None and the note says why (serve without novelty;
+    :meth:`wafer.serving.predictor.Predictor.load` refuses given files that are missing or
+    bound to another model)."""
     files = {k: None if v is None else Path(v) for k, v in given.items()}
     if all(v is not None for v in files.values()):
         return files, ""
@@ -49,7 +49,7 @@ def served_files(
             why = f"{where} (index stage): no novelty score and no similar historical maps"
             return files, why + ("; `dvc repro` builds it" if index is not None else "")
         novelty = pipeline.get("novelty")
-        if given.get("model") is not None and not _bound_to(novelty, files["model"]):
+        if given.get("model") is not None and not _same_model(novelty, files["calibration"]):
             # the pipeline's index is bound to another model (Predictor.load would refuse it
             # beside this one): this model is served without novelty
             why = (
@@ -64,14 +64,16 @@ def served_files(
     return files, ""
 
 
-def _bound_to(novelty: Path | None, model: Path) -> bool:
-    """Whether the novelty settings ``novelty`` (the index's, :class:`wafer.serving.novelty`)
-    name ``model``'s SHA-256. True when either file cannot be read: then the loader's one-line
-    error, naming the file, is the answer."""
+def _same_model(novelty: Path | None, calibration: Path | None) -> bool:
+    """Whether the pipeline's novelty settings and the served calibration name the same model
+    (the calibration must name the served model, or Predictor.load refuses it: so this is
+    whether the index was built for that model, without hashing it). True when either file
+    cannot be read: then the loader's one-line error, naming the file, is the answer."""
+    if novelty is None or calibration is None:
+        return True
     try:
-        bound = json.loads(Path(novelty).read_text()).get("model_sha256")  # type: ignore[arg-type]
-        return bound is None or bound == sha256_file(model)
-    except (OSError, TypeError, ValueError, AttributeError):
+        return Novelty.load(novelty).model_sha256 == Calibration.load(calibration).model_sha256
+    except WaferInputError:
         return True
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wafer.config.crossfit import EnsembleParams
-from wafer.core.errors import WaferInputError
+from wafer.core.errors import UsageError, WaferInputError
 from wafer.core.io import sha256_file
 from wafer.data.crossfit import FoldsFile
 from wafer.model.checkpoint import Checkpoint
@@ -102,7 +102,10 @@ def served_ensemble(
     (another architecture or input size) raises WaferInputError."""
     if ensemble.members == "folds":
         if members is None or folds is None:
-            raise ValueError("ensemble.members: folds needs the members folder and folds file")
+            raise UsageError(
+                "ensemble.members: folds needs the members' folder and the folds file "
+                "(--members, --folds)"
+            )
         chosen = load_members(members, folds, FoldsFile.load(folds).k)
         source: dict = {"members_from": "folds", "folds_sha256": sha256_file(folds)}
     else:
